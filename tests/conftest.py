@@ -1,0 +1,36 @@
+"""Test setup: without a CUDA GPU, kernels run on the CPU through the Triton interpreter.
+
+TRITON_INTERPRET must be set before Triton kernels are defined, i.e. before tritonconv is imported.
+"""
+import os
+
+import torch
+
+HAS_GPU = torch.cuda.is_available()
+if not HAS_GPU:
+    os.environ["TRITON_INTERPRET"] = "1"
+
+import pytest  # noqa: E402
+
+DEVICE = "cuda" if HAS_GPU else "cpu"
+
+
+def pytest_collection_modifyitems(config, items):
+    if HAS_GPU:
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA GPU")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture
+def device() -> str:
+    return DEVICE
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(tmp_path, monkeypatch):
+    """Every test gets its own empty tuning cache directory."""
+    monkeypatch.setenv("TRITONCONV_CACHE_DIR", str(tmp_path / "tritonconv-cache"))
+    yield

@@ -1,0 +1,58 @@
+"""Shared test helpers: float64 references, poisoned outputs, error norms and per-precision tolerances."""
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+
+from tritonconv.functional import empty_output, make_problem, run_problem
+
+# Relative error ||out - ref|| / ||ref|| allowed per operand precision.
+TOLERANCE = {"ieee": 1e-5, "tf32": 3e-3, "tf32x3": 1e-5, "fp16": 1e-2, "bf16": 3e-2}
+ACTIVATION_FNS = {
+    None: lambda y: y, "none": lambda y: y, "relu": F.relu, "relu6": F.relu6, "silu": F.silu, "gelu": F.gelu,
+}
+
+
+def rel_error(out: torch.Tensor, ref: torch.Tensor) -> float:
+    out64 = out.detach().double().cpu()
+    ref64 = ref.detach().double().cpu()
+    if not torch.isfinite(out64).all():
+        return float("inf")
+    return ((out64 - ref64).norm() / ref64.norm().clamp_min(1e-30)).item()
+
+
+def reference_conv2d(
+    x, w, bias=None, stride=1, padding=0, dilation=1, groups=1, *, activation=None, residual=None
+) -> torch.Tensor:
+    """float64 CPU F.conv2d followed by the same epilogue: act(conv + bias + residual)."""
+    y = F.conv2d(
+        x.double().cpu(), w.double().cpu(), None if bias is None else bias.double().cpu(),
+        stride, padding, dilation, groups,
+    )
+    if residual is not None:
+        y = y + residual.double().cpu()
+    return ACTIVATION_FNS[activation](y)
+
+
+def run_poisoned(
+    x, w, bias=None, stride=1, padding=0, dilation=1, groups=1, *, activation=None, residual=None,
+    precision: Optional[str] = None, config=None,
+) -> torch.Tensor:
+    """tritonconv's result written into an output pre-filled with NaN, so unwritten elements fail the check."""
+    problem = make_problem(x, w, bias, stride, padding, dilation, groups, residual=residual, precision=precision)
+    out = empty_output(problem, x).fill_(float("nan"))
+    return run_problem(problem, x, w, bias, residual, activation or "none", config, output=out)
+
+
+def random_conv_inputs(n, c, h, w, k, cpg, r, s, *, dtype=torch.float32, device="cpu", channels_last=False, seed=0):
+    """Random (never all-zero) input, weight and bias on `device`, the input in the requested layout."""
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, c, h, w, generator=gen)
+    wt = torch.randn(k, cpg, r, s, generator=gen) / max(1.0, (cpg * r * s) ** 0.5)
+    b = torch.randn(k, generator=gen)
+    x, wt, b = (t.to(device=device, dtype=dtype) for t in (x, wt, b))
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    return x, wt, b

@@ -1,0 +1,1 @@
+"""Subcommands of the `tritonconv` CLI, one module each (see tritonconv/cli.py)."""

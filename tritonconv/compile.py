@@ -1,0 +1,190 @@
+"""Compile kernels for a GPU target without a GPU, and read what the compiler made of them.
+
+`triton.compile(ASTSource(...), target=GPUTarget("cuda", cc, 32))` runs the whole real pipeline (TTIR -> TTGIR
+-> LLVM -> PTX -> cubin via ptxas) on the CPU. This catches code that the lenient interpreter accepts but the
+compiler rejects, and gives resource usage (registers, spills, shared memory) and the instruction mix (HGMMA on
+Hopper, HMMA on Ampere) to prune configs before they reach a GPU.
+
+The kernels must be real `triton.JITFunction`s, i.e. imported without TRITON_INTERPRET=1. Command line:
+    python -m tritonconv.compile [--suite bench/suites/conv2d.json] [--targets 80,90]
+compiles every family's default config for every suite shape and target, and exits non-zero on any failure.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Optional
+
+import torch
+
+from .kernels.base import Config, ConvTensors, KernelCall, KernelFamily
+from .problem import ConvProblem
+
+_TRITON_TYPES = {torch.float32: "fp32", torch.float16: "fp16", torch.bfloat16: "bf16", torch.int32: "i32", torch.int64: "i64"}
+
+
+@dataclass(frozen=True)
+class ResourceUsage:
+    """What one compiled kernel uses per thread / per block, and which matrix instructions it contains."""
+
+    registers: int
+    stack_bytes: int  # > 0 means registers spilled to local memory
+    shared_bytes: int
+    hgmma: int  # Hopper warpgroup MMA instructions in SASS
+    hmma: int  # Ampere-style MMA instructions in SASS
+
+    @property
+    def spills(self) -> bool:
+        return self.stack_bytes > 0
+
+
+def _tool(name: str) -> str:
+    import triton
+
+    return str(Path(triton.__file__).parent / "backends" / "nvidia" / "bin" / name)
+
+
+def ast_source(call: KernelCall):
+    """The ASTSource Triton's launcher would build for `call`, with the same specialisations (ints equal to 1
+    become constants; pointers and ints divisible by 16 are marked so)."""
+    from triton.compiler import ASTSource
+
+    if not hasattr(call.fn, "arg_names"):
+        raise RuntimeError("compiling for a target needs real Triton kernels: import tritonconv without TRITON_INTERPRET=1")
+    signature: dict[str, str] = {}
+    constexprs: dict[str, Any] = {}
+    attrs: dict[tuple[int, ...], list] = {}
+    values = {**call.args, **call.constexprs}
+    for index, name in enumerate(call.fn.arg_names):
+        value = values[name]
+        if name in call.constexprs or value is None:
+            signature[name], constexprs[name] = "constexpr", value
+        elif isinstance(value, torch.Tensor):
+            signature[name] = "*" + _TRITON_TYPES[value.dtype]
+            attrs[(index,)] = [["tt.divisibility", 16]]
+        elif isinstance(value, bool):
+            signature[name] = "i1"
+        elif isinstance(value, int):
+            if value == 1:
+                signature[name], constexprs[name] = "constexpr", 1
+                continue
+            signature[name] = "i32" if -(2**31) <= value < 2**31 else "i64"
+            if value % 16 == 0:
+                attrs[(index,)] = [["tt.divisibility", 16]]
+        elif isinstance(value, float):
+            signature[name] = "fp32"
+        else:
+            raise TypeError(f"cannot describe argument {name}={value!r} for compilation")
+    return ASTSource(call.fn, signature, constexprs, attrs)
+
+
+def compile_call(call: KernelCall, capability: int):
+    """Compile one launch for compute capability `capability` (e.g. 80, 90); returns Triton's CompiledKernel."""
+    import triton
+    from triton.backends.compiler import GPUTarget
+
+    return triton.compile(
+        ast_source(call),
+        target=GPUTarget("cuda", capability, 32),
+        options={"num_warps": call.num_warps, "num_stages": call.num_stages},
+    )
+
+
+def resource_usage(compiled) -> ResourceUsage:
+    """Registers, stack (spills), shared memory and MMA instruction counts of a compiled kernel's cubin."""
+    with tempfile.NamedTemporaryFile(suffix=".cubin") as f:
+        f.write(compiled.asm["cubin"])
+        f.flush()
+        usage = subprocess.run([_tool("cuobjdump"), "--dump-resource-usage", f.name], capture_output=True, text=True, check=True).stdout
+        sass = subprocess.run([_tool("cuobjdump"), "--dump-sass", f.name], capture_output=True, text=True, check=True).stdout
+    reg = re.search(r"REG:(\d+)", usage)
+    stack = re.search(r"STACK:(\d+)", usage)
+    return ResourceUsage(
+        registers=int(reg.group(1)) if reg else 0,
+        stack_bytes=int(stack.group(1)) if stack else 0,
+        shared_bytes=int(compiled.metadata.shared),
+        hgmma=len(re.findall(r"\bHGMMA\b", sass)),
+        hmma=len(re.findall(r"\bHMMA\b", sass)),
+    )
+
+
+def meta_tensors(problem: ConvProblem, *, bias: bool = True, residual: bool = False, activation: str = "relu") -> ConvTensors:
+    """Shape-and-stride-only tensors for `problem` (device "meta"): enough to describe a launch, no data."""
+    fmt = torch.channels_last if problem.layout == "nhwc" else torch.contiguous_format
+    dt = problem.torch_dtype
+    x = torch.empty(problem.n, problem.c, problem.h, problem.w, dtype=dt, device="meta", memory_format=fmt)
+    w = torch.empty(problem.k, problem.c_per_group, problem.r, problem.s, dtype=dt, device="meta")
+    y = torch.empty(problem.output_shape, dtype=dt, device="meta", memory_format=fmt)
+    b = torch.empty(problem.k, dtype=dt, device="meta") if bias else None
+    res = torch.empty(problem.output_shape, dtype=dt, device="meta", memory_format=fmt) if residual else None
+    return ConvTensors(x, w, y, b, res, activation)
+
+
+def compile_config(
+    family: KernelFamily, problem: ConvProblem, config: Config, capability: int, **tensor_options: Any
+) -> list[ResourceUsage]:
+    """Compile every launch of `family` for (problem, config) for `capability`; resource usage of each."""
+    calls = family.kernel_calls(problem, meta_tensors(problem, **tensor_options), config)
+    return [resource_usage(compile_call(call, capability)) for call in calls]
+
+
+def check_defaults(problems: Iterable[ConvProblem], capabilities: Iterable[int]) -> list[dict[str, Any]]:
+    """Compile each supporting family's default config for every problem and target; one record per compile."""
+    from .kernels import families_for
+
+    records = []
+    for problem in problems:
+        for family in families_for(problem):
+            config = family.default_config(problem)
+            for cc in capabilities:
+                record: dict[str, Any] = {"problem": problem.key, "family": family.name, "sm": cc, "config": config}
+                try:
+                    usage = compile_config(family, problem, config, cc)
+                    record.update(ok=True, usage=[u.__dict__ for u in usage])
+                except Exception as exc:  # noqa: BLE001 - every failure is reported, none stops the sweep
+                    record.update(ok=False, error=f"{type(exc).__name__}: {str(exc)[:500]}")
+                records.append(record)
+    return records
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--suite", default=str(Path(__file__).parent / "suites" / "conv2d.json"))
+    parser.add_argument("--targets", default="80,90", help="compute capabilities, comma-separated")
+    parser.add_argument("--dtypes", default="float16,float32")
+    parser.add_argument("--limit", type=int, default=0, help="only the first N shapes")
+    parser.add_argument("--json", help="write the records here")
+    args = parser.parse_args(argv)
+    if os.environ.get("TRITON_INTERPRET", "0") not in ("", "0"):
+        print("unset TRITON_INTERPRET: compiling for a target needs real Triton kernels", file=sys.stderr)
+        return 2
+    shapes = json.loads(Path(args.suite).read_text())["shapes"]
+    if args.limit:
+        shapes = shapes[: args.limit]
+    problems = [
+        ConvProblem.from_suite_entry(e, dtype=dt, layout=layout)
+        for e in shapes
+        for dt in args.dtypes.split(",")
+        for layout in ("nhwc", "nchw")
+    ]
+    records = check_defaults(problems, [int(t) for t in args.targets.split(",")])
+    failed = [r for r in records if not r["ok"]]
+    for r in records:
+        status = "ok  " if r["ok"] else "FAIL"
+        detail = f"regs={r['usage'][0]['registers']} smem={r['usage'][0]['shared_bytes']} hgmma={r['usage'][0]['hgmma']} hmma={r['usage'][0]['hmma']}" if r["ok"] else r["error"]
+        print(f"{status} sm{r['sm']} {r['family']:<16} {r['problem']}  {detail}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(records, indent=1))
+    print(f"{len(records) - len(failed)} compiled, {len(failed)} failed")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

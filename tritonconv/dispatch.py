@@ -1,0 +1,70 @@
+"""Choosing the kernel for a problem: an explicit config, else the tuned one from the cache, else the default.
+
+Resolved choices are memoised per (problem, device), so a repeated shape costs one dict lookup.
+"""
+from __future__ import annotations
+
+from typing import Any, Optional
+
+import torch
+
+from . import cache
+from .errors import InvalidConfigError, UnsupportedError
+from .kernels import DEFAULT_FAMILY, KernelFamily, families_for, get_family
+from .kernels.base import Config
+from .problem import ConvProblem
+
+# Options handled by the dispatcher itself, valid with every family.
+#   convert_nhwc: copy an NCHW input to channels_last before the launch (the copy is part of the timed work).
+DISPATCH_OPTIONS: dict[str, tuple[Any, ...]] = {"convert_nhwc": (False, True)}
+
+_memo: dict[tuple, tuple[KernelFamily, Config]] = {}
+
+
+def clear_memo() -> None:
+    """Forget resolved choices (call after the cache changed)."""
+    _memo.clear()
+
+
+def default_family(problem: ConvProblem) -> KernelFamily:
+    """The supporting family that expects to be fastest on an untuned problem (highest `preference`)."""
+    candidates = families_for(problem)
+    if not candidates:
+        raise UnsupportedError(f"no kernel family supports {problem.key}")
+    return max(candidates, key=lambda f: (f.preference(problem), f.name == DEFAULT_FAMILY))
+
+
+def resolve_config(problem: ConvProblem, config: dict[str, Any]) -> tuple[KernelFamily, Config]:
+    """Validate an explicit config (family key optional) and complete it with the family's defaults."""
+    family = get_family(config["family"]) if "family" in config else default_family(problem)
+    reason = family.supports(problem)
+    if reason:
+        raise InvalidConfigError(f"family {family.name!r} does not support this problem: {reason}")
+    options = {}
+    for name, choices in DISPATCH_OPTIONS.items():
+        if name in config:
+            if config[name] not in choices:
+                raise InvalidConfigError(f"{name}={config[name]!r} is not one of {list(choices)}")
+            options[name] = config[name]
+    kernel_config = {k: v for k, v in config.items() if k not in DISPATCH_OPTIONS}
+    return family, {**family.complete_config(problem, kernel_config), **options}
+
+
+def select(
+    problem: ConvProblem, config: Optional[dict[str, Any]], device: torch.device
+) -> tuple[KernelFamily, Config]:
+    """(family, complete config) for `problem`: explicit `config` > cached tuned config > default heuristic."""
+    key = (problem, device, None if config is None else tuple(sorted(config.items())))
+    choice = _memo.get(key)
+    if choice is None:
+        if config is not None:
+            choice = resolve_config(problem, config)
+        else:
+            tuned = cache.lookup_config(problem, device)
+            if tuned is not None:
+                choice = resolve_config(problem, tuned)
+            else:
+                family = default_family(problem)
+                choice = (family, family.default_config(problem))
+        _memo[key] = choice
+    return choice

@@ -1,0 +1,222 @@
+"""`tritonconv.conv2d`: F.conv2d's signature and semantics, plus a fused epilogue, on Triton kernels.
+
+The one dispatch path:  conv2d() -> validate -> ConvProblem -> config (explicit > cached > default) -> launch.
+"""
+from __future__ import annotations
+
+from typing import Any, Optional, Union
+
+import torch
+
+from . import dispatch
+from .errors import InvalidInputError, UnsupportedError
+from .kernels import ConvTensors
+from .kernels.epilogue import ACTIVATIONS
+from .problem import DTYPE_NAMES, PRECISIONS, ConvProblem, conv_output_size
+from .runtime import INTERPRET
+
+IntOrPair = Union[int, tuple[int, int], list[int]]
+
+
+def _pair(value: Any, name: str) -> tuple[int, int]:
+    if isinstance(value, bool):
+        raise InvalidInputError(f"{name} must be an int or a pair of ints, got {value!r}")
+    if isinstance(value, int):
+        return (value, value)
+    if isinstance(value, (tuple, list)) and len(value) == 1 and isinstance(value[0], int):
+        return (value[0], value[0])
+    if isinstance(value, (tuple, list)) and len(value) == 2 and all(isinstance(v, int) for v in value):
+        return (int(value[0]), int(value[1]))
+    raise InvalidInputError(f"{name} must be an int or a pair of ints, got {value!r}")
+
+
+def _check_tensor_dtype(t: torch.Tensor, what: str) -> str:
+    if t.dtype not in DTYPE_NAMES:
+        if t.dtype == torch.float64:
+            raise UnsupportedError(f"{what} is float64: tritonconv supports float32, float16 and bfloat16")
+        raise UnsupportedError(f"{what} has dtype {t.dtype}: tritonconv supports float32, float16 and bfloat16")
+    return DTYPE_NAMES[t.dtype]
+
+
+def _check_device(tensors: dict[str, Optional[torch.Tensor]]) -> None:
+    present = {name: t for name, t in tensors.items() if t is not None}
+    devices = {t.device for t in present.values()}
+    if len(devices) > 1:
+        listing = ", ".join(f"{n} on {t.device}" for n, t in present.items())
+        raise InvalidInputError(f"all tensors must be on one device, got {listing}")
+    device = devices.pop()
+    if device.type == "cuda" or device.type == "meta":
+        return
+    if device.type == "cpu":
+        if INTERPRET:
+            return
+        raise InvalidInputError(
+            "tritonconv runs on CUDA tensors; got CPU tensors. Move them to a GPU, or set TRITON_INTERPRET=1 "
+            "before importing tritonconv to run (slowly) on the CPU through the Triton interpreter"
+        )
+    raise InvalidInputError(f"tensors on device type {device.type!r} are not supported (CUDA, or CPU with the interpreter)")
+
+
+def _layout_of(x: torch.Tensor) -> str:
+    """'nhwc' for channels_last tensors, 'nchw' otherwise (ambiguous tensors, e.g. C=1, count as NCHW)."""
+    if x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous():
+        return "nhwc"
+    return "nchw"
+
+
+def make_problem(
+    input: torch.Tensor,
+    weight: torch.Tensor,
+    bias: Optional[torch.Tensor] = None,
+    stride: IntOrPair = 1,
+    padding: Union[IntOrPair, str] = 0,
+    dilation: IntOrPair = 1,
+    groups: int = 1,
+    *,
+    residual: Optional[torch.Tensor] = None,
+    precision: Optional[str] = None,
+    activation: Optional[str] = None,
+) -> ConvProblem:
+    """Validate F.conv2d-style arguments (4-D input) and describe them as a ConvProblem; raise clear errors."""
+    if not isinstance(input, torch.Tensor) or not isinstance(weight, torch.Tensor):
+        raise InvalidInputError("input and weight must be torch.Tensors")
+    if input.dim() != 4:
+        raise InvalidInputError(f"input must be 4-D (N, C, H, W) or 3-D (C, H, W), got shape {tuple(input.shape)}")
+    if weight.dim() != 4:
+        raise InvalidInputError(f"weight must be 4-D (K, C/groups, R, S), got shape {tuple(weight.shape)}")
+    dtype = _check_tensor_dtype(input, "input")
+    for name, t in (("weight", weight), ("bias", bias), ("residual", residual)):
+        if t is not None and t.dtype != input.dtype:
+            raise InvalidInputError(f"{name} dtype {t.dtype} does not match input dtype {input.dtype}")
+    _check_device({"input": input, "weight": weight, "bias": bias, "residual": residual})
+
+    if isinstance(groups, bool) or not isinstance(groups, int) or groups < 1:
+        raise InvalidInputError(f"groups must be a positive int, got {groups!r}")
+    stride_hw, dilation_hw = _pair(stride, "stride"), _pair(dilation, "dilation")
+    if min(stride_hw) < 1:
+        raise InvalidInputError(f"stride must be positive, got {stride!r}")
+    if min(dilation_hw) < 1:
+        raise InvalidInputError(f"dilation must be positive, got {dilation!r}")
+
+    n, c, h, w = input.shape
+    k, c_per_group, r, s = weight.shape
+    if c % groups:
+        raise InvalidInputError(f"input channels C={c} are not divisible by groups={groups}")
+    if k % groups:
+        raise InvalidInputError(f"output channels K={k} (weight.shape[0]) are not divisible by groups={groups}")
+    if c_per_group * groups != c:
+        raise InvalidInputError(
+            f"weight shape {tuple(weight.shape)} expects {c_per_group * groups} input channels "
+            f"(weight.shape[1] * groups), but input has C={c}"
+        )
+    if k == 0 or c == 0 or r == 0 or s == 0:
+        raise InvalidInputError(f"weight shape {tuple(weight.shape)} and input channels {c} must be non-zero")
+    if bias is not None and tuple(bias.shape) != (k,):
+        raise InvalidInputError(f"bias must have shape ({k},), got {tuple(bias.shape)}")
+
+    # Padding: ints/pairs are symmetric; "same" pads the total dilation*(R-1) with the extra one at the end.
+    if isinstance(padding, str):
+        if padding == "valid":
+            pads = ((0, 0), (0, 0))
+        elif padding == "same":
+            if stride_hw != (1, 1):
+                raise InvalidInputError("padding='same' is not supported for strided convolutions (as in F.conv2d)")
+            total = (dilation_hw[0] * (r - 1), dilation_hw[1] * (s - 1))
+            pads = ((total[0] // 2, total[0] - total[0] // 2), (total[1] // 2, total[1] - total[1] // 2))
+        else:
+            raise InvalidInputError(f"padding must be 'same', 'valid', an int or a pair of ints, got {padding!r}")
+    else:
+        ph, pw = _pair(padding, "padding")
+        if min(ph, pw) < 0:
+            raise InvalidInputError(f"padding must be non-negative, got {padding!r}")
+        pads = ((ph, ph), (pw, pw))
+    p = conv_output_size(h, r, stride_hw[0], pads[0][0], pads[0][1], dilation_hw[0])
+    q = conv_output_size(w, s, stride_hw[1], pads[1][0], pads[1][1], dilation_hw[1])
+    if p <= 0 or q <= 0:
+        raise InvalidInputError(
+            f"output size {p}x{q} is not positive: input {h}x{w} with padding {pads[0][0]}+{pads[0][1]}, "
+            f"{pads[1][0]}+{pads[1][1]} is smaller than the dilated filter "
+            f"{dilation_hw[0] * (r - 1) + 1}x{dilation_hw[1] * (s - 1) + 1}"
+        )
+    if residual is not None and tuple(residual.shape) != (n, k, p, q):
+        raise InvalidInputError(f"residual must have the output's shape {(n, k, p, q)}, got {tuple(residual.shape)}")
+    if activation is not None and activation not in ACTIVATIONS:
+        raise InvalidInputError(f"activation must be one of {sorted(ACTIVATIONS)} or None, got {activation!r}")
+    if precision is not None and precision not in PRECISIONS[dtype]:
+        raise InvalidInputError(f"precision {precision!r} is not available for {dtype}; choose from {PRECISIONS[dtype]}")
+
+    return ConvProblem(
+        n=n, c=c, h=h, w=w, k=k, r=r, s=s, stride_h=stride_hw[0], stride_w=stride_hw[1],
+        pad_h=pads[0][0], pad_w=pads[1][0], dilation_h=dilation_hw[0], dilation_w=dilation_hw[1],
+        groups=groups, p=p, q=q, dtype=dtype, layout=_layout_of(input), precision=precision or "",
+    )
+
+
+def conv2d(
+    input: torch.Tensor,
+    weight: torch.Tensor,
+    bias: Optional[torch.Tensor] = None,
+    stride: IntOrPair = 1,
+    padding: Union[IntOrPair, str] = 0,
+    dilation: IntOrPair = 1,
+    groups: int = 1,
+    *,
+    activation: Optional[str] = None,
+    residual: Optional[torch.Tensor] = None,
+    config: Optional[dict[str, Any]] = None,
+    precision: Optional[str] = None,
+) -> torch.Tensor:
+    """2-D convolution with F.conv2d's semantics, computing  activation(conv(input, weight) + bias + residual).
+
+    Args beyond F.conv2d's:
+        activation: None/"none", "relu", "relu6", "silu" or "gelu" (exact), applied last.
+        residual: a tensor of the output's shape added before the activation (ResNet's identity branch).
+        config: an explicit kernel config (a dict; key "family" picks the family, missing keys use the
+            family's default). Without it, a tuned config from the cache is used, else the default heuristic.
+        precision: operand precision: "ieee", "tf32", "tf32x3", "fp16", "bf16" for float32 inputs; float16 and
+            bfloat16 inputs compute in their own type. Default: what F.conv2d does (tf32 for float32 when
+            torch.backends.cudnn.allow_tf32, which is PyTorch's default). Accumulation is always float32.
+
+    The output has the input's dtype and memory format (channels_last in, channels_last out). A 3-D (C, H, W)
+    input is treated as a batch of one, like F.conv2d.
+    """
+    unbatched = isinstance(input, torch.Tensor) and input.dim() == 3
+    if unbatched:
+        input = input.unsqueeze(0)
+        if residual is not None:
+            residual = residual.unsqueeze(0)
+    problem = make_problem(
+        input, weight, bias, stride, padding, dilation, groups,
+        residual=residual, precision=precision, activation=activation,
+    )
+    output = run_problem(problem, input, weight, bias, residual, activation or "none", config)
+    return output.squeeze(0) if unbatched else output
+
+
+def empty_output(problem: ConvProblem, like: torch.Tensor) -> torch.Tensor:
+    memory_format = torch.channels_last if problem.layout == "nhwc" else torch.contiguous_format
+    return torch.empty(problem.output_shape, dtype=like.dtype, device=like.device, memory_format=memory_format)
+
+
+def run_problem(
+    problem: ConvProblem,
+    input: torch.Tensor,
+    weight: torch.Tensor,
+    bias: Optional[torch.Tensor],
+    residual: Optional[torch.Tensor],
+    activation: str,
+    config: Optional[dict[str, Any]] = None,
+    output: Optional[torch.Tensor] = None,
+) -> torch.Tensor:
+    """Launch an already-validated problem: choose family and config, allocate the output, launch."""
+    if output is None:
+        output = empty_output(problem, input)
+    if output.numel() == 0:
+        return output
+    family, full_config = dispatch.select(problem, config, input.device)
+    if full_config.get("convert_nhwc") and problem.layout == "nchw":
+        input = input.contiguous(memory_format=torch.channels_last)
+    kernel_config = {k: v for k, v in full_config.items() if k != "convert_nhwc"}
+    tensors = ConvTensors(input, weight, output, bias, residual, activation)
+    family.launch(problem, tensors, kernel_config)
+    return output

@@ -1,0 +1,190 @@
+"""The kernel-family interface: what every family declares and how the dispatcher, the search and the
+compile checks talk to it.
+
+A family is one parameterized Triton kernel (or a few that belong together) plus:
+  * `supports(problem)`   - whether it computes this problem correctly (None) or why not (a reason string);
+  * `space(problem)`      - its tunable parameters, their choices and its constraints;
+  * `default_config(problem)` and `heuristic_configs(problem)` - good starting points;
+  * `kernel_calls(problem, tensors, config)` - the launches that compute the result, as data, so that the same
+    description can be launched, or compiled for a GPU target without a GPU (see `tritonconv.compile`).
+"""
+from __future__ import annotations
+
+import hashlib
+import inspect
+import itertools
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterator, Optional, Sequence
+
+import torch
+
+from ..errors import InvalidConfigError
+from ..problem import ConvProblem
+
+Config = dict[str, Any]
+
+# Parameters every family accepts: launch options Triton consumes itself.
+LAUNCH_OPTIONS = ("num_warps", "num_stages")
+
+
+@dataclass(frozen=True)
+class Param:
+    """One tunable parameter with its discrete choices (the search samples among them)."""
+
+    name: str
+    choices: tuple[Any, ...]
+
+    def __post_init__(self) -> None:
+        if not self.choices:
+            raise ValueError(f"parameter {self.name} has no choices")
+
+
+Constraint = Callable[[ConvProblem, Config], Optional[str]]
+
+
+@dataclass
+class ConfigSpace:
+    """Parameters and constraints of one family for one problem. A constraint returns a reason when violated.
+
+    `constraints` are hard: a config that breaks one would fail to compile or run (explicit configs are checked
+    against them). `pruning` rules only keep the search away from configs that cannot win (e.g. tiles that are
+    mostly padding); an explicit config may still break them.
+    """
+
+    params: list[Param]
+    constraints: list[Constraint] = field(default_factory=list)
+    pruning: list[Constraint] = field(default_factory=list)
+
+    @property
+    def names(self) -> list[str]:
+        return [p.name for p in self.params]
+
+    def param(self, name: str) -> Param:
+        for p in self.params:
+            if p.name == name:
+                return p
+        raise KeyError(name)
+
+    def violation(self, problem: ConvProblem, config: Config, *, pruning: bool = True) -> Optional[str]:
+        """Why `config` is infeasible (unknown value, broken constraint, or with `pruning` a pruned one); None if fine."""
+        for p in self.params:
+            if p.name not in config:
+                return f"missing parameter {p.name}"
+            if config[p.name] not in p.choices:
+                return f"{p.name}={config[p.name]!r} is not one of {list(p.choices)}"
+        for constraint in self.constraints + (self.pruning if pruning else []):
+            reason = constraint(problem, config)
+            if reason:
+                return reason
+        return None
+
+    def size(self) -> int:
+        total = 1
+        for p in self.params:
+            total *= len(p.choices)
+        return total
+
+    def enumerate(self, problem: ConvProblem) -> Iterator[Config]:
+        """Every feasible config (use only on small spaces)."""
+        for values in itertools.product(*(p.choices for p in self.params)):
+            config = dict(zip(self.names, values))
+            if self.violation(problem, config) is None:
+                yield config
+
+
+@dataclass
+class ConvTensors:
+    """The tensors of one conv call. `output` is allocated by the dispatcher in the input's memory format."""
+
+    input: torch.Tensor
+    weight: torch.Tensor
+    output: torch.Tensor
+    bias: Optional[torch.Tensor] = None
+    residual: Optional[torch.Tensor] = None
+    activation: str = "none"
+
+
+@dataclass
+class KernelCall:
+    """One kernel launch as data: launch it, or compile it for a target with `tritonconv.compile`."""
+
+    fn: Any  # a triton.JITFunction
+    grid: tuple[int, ...]
+    args: dict[str, Any]  # runtime arguments, in the kernel's parameter order (tensors, ints, floats, None)
+    constexprs: dict[str, Any]
+    num_warps: int = 4
+    num_stages: int = 3
+
+    def launch(self) -> None:
+        self.fn[self.grid](**self.args, **self.constexprs, num_warps=self.num_warps, num_stages=self.num_stages)
+
+
+class KernelFamily:
+    """Base class of a kernel family. Subclasses set `name` and `source_module` and implement the methods."""
+
+    name: str = ""
+    description: str = ""
+
+    # ---- what the family computes ----------------------------------------------------------------------
+    def supports(self, problem: ConvProblem) -> Optional[str]:
+        """None if this family computes `problem` correctly, else a short reason why not."""
+        raise NotImplementedError
+
+    def space(self, problem: ConvProblem) -> ConfigSpace:
+        raise NotImplementedError
+
+    def default_config(self, problem: ConvProblem) -> Config:
+        raise NotImplementedError
+
+    def preference(self, problem: ConvProblem) -> int:
+        """How strongly this family expects to win an untuned problem (the default dispatch picks the highest)."""
+        return 0
+
+    def heuristic_configs(self, problem: ConvProblem) -> list[Config]:
+        """A few good configs beside the default, to seed the search. Defaults to just the default."""
+        return [self.default_config(problem)]
+
+    def kernel_calls(self, problem: ConvProblem, tensors: ConvTensors, config: Config) -> Sequence[KernelCall]:
+        raise NotImplementedError
+
+    # ---- shared behaviour ------------------------------------------------------------------------------
+    def complete_config(self, problem: ConvProblem, config: Optional[Config]) -> Config:
+        """`config` with missing parameters taken from the default; rejects unknown names and bad values."""
+        full = self.default_config(problem)
+        if config:
+            unknown = set(config) - set(full) - {"family"}
+            if unknown:
+                raise InvalidConfigError(
+                    f"family {self.name!r} has no parameter(s) {sorted(unknown)}; it has {sorted(full)}"
+                )
+            full.update({k: v for k, v in config.items() if k != "family"})
+        reason = self.space(problem).violation(problem, full, pruning=False)
+        if reason:
+            raise InvalidConfigError(f"config {full} is invalid for family {self.name!r}: {reason}")
+        return full
+
+    def launch(self, problem: ConvProblem, tensors: ConvTensors, config: Config) -> None:
+        for call in self.kernel_calls(problem, tensors, config):
+            call.launch()
+
+    @property
+    def version(self) -> str:
+        """Hash of the family's source file(s): a cached config is only trusted for the kernel it was tuned on."""
+        return source_hash(type(self))
+
+
+def source_hash(*objects: Any) -> str:
+    digest = hashlib.sha256()
+    for obj in objects:
+        module = inspect.getmodule(obj)
+        digest.update(inspect.getsource(module).encode() if module else repr(obj).encode())
+    return digest.hexdigest()[:12]
+
+
+def next_power_of_2(x: int) -> int:
+    return 1 << max(0, (int(x) - 1).bit_length())
+
+
+def clamp_pow2(x: int, lo: int, hi: int) -> int:
+    """The power of two >= x, clamped to [lo, hi]."""
+    return max(lo, min(hi, next_power_of_2(x)))

@@ -1,0 +1,269 @@
+"""Implicit-GEMM conv2d: the general family, correct for every problem F.conv2d accepts.
+
+Each group g is a GEMM  Y_g[M, Kg] = A_g[M, CRS] @ B_g[CRS, Kg]  with
+    M   = N * P * Q          (one row per output pixel),
+    Kg  = K / groups         (one column per output channel of the group),
+    CRS = C/groups * R * S   (the reduction: input channels x filter taps).
+A is never materialised: each A element is gathered from the input on the fly (im2col in registers), which is
+what makes it "implicit". Input, weight, output and residual are all addressed through their strides, so NCHW
+and NHWC (and any other strided view) are read and written directly.
+"""
+from __future__ import annotations
+
+from typing import Optional, Sequence
+
+import triton
+import triton.language as tl
+
+from ..problem import ConvProblem
+from ..runtime import device_info
+from ..weights import prepare_weight
+from .base import Config, ConfigSpace, ConvTensors, KernelCall, KernelFamily, Param, clamp_pow2
+from .epilogue import ACTIVATIONS, PRECISION_CODES, apply_activation, dot_with_precision
+
+LOOP_ORDERS = ("filter_outer", "channel_outer")
+
+
+@triton.jit
+def conv2d_implicit_gemm_kernel(
+    x_ptr, w_ptr, y_ptr, bias_ptr, res_ptr,
+    N, H, W, Cg, Kg, P, Q, R, S,
+    stride_h, stride_w, pad_h, pad_w, dil_h, dil_w,
+    sxn, sxc, sxh, sxw,  # input strides (n, c, h, w)
+    swk, swc, swr, sws,  # weight strides (k, c, r, s)
+    syn, syk, syp, syq,  # output strides (n, k, p, q)
+    srn, srk, srp, srq,  # residual strides (n, k, p, q)
+    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, GROUP_M: tl.constexpr,
+    LOOP_ORDER: tl.constexpr,  # 0: filter position outer, channel inner; 1: channel outer, flattened (c, r, s)
+    HAS_BIAS: tl.constexpr, HAS_RESIDUAL: tl.constexpr, ACTIVATION: tl.constexpr,
+    PRECISION: tl.constexpr, INDEX_64: tl.constexpr,
+):
+    # ---- which output tile: GROUP_M swizzle over (M tiles x Kg tiles) for L2 reuse; axis 1 is the group ----
+    M = N * P * Q
+    num_pid_m = tl.cdiv(M, BLOCK_M)
+    num_pid_n = tl.cdiv(Kg, BLOCK_N)
+    pid = tl.program_id(0)
+    num_pid_in_group = GROUP_M * num_pid_n
+    first_pid_m = (pid // num_pid_in_group) * GROUP_M
+    group_size_m = tl.minimum(num_pid_m - first_pid_m, GROUP_M)
+    pid_m = first_pid_m + ((pid % num_pid_in_group) % group_size_m)
+    pid_n = (pid % num_pid_in_group) // group_size_m
+    g = tl.program_id(1)
+
+    offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
+    offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
+    if INDEX_64:
+        offs_m = offs_m.to(tl.int64)
+        offs_n = offs_n.to(tl.int64)
+        g = g.to(tl.int64)
+    mask_m = offs_m < M
+    mask_n = offs_n < Kg
+
+    # ---- output pixel of each row: m = (n * P + p) * Q + q; its input window starts at (ih0, iw0) ----
+    n_idx = offs_m // (P * Q)
+    pq = offs_m % (P * Q)
+    p_idx = pq // Q
+    q_idx = pq % Q
+    ih0 = p_idx * stride_h - pad_h
+    iw0 = q_idx * stride_w - pad_w
+    x_rows = x_ptr + n_idx * sxn + (g * Cg) * sxc  # [BLOCK_M] pointers to channel 0 of the group
+    w_cols = w_ptr + (g * Kg + offs_n) * swk  # [BLOCK_N] pointers to each output channel's filter
+
+    acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
+    if LOOP_ORDER == 0:
+        # Reduction step t covers filter tap (r, s) and channels [c0, c0 + BLOCK_K): t = (r * S + s) * ncb + cb.
+        # One flat loop (not three nested) so that Triton software-pipelines it across taps.
+        ncb = tl.cdiv(Cg, BLOCK_K)
+        for t in range(0, R * S * ncb):
+            rs = t // ncb
+            c0 = (t - rs * ncb) * BLOCK_K
+            r = rs // S
+            s = rs - r * S
+            ih = ih0 + r * dil_h
+            iw = iw0 + s * dil_w
+            row_ok = mask_m & (ih >= 0) & (ih < H) & (iw >= 0) & (iw < W)
+            offs_c = c0 + tl.arange(0, BLOCK_K)
+            c_ok = offs_c < Cg
+            a = tl.load(
+                x_rows[:, None] + (ih * sxh + iw * sxw)[:, None] + offs_c[None, :] * sxc,
+                mask=row_ok[:, None] & c_ok[None, :], other=0.0,
+            )
+            b = tl.load(
+                w_cols[None, :] + offs_c[:, None] * swc + (r * swr + s * sws),
+                mask=c_ok[:, None] & mask_n[None, :], other=0.0,
+            )
+            acc = dot_with_precision(a, b, acc, PRECISION)
+    else:
+        # Reduction index kk = c * (R * S) + r * S + s, decoded per element: no padding of C up to BLOCK_K,
+        # which suits few channels per group (C=3 stems, 4-channel ResNeXt groups).
+        RS = R * S
+        CRS = Cg * RS
+        for k0 in range(0, CRS, BLOCK_K):
+            kk = k0 + tl.arange(0, BLOCK_K)
+            if INDEX_64:
+                kk = kk.to(tl.int64)
+            k_ok = kk < CRS
+            c = kk // RS
+            rs = kk - c * RS
+            r = rs // S
+            s = rs - r * S
+            ih = ih0[:, None] + (r * dil_h)[None, :]
+            iw = iw0[:, None] + (s * dil_w)[None, :]
+            a_ok = mask_m[:, None] & k_ok[None, :] & (ih >= 0) & (ih < H) & (iw >= 0) & (iw < W)
+            a = tl.load(x_rows[:, None] + ih * sxh + iw * sxw + (c * sxc)[None, :], mask=a_ok, other=0.0)
+            b = tl.load(
+                w_cols[None, :] + (c * swc + r * swr + s * sws)[:, None],
+                mask=k_ok[:, None] & mask_n[None, :], other=0.0,
+            )
+            acc = dot_with_precision(a, b, acc, PRECISION)
+
+    # ---- epilogue: y = act(acc + bias + residual), stored through the output's strides ----
+    k_abs = g * Kg + offs_n
+    out_mask = mask_m[:, None] & mask_n[None, :]
+    if HAS_BIAS:
+        acc += tl.load(bias_ptr + k_abs, mask=mask_n, other=0.0).to(tl.float32)[None, :]
+    if HAS_RESIDUAL:
+        res_off = (n_idx * srn + p_idx * srp + q_idx * srq)[:, None] + k_abs[None, :] * srk
+        acc += tl.load(res_ptr + res_off, mask=out_mask, other=0.0).to(tl.float32)
+    acc = apply_activation(acc, ACTIVATION)
+    y_off = (n_idx * syn + p_idx * syp + q_idx * syq)[:, None] + k_abs[None, :] * syk
+    tl.store(y_ptr + y_off, acc.to(y_ptr.dtype.element_ty), mask=out_mask)
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Config space, constraints and default
+# ------------------------------------------------------------------------------------------------------------
+MAX_GRID_Y = 65535
+
+
+def shared_memory_estimate(problem: ConvProblem, config: Config) -> int:
+    """Bytes of shared memory the pipelined A and B tiles take (Triton keeps num_stages - 1 in flight + 1)."""
+    stages = max(1, config["num_stages"])
+    a_bytes = config["BLOCK_M"] * config["BLOCK_K"] * problem.element_bytes
+    b_bytes = config["BLOCK_K"] * config["BLOCK_N"] * problem.operand_dtype.itemsize
+    return stages * (a_bytes + b_bytes)
+
+
+def fits_shared_memory(problem: ConvProblem, config: Config) -> Optional[str]:
+    limit = device_info().shared_memory_per_block
+    need = shared_memory_estimate(problem, config)
+    return f"needs ~{need} B of shared memory, device allows {limit}" if need > limit else None
+
+
+def fits_registers(problem: ConvProblem, config: Config) -> Optional[str]:
+    """The float32 accumulator alone must leave room in 255 registers per thread."""
+    per_thread = config["BLOCK_M"] * config["BLOCK_N"] // (config["num_warps"] * 32)
+    return f"accumulator needs {per_thread} registers per thread (> 128)" if per_thread > 128 else None
+
+
+def not_wasteful(problem: ConvProblem, config: Config) -> Optional[str]:
+    """Prunes tiles mostly made of padding: they are correct but never fastest."""
+    if config["BLOCK_N"] > clamp_pow2(problem.gemm_n, 16, 256):
+        return "BLOCK_N larger than the output channels per group need"
+    if config["BLOCK_M"] > clamp_pow2(problem.gemm_m, 16, 256):
+        return "BLOCK_M larger than the output pixels need"
+    reduction = problem.c_per_group if config["LOOP_ORDER"] == "filter_outer" else problem.gemm_k
+    if config["BLOCK_K"] > clamp_pow2(reduction, 16, 128):
+        return "BLOCK_K larger than the reduction step needs"
+    if config["BLOCK_M"] * config["BLOCK_N"] < config["num_warps"] * 256:
+        return "too many warps for the tile"
+    return None
+
+
+class ImplicitGemmConv(KernelFamily):
+    name = "implicit_gemm"
+    description = "implicit-GEMM conv2d: any groups/stride/padding/dilation/filter, NCHW or NHWC"
+
+    def supports(self, problem: ConvProblem) -> Optional[str]:
+        if problem.groups > MAX_GRID_Y:
+            return f"groups={problem.groups} exceeds the launch grid's limit of {MAX_GRID_Y}"
+        return None
+
+    def space(self, problem: ConvProblem) -> ConfigSpace:
+        return ConfigSpace(
+            params=[
+                Param("BLOCK_M", (16, 32, 64, 128, 256)),
+                Param("BLOCK_N", (16, 32, 64, 128, 256)),
+                Param("BLOCK_K", (16, 32, 64, 128)),
+                Param("GROUP_M", (1, 4, 8, 16)),
+                Param("LOOP_ORDER", LOOP_ORDERS),
+                Param("WEIGHT_LAYOUT", ("krsc", "kcrs")),
+                Param("num_warps", (2, 4, 8)),
+                Param("num_stages", (1, 2, 3, 4, 5)),
+            ],
+            constraints=[fits_shared_memory, fits_registers],
+            pruning=[not_wasteful],
+        )
+
+    def default_config(self, problem: ConvProblem) -> Config:
+        """Heuristic: tiles sized to the GEMM, shrunk until the grid fills the GPU, stages that fit."""
+        half = problem.operand_dtype.itemsize == 2
+        loop = "filter_outer" if problem.c_per_group >= 16 else "channel_outer"
+        reduction = problem.c_per_group if loop == "filter_outer" else problem.gemm_k
+        block_n = clamp_pow2(problem.gemm_n, 16, 128)
+        block_m = clamp_pow2(problem.gemm_m, 16, 128)
+        block_k = clamp_pow2(reduction, 16, 64 if half else 32)
+        sms = device_info().sm_count if device_info().sm_count > 1 else 132
+
+        def tiles(bm: int, bn: int) -> int:
+            return triton.cdiv(problem.gemm_m, bm) * triton.cdiv(problem.gemm_n, bn) * problem.groups
+
+        while tiles(block_m, block_n) < sms and block_m > 32:
+            block_m //= 2
+        while tiles(block_m, block_n) < sms and block_n > 32:
+            block_n //= 2
+        config: Config = {
+            "BLOCK_M": block_m,
+            "BLOCK_N": block_n,
+            "BLOCK_K": block_k,
+            "GROUP_M": 8,
+            "LOOP_ORDER": loop,
+            "WEIGHT_LAYOUT": "krsc" if loop == "filter_outer" else "kcrs",
+            "num_warps": 8 if block_m * block_n >= 128 * 128 else 4,
+            "num_stages": 4 if half else 3,
+        }
+        while config["num_stages"] > 1 and fits_shared_memory(problem, config):
+            config["num_stages"] -= 1
+        return config
+
+    def heuristic_configs(self, problem: ConvProblem) -> list[Config]:
+        base = self.default_config(problem)
+        variants = [base]
+        other_loop = "channel_outer" if base["LOOP_ORDER"] == "filter_outer" else "filter_outer"
+        variants.append({**base, "LOOP_ORDER": other_loop, "WEIGHT_LAYOUT": "kcrs" if other_loop == "channel_outer" else "krsc"})
+        variants.append({**base, "BLOCK_M": max(16, base["BLOCK_M"] // 2), "num_warps": 4})
+        variants.append({**base, "BLOCK_N": max(16, base["BLOCK_N"] // 2), "num_warps": 4})
+        space = self.space(problem)
+        unique = []
+        for v in variants:
+            if v not in unique and space.violation(problem, v, pruning=False) is None:
+                unique.append(v)
+        return unique
+
+    def kernel_calls(self, problem: ConvProblem, tensors: ConvTensors, config: Config) -> Sequence[KernelCall]:
+        x, y, res = tensors.input, tensors.output, tensors.residual
+        w = prepare_weight(tensors.weight, config["WEIGHT_LAYOUT"], problem.operand_dtype)
+        grid = (
+            triton.cdiv(problem.gemm_m, config["BLOCK_M"]) * triton.cdiv(problem.gemm_n, config["BLOCK_N"]),
+            problem.groups,
+        )
+        res_strides = res.stride() if res is not None else (0, 0, 0, 0)
+        args = dict(
+            x_ptr=x, w_ptr=w, y_ptr=y, bias_ptr=tensors.bias, res_ptr=res,
+            N=problem.n, H=problem.h, W=problem.w, Cg=problem.c_per_group, Kg=problem.k_per_group,
+            P=problem.p, Q=problem.q, R=problem.r, S=problem.s,
+            stride_h=problem.stride_h, stride_w=problem.stride_w, pad_h=problem.pad_h, pad_w=problem.pad_w,
+            dil_h=problem.dilation_h, dil_w=problem.dilation_w,
+            sxn=x.stride(0), sxc=x.stride(1), sxh=x.stride(2), sxw=x.stride(3),
+            swk=w.stride(0), swc=w.stride(1), swr=w.stride(2), sws=w.stride(3),
+            syn=y.stride(0), syk=y.stride(1), syp=y.stride(2), syq=y.stride(3),
+            srn=res_strides[0], srk=res_strides[1], srp=res_strides[2], srq=res_strides[3],
+        )
+        constexprs = dict(
+            BLOCK_M=config["BLOCK_M"], BLOCK_N=config["BLOCK_N"], BLOCK_K=config["BLOCK_K"],
+            GROUP_M=config["GROUP_M"], LOOP_ORDER=LOOP_ORDERS.index(config["LOOP_ORDER"]),
+            HAS_BIAS=tensors.bias is not None, HAS_RESIDUAL=res is not None,
+            ACTIVATION=ACTIVATIONS[tensors.activation], PRECISION=PRECISION_CODES[problem.precision],
+            INDEX_64=problem.needs_int64,
+        )
+        return [KernelCall(conv2d_implicit_gemm_kernel, grid, args, constexprs, config["num_warps"], config["num_stages"])]

@@ -1,0 +1,201 @@
+"""`ConvProblem`: everything about a convolution that a kernel config depends on, with a stable key.
+
+The problem is the unit the search tunes and the cache stores. It holds shapes and hyper-parameters, the input
+dtype, the input's memory layout and the arithmetic precision; not the data, and not the fused epilogue (bias,
+activation, residual), which never changes which tile shape wins.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, replace
+from typing import Any, Literal
+
+import torch
+
+Layout = Literal["nchw", "nhwc"]
+Precision = Literal["ieee", "tf32", "tf32x3", "fp16", "bf16"]
+
+DTYPE_NAMES: dict[torch.dtype, str] = {torch.float32: "float32", torch.float16: "float16", torch.bfloat16: "bfloat16"}
+DTYPES: dict[str, torch.dtype] = {v: k for k, v in DTYPE_NAMES.items()}
+ELEMENT_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2}
+
+# Operand precisions each input dtype may use; accumulation is always float32.
+PRECISIONS: dict[str, tuple[str, ...]] = {
+    "float32": ("ieee", "tf32", "tf32x3", "fp16", "bf16"),
+    "float16": ("fp16",),
+    "bfloat16": ("bf16",),
+}
+INT32_MAX = 2**31 - 1
+
+
+def default_precision(dtype: str) -> str:
+    """What F.conv2d does on a GPU: float32 convs use TF32 when cuDNN allows it (PyTorch's default)."""
+    if dtype == "float16":
+        return "fp16"
+    if dtype == "bfloat16":
+        return "bf16"
+    return "tf32" if torch.backends.cudnn.allow_tf32 else "ieee"
+
+
+def conv_output_size(size: int, kernel: int, stride: int, pad_begin: int, pad_end: int, dilation: int) -> int:
+    return (size + pad_begin + pad_end - dilation * (kernel - 1) - 1) // stride + 1
+
+
+@dataclass(frozen=True)
+class ConvProblem:
+    """A 2-D convolution y[n, k, p, q] = sum_{c, r, s} x[n, g*C/G + c, p*sh - ph + r*dh, q*sw - pw + s*dw] * w[k, c, r, s].
+
+    `pad_h`/`pad_w` are the top/left paddings; the bottom/right ones only shape `p`/`q` (padding="same" with an
+    even filter pads one more at the end, like PyTorch).
+    """
+
+    n: int
+    c: int
+    h: int
+    w: int
+    k: int
+    r: int
+    s: int
+    stride_h: int = 1
+    stride_w: int = 1
+    pad_h: int = 0
+    pad_w: int = 0
+    dilation_h: int = 1
+    dilation_w: int = 1
+    groups: int = 1
+    p: int = 0  # output height; 0 means "derive from symmetric padding"
+    q: int = 0  # output width
+    dtype: str = "float16"
+    layout: Layout = "nhwc"
+    precision: str = ""  # "" means the dtype's default
+
+    def __post_init__(self) -> None:
+        if not self.p:
+            object.__setattr__(
+                self, "p", conv_output_size(self.h, self.r, self.stride_h, self.pad_h, self.pad_h, self.dilation_h)
+            )
+        if not self.q:
+            object.__setattr__(
+                self, "q", conv_output_size(self.w, self.s, self.stride_w, self.pad_w, self.pad_w, self.dilation_w)
+            )
+        if not self.precision:
+            object.__setattr__(self, "precision", default_precision(self.dtype))
+
+    # ---- derived sizes -------------------------------------------------------------------------------------
+    @property
+    def c_per_group(self) -> int:
+        return self.c // self.groups
+
+    @property
+    def k_per_group(self) -> int:
+        return self.k // self.groups
+
+    @property
+    def is_depthwise(self) -> bool:
+        """groups == C (channel multiplier K/C may be > 1)."""
+        return self.groups == self.c and self.groups > 1
+
+    @property
+    def gemm_m(self) -> int:
+        return self.n * self.p * self.q
+
+    @property
+    def gemm_n(self) -> int:
+        return self.k_per_group
+
+    @property
+    def gemm_k(self) -> int:
+        return self.c_per_group * self.r * self.s
+
+    @property
+    def input_numel(self) -> int:
+        return self.n * self.c * self.h * self.w
+
+    @property
+    def weight_numel(self) -> int:
+        return self.k * self.c_per_group * self.r * self.s
+
+    @property
+    def output_numel(self) -> int:
+        return self.n * self.k * self.p * self.q
+
+    @property
+    def needs_int64(self) -> bool:
+        """True when some tensor has 2^31 or more elements, so 32-bit offsets could overflow."""
+        return max(self.input_numel, self.weight_numel, self.output_numel) > INT32_MAX
+
+    @property
+    def element_bytes(self) -> int:
+        return ELEMENT_BYTES[self.dtype]
+
+    @property
+    def torch_dtype(self) -> torch.dtype:
+        return DTYPES[self.dtype]
+
+    @property
+    def operand_dtype(self) -> torch.dtype:
+        """The dtype the matrix units multiply in (fp16/bf16 precisions cast float32 operands down)."""
+        return {"fp16": torch.float16, "bf16": torch.bfloat16}.get(self.precision, self.torch_dtype)
+
+    @property
+    def output_shape(self) -> tuple[int, int, int, int]:
+        return (self.n, self.k, self.p, self.q)
+
+    @property
+    def flops(self) -> int:
+        """2 * multiply-adds (padding positions counted, as everyone counts them)."""
+        return 2 * self.gemm_m * self.k * self.gemm_k
+
+    @property
+    def min_bytes(self) -> int:
+        """The fewest bytes a kernel must move: input and weight read once, output written once."""
+        return (self.input_numel + self.weight_numel + self.output_numel) * self.element_bytes
+
+    # ---- identity --------------------------------------------------------------------------------------------
+    @property
+    def key(self) -> str:
+        """Stable, human-readable key: identical for equal problems across processes and versions."""
+        return (
+            f"n{self.n}_c{self.c}_h{self.h}_w{self.w}_k{self.k}_r{self.r}_s{self.s}"
+            f"_st{self.stride_h}x{self.stride_w}_pad{self.pad_h}x{self.pad_w}_out{self.p}x{self.q}"
+            f"_dil{self.dilation_h}x{self.dilation_w}_g{self.groups}_{self.dtype}_{self.layout}_{self.precision}"
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "ConvProblem":
+        return cls(**data)
+
+    def with_(self, **changes: Any) -> "ConvProblem":
+        return replace(self, **changes)
+
+    @classmethod
+    def from_suite_entry(
+        cls, entry: dict[str, Any], *, dtype: str = "float16", layout: Layout = "nhwc", precision: str = ""
+    ) -> "ConvProblem":
+        """Build from a suite-file row: n c h w k r s stride pad dilation groups (ints, or [h, w] pairs)."""
+
+        def pair(name: str, default: int) -> tuple[int, int]:
+            v = entry.get(name, default)
+            return (int(v[0]), int(v[1])) if isinstance(v, (list, tuple)) else (int(v), int(v))
+
+        stride, pad, dilation = pair("stride", 1), pair("pad", 0), pair("dilation", 1)
+        return cls(
+            n=int(entry["n"]), c=int(entry["c"]), h=int(entry["h"]), w=int(entry["w"]), k=int(entry["k"]),
+            r=int(entry["r"]), s=int(entry["s"]), stride_h=stride[0], stride_w=stride[1], pad_h=pad[0],
+            pad_w=pad[1], dilation_h=dilation[0], dilation_w=dilation[1], groups=int(entry.get("groups", 1)),
+            dtype=dtype, layout=layout, precision=precision,
+        )
+
+    def make_tensors(
+        self, device: str | torch.device = "cuda", *, seed: int = 0
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Random (never zero) input and weight for this problem, in its dtype and layout."""
+        gen = torch.Generator().manual_seed(seed)
+        x = torch.randn(self.n, self.c, self.h, self.w, generator=gen).to(self.torch_dtype)
+        wt = torch.randn(self.k, self.c_per_group, self.r, self.s, generator=gen)
+        wt = (wt / (self.gemm_k**0.5)).to(self.torch_dtype)
+        if self.layout == "nhwc":
+            x = x.contiguous(memory_format=torch.channels_last)
+        return x.to(device), wt.to(device)

@@ -1,0 +1,42 @@
+"""Weights re-laid-out for a kernel (KRSC or KCRS, optionally cast), prepared once and cached per weight tensor.
+
+The cache is keyed by the weight tensor object (weakly) and its in-place version counter, so an optimizer step
+or `copy_` invalidates it, and a freed weight frees its prepared copies.
+"""
+from __future__ import annotations
+
+import weakref
+from typing import Optional
+
+import torch
+
+WEIGHT_LAYOUTS = ("krsc", "kcrs")
+_prepared: "weakref.WeakKeyDictionary[torch.Tensor, dict]" = weakref.WeakKeyDictionary()
+
+
+def prepare_weight(weight: torch.Tensor, layout: str, dtype: Optional[torch.dtype] = None) -> torch.Tensor:
+    """`weight` (K, C/g, R, S) stored with `layout` as its physical order; logical shape unchanged.
+
+    Kernels index the result through its strides, so only the memory order differs between layouts.
+    """
+    if layout not in WEIGHT_LAYOUTS:
+        raise ValueError(f"unknown weight layout {layout!r}; expected one of {WEIGHT_LAYOUTS}")
+    dtype = dtype or weight.dtype
+    if weight.device.type == "meta" or torch.compiler.is_compiling():
+        return _relayout(weight, layout, dtype)
+    key = (layout, dtype, weight._version, weight.data_ptr())
+    entries = _prepared.setdefault(weight, {})
+    prepared = entries.get(key)
+    if prepared is None:
+        for stale in [k for k in entries if k[2:] != key[2:]]:  # older versions of this weight
+            del entries[stale]
+        prepared = _relayout(weight.detach(), layout, dtype)
+        entries[key] = prepared
+    return prepared
+
+
+def _relayout(weight: torch.Tensor, layout: str, dtype: torch.dtype) -> torch.Tensor:
+    w = weight.to(dtype)
+    if layout == "krsc":
+        return w.contiguous(memory_format=torch.channels_last)
+    return w.contiguous()
