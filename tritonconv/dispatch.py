@@ -9,6 +9,7 @@ from typing import Any, Optional
 import torch
 
 from . import cache
+from .cudnn import CudnnConv
 from .errors import InvalidConfigError, UnsupportedError
 from .kernels import DEFAULT_FAMILY, KernelFamily, families_for, get_family
 from .kernels.base import Config
@@ -17,6 +18,9 @@ from .problem import ConvProblem
 # Options handled by the dispatcher itself, valid with every family.
 #   convert_nhwc: copy an NCHW input to channels_last before the launch (the copy is part of the timed work).
 DISPATCH_OPTIONS: dict[str, tuple[Any, ...]] = {"convert_nhwc": (False, True)}
+
+BACKENDS = ("auto", "triton", "cudnn")
+CUDNN = CudnnConv()
 
 _memo: dict[tuple, tuple[KernelFamily, Config]] = {}
 
@@ -51,17 +55,25 @@ def resolve_config(problem: ConvProblem, config: dict[str, Any]) -> tuple[Kernel
 
 
 def select(
-    problem: ConvProblem, config: Optional[dict[str, Any]], device: torch.device
+    problem: ConvProblem, config: Optional[dict[str, Any]], device: torch.device, backend: str = "auto"
 ) -> tuple[KernelFamily, Config]:
-    """(family, complete config) for `problem`: explicit `config` > cached tuned config > default heuristic."""
-    key = (problem, device, None if config is None else tuple(sorted(config.items())))
+    """(family, complete config) for `problem`: explicit `config` > cached tuned config > default heuristic.
+
+    backend: "triton" always runs a Triton kernel; "cudnn" always F.conv2d; "auto" follows the cache, which
+    picks cuDNN for problems where tuning measured it faster.
+    """
+    key = (problem, device, backend, None if config is None else tuple(sorted(config.items())))
     choice = _memo.get(key)
     if choice is None:
-        if config is not None:
+        if backend == "cudnn":
+            choice = (CUDNN, {})
+        elif config is not None:
             choice = resolve_config(problem, config)
         else:
-            tuned = cache.lookup_config(problem, device)
-            if tuned is not None:
+            tuned = cache.lookup_config(problem, device, backend)
+            if tuned is not None and tuned.get("family") == CUDNN.name:
+                choice = (CUDNN, {})
+            elif tuned is not None:
                 choice = resolve_config(problem, tuned)
             else:
                 family = default_family(problem)

@@ -165,6 +165,7 @@ def conv2d(
     residual: Optional[torch.Tensor] = None,
     config: Optional[dict[str, Any]] = None,
     precision: Optional[str] = None,
+    backend: str = "auto",
 ) -> torch.Tensor:
     """2-D convolution with F.conv2d's semantics, computing  activation(conv(input, weight) + bias + residual).
 
@@ -176,6 +177,8 @@ def conv2d(
         precision: operand precision: "ieee", "tf32", "tf32x3", "fp16", "bf16" for float32 inputs; float16 and
             bfloat16 inputs compute in their own type. Default: what F.conv2d does (tf32 for float32 when
             torch.backends.cudnn.allow_tf32, which is PyTorch's default). Accumulation is always float32.
+        backend: "auto" (default) runs the tuned choice, which is cuDNN for problems where tuning measured
+            cuDNN faster; "triton" always runs a Triton kernel; "cudnn" always runs F.conv2d + the epilogue.
 
     The output has the input's dtype and memory format (channels_last in, channels_last out). A 3-D (C, H, W)
     input is treated as a batch of one, like F.conv2d.
@@ -189,7 +192,9 @@ def conv2d(
         input, weight, bias, stride, padding, dilation, groups,
         residual=residual, precision=precision, activation=activation,
     )
-    output = run_problem(problem, input, weight, bias, residual, activation or "none", config)
+    if backend not in dispatch.BACKENDS:
+        raise InvalidInputError(f"backend must be one of {dispatch.BACKENDS}, got {backend!r}")
+    output = run_problem(problem, input, weight, bias, residual, activation or "none", config, backend=backend)
     return output.squeeze(0) if unbatched else output
 
 
@@ -207,13 +212,14 @@ def run_problem(
     activation: str,
     config: Optional[dict[str, Any]] = None,
     output: Optional[torch.Tensor] = None,
+    backend: str = "auto",
 ) -> torch.Tensor:
     """Launch an already-validated problem: choose family and config, allocate the output, launch."""
     if output is None:
         output = empty_output(problem, input)
     if output.numel() == 0:
         return output
-    family, full_config = dispatch.select(problem, config, input.device)
+    family, full_config = dispatch.select(problem, config, input.device, backend)
     if full_config.get("convert_nhwc") and problem.layout == "nchw":
         input = input.contiguous(memory_format=torch.channels_last)
     kernel_config = {k: v for k, v in full_config.items() if k != "convert_nhwc"}

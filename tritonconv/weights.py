@@ -11,7 +11,18 @@ from typing import Optional
 import torch
 
 WEIGHT_LAYOUTS = ("krsc", "kcrs")
-_prepared: "weakref.WeakKeyDictionary[torch.Tensor, dict]" = weakref.WeakKeyDictionary()
+# id(weight) -> (weak reference to weight, {(layout, dtype, version, data_ptr): prepared tensor}).
+# Keyed by identity: tensors compare elementwise, so they cannot be ordinary dict keys.
+_prepared: dict[int, tuple[weakref.ref, dict]] = {}
+
+
+def _entries_for(weight: torch.Tensor) -> dict:
+    slot = _prepared.get(id(weight))
+    if slot is None or slot[0]() is not weight:
+        ident = id(weight)
+        slot = (weakref.ref(weight, lambda _: _prepared.pop(ident, None)), {})
+        _prepared[ident] = slot
+    return slot[1]
 
 
 def prepare_weight(weight: torch.Tensor, layout: str, dtype: Optional[torch.dtype] = None) -> torch.Tensor:
@@ -25,7 +36,7 @@ def prepare_weight(weight: torch.Tensor, layout: str, dtype: Optional[torch.dtyp
     if weight.device.type == "meta" or torch.compiler.is_compiling():
         return _relayout(weight, layout, dtype)
     key = (layout, dtype, weight._version, weight.data_ptr())
-    entries = _prepared.setdefault(weight, {})
+    entries = _entries_for(weight)
     prepared = entries.get(key)
     if prepared is None:
         for stale in [k for k in entries if k[2:] != key[2:]]:  # older versions of this weight

@@ -1,0 +1,42 @@
+"""The cuDNN path: F.conv2d plus the same epilogue in PyTorch ops. Used where tuning measured cuDNN faster
+(backend="auto") or explicitly (backend="cudnn"), and as the baseline every tuned problem is timed against."""
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+
+from .kernels.base import Config, ConvTensors
+from .problem import ConvProblem
+
+_ACTIVATIONS = {"none": None, "relu": F.relu, "relu6": F.relu6, "silu": F.silu, "gelu": F.gelu}
+
+
+def cudnn_conv2d(problem: ConvProblem, tensors: ConvTensors) -> torch.Tensor:
+    """F.conv2d for `problem` (explicit asymmetric padding handled) followed by act(y + bias + residual)."""
+    x = tensors.input
+    bottom = (problem.p - 1) * problem.stride_h + problem.dilation_h * (problem.r - 1) + 1 - problem.h - problem.pad_h
+    right = (problem.q - 1) * problem.stride_w + problem.dilation_w * (problem.s - 1) + 1 - problem.w - problem.pad_w
+    if (bottom, right) != (problem.pad_h, problem.pad_w):
+        x = F.pad(x, (problem.pad_w, max(0, right), problem.pad_h, max(0, bottom)))
+        padding: tuple[int, int] = (0, 0)
+    else:
+        padding = (problem.pad_h, problem.pad_w)
+    y = F.conv2d(
+        x, tensors.weight, tensors.bias, (problem.stride_h, problem.stride_w), padding,
+        (problem.dilation_h, problem.dilation_w), problem.groups,
+    )
+    if tensors.residual is not None:
+        y = y + tensors.residual
+    act = _ACTIVATIONS[tensors.activation]
+    return act(y) if act is not None else y
+
+
+class CudnnConv:
+    """Duck-types the part of KernelFamily the dispatcher uses; not a Triton family, never searched over."""
+
+    name = "cudnn"
+
+    def launch(self, problem: ConvProblem, tensors: ConvTensors, config: Optional[Config] = None) -> None:
+        tensors.output.copy_(cudnn_conv2d(problem, tensors))
