@@ -56,3 +56,22 @@ def random_conv_inputs(n, c, h, w, k, cpg, r, s, *, dtype=torch.float32, device=
     if channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
     return x, wt, b
+
+
+def sample_configs(family, problem, rng, count: int, max_programs: int = 48, where=None) -> list[dict]:
+    """Up to `count` random feasible configs of `family` (pruned space, filtered by `where`) plus its default,
+    all launching at most `max_programs` programs, so the interpreter stays fast. Tagged with the family name."""
+    from tritonconv.compile import meta_tensors
+
+    def programs(config) -> int:
+        grid = family.kernel_calls(problem, meta_tensors(problem), config)[0].grid
+        return grid[0] * (grid[1] if len(grid) > 1 else 1) * (grid[2] if len(grid) > 2 else 1)
+
+    space = family.space(problem)
+    default = family.default_config(problem)
+    feasible = [
+        c for c in space.enumerate(problem) if c != default and (where is None or where(c)) and programs(c) <= max_programs
+    ]
+    picked = [default] if programs(default) <= max_programs and (where is None or where(default)) else []
+    picked += rng.sample(feasible, min(count, len(feasible)))
+    return [{"family": family.name, **c} for c in picked]

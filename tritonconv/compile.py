@@ -135,23 +135,51 @@ def compile_config(
     return [resource_usage(compile_call(call, capability)) for call in calls]
 
 
-def check_defaults(problems: Iterable[ConvProblem], capabilities: Iterable[int]) -> list[dict[str, Any]]:
-    """Compile each supporting family's default config for every problem and target; one record per compile."""
+def _compile_record(job: tuple[str, ConvProblem, Config, int]) -> dict[str, Any]:
+    from .kernels import get_family
+
+    family_name, problem, config, cc = job
+    record: dict[str, Any] = {"problem": problem.key, "family": family_name, "sm": cc, "config": config}
+    try:
+        usage = compile_config(get_family(family_name), problem, config, cc)
+        record.update(ok=True, usage=[u.__dict__ for u in usage])
+    except Exception as exc:  # noqa: BLE001 - every failure is reported, none stops the sweep
+        record.update(ok=False, error=f"{type(exc).__name__}: {str(exc)[:2000]}")
+    return record
+
+
+def check_defaults(
+    problems: Iterable[ConvProblem],
+    capabilities: Iterable[int],
+    families: Optional[set[str]] = None,
+    jobs: int = 1,
+) -> list[dict[str, Any]]:
+    """Compile each supporting family's default config for every problem and target; one record per distinct
+    kernel (launches that would compile to the same binary are compiled once)."""
+    from concurrent.futures import ProcessPoolExecutor
+
     from .kernels import families_for
 
-    records = []
+    work, seen = [], set()
     for problem in problems:
         for family in families_for(problem):
+            if families and family.name not in families:
+                continue
             config = family.default_config(problem)
+            calls = family.kernel_calls(problem, meta_tensors(problem), config)
             for cc in capabilities:
-                record: dict[str, Any] = {"problem": problem.key, "family": family.name, "sm": cc, "config": config}
-                try:
-                    usage = compile_config(family, problem, config, cc)
-                    record.update(ok=True, usage=[u.__dict__ for u in usage])
-                except Exception as exc:  # noqa: BLE001 - every failure is reported, none stops the sweep
-                    record.update(ok=False, error=f"{type(exc).__name__}: {str(exc)[:500]}")
-                records.append(record)
-    return records
+                identity = (cc, tuple(ast_source(call).hash() for call in calls), call_options(calls))
+                if identity not in seen:
+                    seen.add(identity)
+                    work.append((family.name, problem, config, cc))
+    if jobs <= 1:
+        return [_compile_record(job) for job in work]
+    with ProcessPoolExecutor(jobs) as pool:
+        return list(pool.map(_compile_record, work))
+
+
+def call_options(calls: Iterable[KernelCall]) -> tuple:
+    return tuple((c.num_warps, c.num_stages) for c in calls)
 
 
 def main(argv: Optional[list[str]] = None) -> int:
@@ -160,12 +188,18 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--targets", default="80,90", help="compute capabilities, comma-separated")
     parser.add_argument("--dtypes", default="float16,float32")
     parser.add_argument("--limit", type=int, default=0, help="only the first N shapes")
+    parser.add_argument("--shapes", help="only these suite shape names, comma-separated")
+    parser.add_argument("--families", help="only these kernel families, comma-separated")
+    parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="parallel compile processes")
     parser.add_argument("--json", help="write the records here")
     args = parser.parse_args(argv)
     if os.environ.get("TRITON_INTERPRET", "0") not in ("", "0"):
         print("unset TRITON_INTERPRET: compiling for a target needs real Triton kernels", file=sys.stderr)
         return 2
     shapes = json.loads(Path(args.suite).read_text())["shapes"]
+    if args.shapes:
+        wanted = set(args.shapes.split(","))
+        shapes = [s for s in shapes if s["name"] in wanted]
     if args.limit:
         shapes = shapes[: args.limit]
     problems = [
@@ -174,11 +208,16 @@ def main(argv: Optional[list[str]] = None) -> int:
         for dt in args.dtypes.split(",")
         for layout in ("nhwc", "nchw")
     ]
-    records = check_defaults(problems, [int(t) for t in args.targets.split(",")])
+    families = set(args.families.split(",")) if args.families else None
+    records = check_defaults(problems, [int(t) for t in args.targets.split(",")], families, args.jobs)
     failed = [r for r in records if not r["ok"]]
     for r in records:
         status = "ok  " if r["ok"] else "FAIL"
-        detail = f"regs={r['usage'][0]['registers']} smem={r['usage'][0]['shared_bytes']} hgmma={r['usage'][0]['hgmma']} hmma={r['usage'][0]['hmma']}" if r["ok"] else r["error"]
+        if r["ok"]:
+            u = r["usage"][0]
+            detail = f"regs={u['registers']} stack={u['stack_bytes']} smem={u['shared_bytes']} hgmma={u['hgmma']} hmma={u['hmma']}"
+        else:
+            detail = r["error"]
         print(f"{status} sm{r['sm']} {r['family']:<16} {r['problem']}  {detail}")
     if args.json:
         Path(args.json).write_text(json.dumps(records, indent=1))

@@ -13,11 +13,13 @@ from .cudnn import CudnnConv
 from .errors import InvalidConfigError, UnsupportedError
 from .kernels import DEFAULT_FAMILY, KernelFamily, families_for, get_family
 from .kernels.base import Config
-from .problem import ConvProblem
+from .kernels.epilogue import PRECISION_CODES
+from .problem import PRECISIONS, ConvProblem
 
 # Options handled by the dispatcher itself, valid with every family.
 #   convert_nhwc: copy an NCHW input to channels_last before the launch (the copy is part of the timed work).
-DISPATCH_OPTIONS: dict[str, tuple[Any, ...]] = {"convert_nhwc": (False, True)}
+#   precision: operand precision chosen by a precision="auto" search (must be allowed for the input dtype).
+DISPATCH_OPTIONS: dict[str, tuple[Any, ...]] = {"convert_nhwc": (False, True), "precision": tuple(PRECISION_CODES)}
 
 BACKENDS = ("auto", "triton", "cudnn")
 CUDNN = CudnnConv()
@@ -39,8 +41,10 @@ def default_family(problem: ConvProblem) -> KernelFamily:
 
 
 def resolve_config(problem: ConvProblem, config: dict[str, Any]) -> tuple[KernelFamily, Config]:
-    """Validate an explicit config (family key optional) and complete it with the family's defaults."""
-    family = get_family(config["family"]) if "family" in config else default_family(problem)
+    """Validate an explicit config and complete it with the family's defaults. Its "family" key names the
+    family; without one it is the general implicit-GEMM family (not whatever the default dispatch would pick,
+    so that a config means the same thing for every problem)."""
+    family = get_family(config.get("family", DEFAULT_FAMILY))
     reason = family.supports(problem)
     if reason:
         raise InvalidConfigError(f"family {family.name!r} does not support this problem: {reason}")
@@ -50,8 +54,11 @@ def resolve_config(problem: ConvProblem, config: dict[str, Any]) -> tuple[Kernel
             if config[name] not in choices:
                 raise InvalidConfigError(f"{name}={config[name]!r} is not one of {list(choices)}")
             options[name] = config[name]
+    if options.get("precision", problem.precision) not in PRECISIONS[problem.dtype]:
+        raise InvalidConfigError(f"precision {options['precision']!r} is not available for {problem.dtype}")
     kernel_config = {k: v for k, v in config.items() if k not in DISPATCH_OPTIONS}
-    return family, {**family.complete_config(problem, kernel_config), **options}
+    target = problem.with_(precision=options["precision"]) if "precision" in options else problem
+    return family, {**family.complete_config(target, kernel_config), **options}
 
 
 def select(

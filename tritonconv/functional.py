@@ -1,6 +1,7 @@
 """`tritonconv.conv2d`: F.conv2d's signature and semantics, plus a fused epilogue, on Triton kernels.
 
-The one dispatch path:  conv2d() -> validate -> ConvProblem -> config (explicit > cached > default) -> launch.
+The one dispatch path:  conv2d() -> validate -> ConvProblem -> custom op tritonconv::conv2d (tritonconv.ops)
+    -> run_problem -> config (explicit > cached > default) -> launch.
 """
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from typing import Any, Optional, Union
 
 import torch
 
-from . import dispatch
+from . import dispatch, ops
 from .errors import InvalidInputError, UnsupportedError
 from .kernels import ConvTensors
 from .kernels.epilogue import ACTIVATIONS
@@ -172,8 +173,8 @@ def conv2d(
     Args beyond F.conv2d's:
         activation: None/"none", "relu", "relu6", "silu" or "gelu" (exact), applied last.
         residual: a tensor of the output's shape added before the activation (ResNet's identity branch).
-        config: an explicit kernel config (a dict; key "family" picks the family, missing keys use the
-            family's default). Without it, a tuned config from the cache is used, else the default heuristic.
+        config: an explicit kernel config (a dict; key "family" picks the family, "implicit_gemm" if absent;
+            missing keys use the family's default). Without it, a tuned config from the cache is used, else the default heuristic.
         precision: operand precision: "ieee", "tf32", "tf32x3", "fp16", "bf16" for float32 inputs; float16 and
             bfloat16 inputs compute in their own type. Default: what F.conv2d does (tf32 for float32 when
             torch.backends.cudnn.allow_tf32, which is PyTorch's default). Accumulation is always float32.
@@ -188,14 +189,37 @@ def conv2d(
         input = input.unsqueeze(0)
         if residual is not None:
             residual = residual.unsqueeze(0)
-    problem = make_problem(
-        input, weight, bias, stride, padding, dilation, groups,
-        residual=residual, precision=precision, activation=activation,
-    )
+    problem = _validated_problem(input, weight, bias, stride, padding, dilation, groups, residual, precision, activation)
     if backend not in dispatch.BACKENDS:
         raise InvalidInputError(f"backend must be one of {dispatch.BACKENDS}, got {backend!r}")
-    output = run_problem(problem, input, weight, bias, residual, activation or "none", config, backend=backend)
+    output = ops.call(problem, input, weight, bias, residual, activation or "none", config, backend)
     return output.squeeze(0) if unbatched else output
+
+
+# Validated problems by argument signature: a repeated call skips make_problem's checks (one dict lookup).
+_validated: dict[tuple, ConvProblem] = {}
+
+
+def _signature(t: Optional[torch.Tensor]) -> Optional[tuple]:
+    return None if t is None else (t.shape, t.stride(), t.dtype, t.device)
+
+
+def _validated_problem(input, weight, bias, stride, padding, dilation, groups, residual, precision, activation) -> ConvProblem:
+    """make_problem(...), memoised on everything it depends on (shapes, strides, dtypes, devices, arguments)."""
+    if torch.compiler.is_compiling() or not isinstance(input, torch.Tensor) or not isinstance(weight, torch.Tensor):
+        return make_problem(input, weight, bias, stride, padding, dilation, groups,
+                            residual=residual, precision=precision, activation=activation)
+    # repr, not the values: 1, 1.0 and True are equal as keys, but make_problem accepts only the first.
+    hyper = repr((stride, padding, dilation, groups, precision, activation))
+    key = (
+        _signature(input), _signature(weight), _signature(bias), _signature(residual), hyper,
+        precision is None and torch.backends.cudnn.allow_tf32,
+    )
+    problem = _validated.get(key)
+    if problem is None:
+        problem = _validated[key] = make_problem(input, weight, bias, stride, padding, dilation, groups,
+                                                 residual=residual, precision=precision, activation=activation)
+    return problem
 
 
 def empty_output(problem: ConvProblem, like: torch.Tensor) -> torch.Tensor:
@@ -222,7 +246,9 @@ def run_problem(
     family, full_config = dispatch.select(problem, config, input.device, backend)
     if full_config.get("convert_nhwc") and problem.layout == "nchw":
         input = input.contiguous(memory_format=torch.channels_last)
-    kernel_config = {k: v for k, v in full_config.items() if k != "convert_nhwc"}
+    if full_config.get("precision", problem.precision) != problem.precision:
+        problem = problem.with_(precision=full_config["precision"])
+    kernel_config = {k: v for k, v in full_config.items() if k not in dispatch.DISPATCH_OPTIONS}
     tensors = ConvTensors(input, weight, output, bias, residual, activation)
     family.launch(problem, tensors, kernel_config)
     return output

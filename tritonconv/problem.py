@@ -67,6 +67,7 @@ class ConvProblem:
     dtype: str = "float16"
     layout: Layout = "nhwc"
     precision: str = ""  # "" means the dtype's default
+    batched_weight: bool = False  # one weight per image n (batched matmul B); only the "gemm" family handles it
 
     def __post_init__(self) -> None:
         if not self.p:
@@ -158,6 +159,7 @@ class ConvProblem:
             f"n{self.n}_c{self.c}_h{self.h}_w{self.w}_k{self.k}_r{self.r}_s{self.s}"
             f"_st{self.stride_h}x{self.stride_w}_pad{self.pad_h}x{self.pad_w}_out{self.p}x{self.q}"
             f"_dil{self.dilation_h}x{self.dilation_w}_g{self.groups}_{self.dtype}_{self.layout}_{self.precision}"
+            + ("_bw" if self.batched_weight else "")
         )
 
     def to_dict(self) -> dict[str, Any]:

@@ -10,7 +10,7 @@ from typing import Optional
 
 import torch
 
-WEIGHT_LAYOUTS = ("krsc", "kcrs")
+WEIGHT_LAYOUTS = ("krsc", "kcrs", "rsck")  # rsck: output channels fastest (depthwise/direct kernels)
 # id(weight) -> (weak reference to weight, {(layout, dtype, version, data_ptr): prepared tensor}).
 # Keyed by identity: tensors compare elementwise, so they cannot be ordinary dict keys.
 _prepared: dict[int, tuple[weakref.ref, dict]] = {}
@@ -50,4 +50,6 @@ def _relayout(weight: torch.Tensor, layout: str, dtype: torch.dtype) -> torch.Te
     w = weight.to(dtype)
     if layout == "krsc":
         return w.contiguous(memory_format=torch.channels_last)
+    if layout == "rsck":
+        return w.permute(2, 3, 1, 0).contiguous().permute(3, 2, 0, 1)
     return w.contiguous()

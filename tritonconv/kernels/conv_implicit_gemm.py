@@ -156,6 +156,19 @@ def fits_registers(problem: ConvProblem, config: Config) -> Optional[str]:
     return f"accumulator needs {per_thread} registers per thread (> 128)" if per_thread > 128 else None
 
 
+def load_elements_per_thread(config: Config) -> int:
+    """Tile elements each thread loads per reduction step; the channel-outer gather costs double (its index math
+    is per element). Above ~72 the compiled kernels spill registers (checked with tritonconv.compile on sm_80/90)."""
+    a_cost = 2 if config["LOOP_ORDER"] == "channel_outer" else 1
+    elements = a_cost * config["BLOCK_M"] * config["BLOCK_K"] + config["BLOCK_K"] * config["BLOCK_N"]
+    return elements // (config["num_warps"] * 32)
+
+
+def low_register_pressure(problem: ConvProblem, config: Config) -> Optional[str]:
+    per_thread = load_elements_per_thread(config)
+    return f"{per_thread} loaded elements per thread per step would spill registers" if per_thread > 72 else None
+
+
 def not_wasteful(problem: ConvProblem, config: Config) -> Optional[str]:
     """Prunes tiles mostly made of padding: they are correct but never fastest."""
     if config["BLOCK_N"] > clamp_pow2(problem.gemm_n, 16, 256):
@@ -192,7 +205,7 @@ class ImplicitGemmConv(KernelFamily):
                 Param("num_stages", (1, 2, 3, 4, 5)),
             ],
             constraints=[fits_shared_memory, fits_registers],
-            pruning=[not_wasteful],
+            pruning=[not_wasteful, low_register_pressure],
         )
 
     def default_config(self, problem: ConvProblem) -> Config:
@@ -202,16 +215,20 @@ class ImplicitGemmConv(KernelFamily):
         reduction = problem.c_per_group if loop == "filter_outer" else problem.gemm_k
         block_n = clamp_pow2(problem.gemm_n, 16, 128)
         block_m = clamp_pow2(problem.gemm_m, 16, 128)
-        block_k = clamp_pow2(reduction, 16, 64 if half else 32)
+        block_k = clamp_pow2(reduction, 16, 64 if half and loop == "filter_outer" else 32)
         sms = device_info().sm_count if device_info().sm_count > 1 else 132
 
         def tiles(bm: int, bn: int) -> int:
             return triton.cdiv(problem.gemm_m, bm) * triton.cdiv(problem.gemm_n, bn) * problem.groups
 
-        while tiles(block_m, block_n) < sms and block_m > 32:
-            block_m //= 2
-        while tiles(block_m, block_n) < sms and block_n > 32:
-            block_n //= 2
+        # Shrink tiles until there is about one tile per SM; keep BLOCK_M >= 64 as long as possible (Hopper's
+        # warpgroup MMA needs 64 rows per warpgroup).
+        for dim, floor in (("m", 64), ("n", 64), ("m", 32), ("n", 32)):
+            while tiles(block_m, block_n) < sms and (block_m if dim == "m" else block_n) > floor:
+                if dim == "m":
+                    block_m //= 2
+                else:
+                    block_n //= 2
         config: Config = {
             "BLOCK_M": block_m,
             "BLOCK_N": block_n,
@@ -222,6 +239,8 @@ class ImplicitGemmConv(KernelFamily):
             "num_warps": 8 if block_m * block_n >= 128 * 128 else 4,
             "num_stages": 4 if half else 3,
         }
+        while config["BLOCK_K"] > 16 and low_register_pressure(problem, config):
+            config["BLOCK_K"] //= 2
         while config["num_stages"] > 1 and fits_shared_memory(problem, config):
             config["num_stages"] -= 1
         return config

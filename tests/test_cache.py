@@ -1,0 +1,156 @@
+"""The tuning cache: keys, lookup for the dispatcher, batch bucketing, atomic merged writes, corrupt files,
+export/import. Entries are written directly here; tests/test_search.py fills the cache by real tuning."""
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import warnings
+
+import pytest
+import torch
+
+from tritonconv import cache, dispatch
+from tritonconv.kernels import get_family
+from tritonconv.problem import ConvProblem
+
+PROBLEM = ConvProblem(n=4, c=16, h=8, w=8, k=32, r=3, s=3, pad_h=1, pad_w=1, dtype="float16", layout="nhwc")
+CPU = torch.device("cpu")
+HERE = cache.fingerprint(CPU)
+ELSEWHERE = "NVIDIA H100 80GB HBM3|sm90|132sms"
+
+
+def make_entry(problem=PROBLEM, *, time_ms=1.0, cudnn_ms=2.0, fingerprint=HERE, block_m=32):
+    family = get_family("implicit_gemm")
+    config = {"family": family.name, **family.default_config(problem), "BLOCK_M": block_m}
+    return {
+        "family": family.name, "family_version": family.version, "config": config, "time_ms": time_ms,
+        "cudnn_time_ms": cudnn_ms, "rel_error": 1e-4, "precision": problem.precision, "trials_run": 5,
+        "timestamp": "2025-01-01T00:00:00", "fingerprint": fingerprint, "problem": problem.to_dict(),
+        "trials": [{"family": family.name, "family_version": family.version, "config": config, "time_ms": time_ms}],
+    }
+
+
+@pytest.fixture(autouse=True)
+def _fresh_view():
+    cache.invalidate()
+    yield
+    cache.invalidate()
+
+
+def test_lookup_returns_the_stored_config_and_cudnn_where_it_won():
+    assert cache.lookup_config(PROBLEM, CPU) is None
+    cache.update({cache.entry_key(PROBLEM, HERE): make_entry(time_ms=1.0, cudnn_ms=2.0, block_m=64)})
+    assert cache.lookup_config(PROBLEM, CPU, "auto")["BLOCK_M"] == 64
+    family, config = dispatch.select(PROBLEM, None, CPU, "triton")
+    assert family.name == "implicit_gemm" and config["BLOCK_M"] == 64
+
+    cache.update({cache.entry_key(PROBLEM, HERE): make_entry(time_ms=3.0, cudnn_ms=2.0, block_m=64)})
+    assert cache.lookup_config(PROBLEM, CPU, "auto") == {"family": "cudnn"}
+    assert cache.lookup_config(PROBLEM, CPU, "triton")["BLOCK_M"] == 64
+    # Another GPU's entry, or one whose kernel source changed, is never used.
+    assert cache.lookup_config(PROBLEM.with_(k=64), CPU) is None
+    stale = make_entry(PROBLEM.with_(k=64))
+    stale["family_version"] = "0" * 12
+    cache.update({cache.entry_key(PROBLEM.with_(k=64), HERE): stale})
+    assert cache.lookup_config(PROBLEM.with_(k=64), CPU) is None
+
+
+def test_file_is_versioned_json_in_the_configured_dir():
+    cache.update({cache.entry_key(PROBLEM, HERE): make_entry()})
+    path = cache.cache_path()
+    assert path.parent == cache.cache_dir() and str(path).startswith(os.environ["TRITONCONV_CACHE_DIR"])
+    data = json.loads(path.read_text())
+    assert data["schema"] == cache.SCHEMA and data["version"] == cache.SCHEMA_VERSION
+    key = next(iter(data["entries"]))
+    assert HERE in key and PROBLEM.key in key and "triton-" in key
+
+
+def test_batch_bucketing_reuses_the_nearest_batch(monkeypatch):
+    for n, block_m in ((4, 64), (32, 128)):
+        cache.update({cache.entry_key(PROBLEM.with_(n=n), HERE): make_entry(PROBLEM.with_(n=n), block_m=block_m)})
+    assert cache.lookup_config(PROBLEM.with_(n=6), CPU) is None, "off by default"
+    monkeypatch.setenv(cache.BATCH_BUCKETING_ENV, "1")
+    assert cache.lookup_config(PROBLEM.with_(n=6), CPU)["BLOCK_M"] == 64
+    assert cache.lookup_config(PROBLEM.with_(n=24), CPU)["BLOCK_M"] == 128
+    assert cache.lookup_config(PROBLEM.with_(n=6, k=64), CPU) is None, "only the batch size may differ"
+
+
+def test_updates_merge_trials_and_keep_other_keys():
+    cache.update({cache.entry_key(PROBLEM, HERE): make_entry(block_m=32)})
+    cache.update({cache.entry_key(PROBLEM.with_(k=64), HERE): make_entry(PROBLEM.with_(k=64))})
+    changes = cache.update({cache.entry_key(PROBLEM, HERE): make_entry(block_m=64)})
+    assert changes == {cache.entry_key(PROBLEM, HERE): "replaced"}
+    stored = cache.entries()
+    assert len(stored) == 2
+    assert {t["config"]["BLOCK_M"] for t in stored[cache.entry_key(PROBLEM, HERE)]["trials"]} == {32, 64}
+
+
+CONCURRENT_WRITER = textwrap.dedent(
+    """
+    import sys
+    from tritonconv import cache
+    tag = sys.argv[1]
+    for i in range(25):
+        cache.update({f"{tag}-{i}": {"family": "implicit_gemm", "time_ms": 1.0, "trials": []}})
+    """
+)
+
+
+def test_two_processes_writing_at_once_lose_nothing():
+    procs = [subprocess.Popen([sys.executable, "-c", CONCURRENT_WRITER, tag], stderr=subprocess.PIPE, text=True) for tag in ("a", "b")]
+    for p in procs:
+        assert p.wait(timeout=120) == 0, p.stderr.read()
+    assert set(cache.entries()) == {f"{tag}-{i}" for tag in "ab" for i in range(25)}
+    assert not list(cache.cache_dir().glob("*.tmp")), "no temp files left behind"
+
+
+@pytest.mark.parametrize("content", ["{not json", json.dumps({"schema": "something-else", "entries": {}}),
+                                     json.dumps({"schema": cache.SCHEMA, "version": 999, "entries": {}})])
+def test_a_corrupt_or_foreign_file_is_a_clear_error_and_kept(content):
+    path = cache.cache_path()
+    path.parent.mkdir(parents=True)
+    path.write_text(content)
+    with pytest.raises(cache.CacheError, match=str(path)):
+        cache.entries()
+    with pytest.raises(cache.CacheError, match="copy was kept"):
+        cache.update({cache.entry_key(PROBLEM, HERE): make_entry()})
+    assert path.read_text() == content, "never overwritten"
+    backups = list(path.parent.glob(path.name + ".corrupt-*"))
+    assert len(backups) == 1 and backups[0].read_text() == content
+    with pytest.warns(RuntimeWarning, match="cannot use the tuning cache"):
+        assert cache.lookup_config(PROBLEM, CPU) is None, "dispatch falls back to defaults, loudly"
+
+
+def test_export_import_round_trip_with_fingerprint_warning(tmp_path, monkeypatch):
+    ours, theirs = make_entry(time_ms=1.0), make_entry(PROBLEM.with_(k=64), fingerprint=ELSEWHERE)
+    cache.update({cache.entry_key(PROBLEM, HERE): ours, cache.entry_key(PROBLEM.with_(k=64), ELSEWHERE): theirs})
+    exported = tmp_path / "export.json"
+    assert cache.export(exported) == 2
+    assert json.loads(exported.read_text())["exported_from"] == HERE
+
+    monkeypatch.setenv("TRITONCONV_CACHE_DIR", str(tmp_path / "other-cache"))
+    cache.invalidate()
+    with pytest.warns(UserWarning, match=ELSEWHERE.split("|")[0]):
+        report = cache.import_file(exported)
+    assert len(report.added) == 2 and not report.replaced
+    assert cache.lookup_config(PROBLEM, CPU)["BLOCK_M"] == 32
+
+    # Re-importing: the faster entry wins conflicts; a slower one is kept out.
+    cache.update({cache.entry_key(PROBLEM, HERE): make_entry(time_ms=5.0, block_m=64)})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        report = cache.import_file(exported)
+    assert report.replaced == [cache.entry_key(PROBLEM, HERE)]
+    assert cache.lookup_config(PROBLEM, CPU)["BLOCK_M"] == 32
+    cache.update({cache.entry_key(PROBLEM, HERE): make_entry(time_ms=0.5, block_m=16)})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        report = cache.import_file(exported)
+    assert cache.entry_key(PROBLEM, HERE) in report.kept and cache.lookup_config(PROBLEM, CPU)["BLOCK_M"] == 16
+
+
+def test_clear_removes_entries():
+    cache.update({cache.entry_key(PROBLEM, HERE): make_entry()})
+    assert cache.clear() == 1
+    assert cache.entries() == {} and cache.lookup_config(PROBLEM, CPU) is None

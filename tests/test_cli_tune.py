@@ -1,0 +1,84 @@
+"""`tritonconv tune` and `tritonconv cache` from the command line (interpreter, tiny shapes, few trials)."""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from tritonconv import cache
+from tritonconv.cli import build_parser, main
+from tritonconv.commands import tune as tune_command
+
+SHAPE = ["--c", "4", "--h", "5", "--w", "5", "--k", "8", "--dtype", "float32"]
+needs_no_gpu = pytest.mark.skipif(torch.cuda.is_available(), reason="checks the behaviour without a CUDA GPU")
+
+
+@pytest.fixture(autouse=True)
+def _fresh_view(monkeypatch):
+    monkeypatch.setenv("COLUMNS", "250")  # rich tables: no wrapping inside the texts checked below
+    cache.invalidate()
+    yield
+    cache.invalidate()
+
+
+@needs_no_gpu
+def test_bare_tune_without_gpu_runs_the_interpreter_demo():
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    proc = subprocess.run([sys.executable, "-m", "tritonconv.cli", "tune"], env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "No CUDA GPU found" in proc.stdout and "demonstration" in proc.stdout
+    assert "total tuning wall time" in proc.stdout and "demo_3x3" in proc.stdout
+    assert len(cache.entries()) == len(tune_command.DEMO_SHAPES)
+
+
+@needs_no_gpu
+def test_explicit_arguments_without_gpu_are_refused_unless_interpreted(capsys):
+    assert main(["tune", *SHAPE]) == 2
+    assert "no CUDA GPU found" in capsys.readouterr().err and cache.entries() == {}
+
+
+def test_argv_reconstruction_round_trips():
+    args = build_parser().parse_args(["tune", "suite.json", "--trials", "3", "--no-resume", "--interpret", "--precision", "auto"])
+    again = build_parser().parse_args(tune_command._argv(args))
+    assert vars(again) == vars(args)
+    assert not tune_command._explicit(build_parser().parse_args(["tune"]))
+
+
+def test_tune_one_shape_in_the_interpreter_then_cache_commands(tmp_path, capsys):
+    out = tmp_path / "tune.json"
+    assert main(["tune", *SHAPE, "--interpret", "--trials", "2", "--json", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "total tuning wall time" in printed and "implicit_gemm" in printed
+    record = json.loads(out.read_text())["records"][0]
+    assert record["problem"]["c"] == 4 and record["trials_run"] == 2 and record["time_ms"] > 0
+
+    # A second run is answered by the cache.
+    assert main(["tune", *SHAPE, "--interpret", "--trials", "2", "--json", str(out)]) == 0
+    assert json.loads(out.read_text())["records"][0]["from_cache"] is True
+
+    assert main(["cache", "list"]) == 0
+    assert "n1_c4_h5_w5_k8" in capsys.readouterr().out
+    assert main(["cache", "show", "n1_c4_h5"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert len(shown) == 1 and next(iter(shown.values()))["family"] == record["family"]
+
+    exported = tmp_path / "export.json"
+    assert main(["cache", "export", str(exported)]) == 0
+    assert main(["cache", "clear"]) == 0
+    assert cache.entries() == {}
+    capsys.readouterr()
+    assert main(["cache", "import", str(exported)]) == 0
+    assert "1 added" in capsys.readouterr().out and len(cache.entries()) == 1
+
+
+def test_bad_inputs_are_clear_errors(tmp_path, capsys):
+    assert main(["tune", "--c", "4", "--interpret"]) == 2
+    assert "missing --h, --k, --w" in capsys.readouterr().err
+    assert main(["tune", str(tmp_path / "missing.json"), "--interpret"]) == 2
+    assert "cannot read suite file" in capsys.readouterr().err
+    cache.cache_path().parent.mkdir(parents=True)
+    cache.cache_path().write_text("garbage")
+    assert main(["cache", "list"]) == 1
+    assert "not valid JSON" in capsys.readouterr().err

@@ -1,0 +1,202 @@
+"""Randomized correctness sweep of tritonconv.conv2d (implicit-GEMM family) against float64 F.conv2d.
+
+Cases are drawn from a seeded generator over every feature the family claims: batch, channels (1, 3, odd),
+non-square spatial sizes and 1x1 outputs, 1x1/3x3/5x5/7x7/1x7/7x1 filters, stride 1-3, padding (ints, pairs,
+"same", "valid", larger than the filter), dilation 1-4, groups (1, 2, 4, depthwise, channel multiplier), NCHW and
+NHWC inputs, float32 (ieee/tf32/tf32x3/fp16/bf16-free) and float16 inputs, bias, activation and residual, and
+a random config from the family's space beside the default. Outputs are poisoned with NaN before every launch.
+"""
+from __future__ import annotations
+
+import random
+
+import pytest
+import torch
+
+import tritonconv
+from tritonconv.functional import make_problem
+from tritonconv.kernels import get_family
+
+from .helpers import TOLERANCE, random_conv_inputs, reference_conv2d, rel_error, run_poisoned
+
+FILTERS = [(1, 1), (3, 3), (5, 5), (7, 7), (1, 7), (7, 1), (2, 3)]
+ACTIVATIONS = [None, "relu", "relu6", "silu", "gelu"]
+SMALL_TILES = {"BLOCK_M": (16, 32, 64), "BLOCK_N": (16, 32, 64), "BLOCK_K": (16, 32, 64)}
+
+
+def _draw_case(rng: random.Random, index: int) -> dict:
+    groups_kind = rng.choice(["dense", "dense", "g2", "g4", "depthwise", "multiplier"])
+    cpg = rng.choice([1, 2, 3, 5, 8, 16, 19])
+    groups = {"dense": 1, "g2": 2, "g4": 4, "depthwise": rng.choice([3, 8]), "multiplier": rng.choice([2, 5])}[groups_kind]
+    if groups_kind in ("depthwise", "multiplier"):
+        cpg = 1
+    c = cpg * groups
+    kpg = rng.choice([1, 2, 3, 8, 17, 32]) if groups_kind != "depthwise" else 1
+    if groups_kind == "multiplier":
+        kpg = rng.choice([2, 3])
+    r, s = rng.choice(FILTERS)
+    h, w = rng.randint(1, 12), rng.randint(1, 12)
+    stride = rng.choice([1, 1, 2, 3, (1, 2), (3, 1)])
+    dilation = rng.choice([1, 1, 1, 2, 3, 4, (2, 1)])
+    padding = rng.choice([0, 1, 2, (1, 0), (0, 3), 9, "valid", "same"])
+    if padding == "same" and stride not in (1, (1, 1)):
+        padding = 1
+    pair = lambda v: v if isinstance(v, tuple) else (v, v)  # noqa: E731
+    sh, sw = pair(stride)
+    dh, dw = pair(dilation)
+    if isinstance(padding, str):
+        ph = pw = 0 if padding == "valid" else None
+    else:
+        ph, pw = pair(padding)
+    # Grow the input until the output is at least 1x1.
+    if ph is not None:
+        h = max(h, dh * (r - 1) + 1 - 2 * ph)
+        w = max(w, dw * (s - 1) + 1 - 2 * pw)
+    dtype, precision = rng.choice(
+        [(torch.float32, "ieee"), (torch.float32, "ieee"), (torch.float32, "tf32"), (torch.float32, "tf32x3"),
+         (torch.float32, "fp16"), (torch.float16, "fp16"), (torch.float16, None)]
+    )
+    return dict(
+        id=index, n=rng.choice([1, 1, 2, 3]), c=c, h=h, w=w, k=kpg * groups, cpg=cpg, r=r, s=s, stride=stride,
+        padding=padding, dilation=dilation, groups=groups, dtype=dtype, precision=precision,
+        channels_last=rng.random() < 0.5, bias=rng.random() < 0.6, activation=rng.choice(ACTIVATIONS),
+        residual=rng.random() < 0.3, random_config=rng.random() < 0.6, config_seed=rng.randrange(1 << 30),
+    )
+
+
+CASES = [_draw_case(random.Random(1234 + i), i) for i in range(240)]
+
+
+def _case_id(case: dict) -> str:
+    return (
+        f"{case['id']}-n{case['n']}c{case['c']}h{case['h']}w{case['w']}k{case['k']}-{case['r']}x{case['s']}"
+        f"-st{case['stride']}-p{case['padding']}-d{case['dilation']}-g{case['groups']}"
+        f"-{str(case['dtype'])[6:]}-{case['precision']}-{'nhwc' if case['channels_last'] else 'nchw'}"
+    )
+
+
+def _random_config(problem, seed: int) -> dict:
+    """A random config from the family's space (small tiles keep the interpreter fast), hard constraints met."""
+    family = get_family("implicit_gemm")
+    space = family.space(problem)
+    rng = random.Random(seed)
+    for _ in range(100):
+        config = {p.name: rng.choice(SMALL_TILES.get(p.name, p.choices)) for p in space.params}
+        if space.violation(problem, config, pruning=False) is None:
+            return {"family": "implicit_gemm", **config}
+    raise AssertionError("no feasible random config found")
+
+
+@pytest.mark.parametrize("case", CASES, ids=_case_id)
+def test_conv2d_matches_float64_reference(case, device):
+    x, w, b = random_conv_inputs(
+        case["n"], case["c"], case["h"], case["w"], case["k"], case["cpg"], case["r"], case["s"],
+        dtype=case["dtype"], device=device, channels_last=case["channels_last"], seed=case["id"],
+    )
+    bias = b if case["bias"] else None
+    args = (case["stride"], case["padding"], case["dilation"], case["groups"])
+    ref_no_res = reference_conv2d(x, w, bias, *args)
+    residual = None
+    if case["residual"]:
+        residual = torch.randn(ref_no_res.shape, generator=torch.Generator().manual_seed(7)).to(x.device, x.dtype)
+    ref = reference_conv2d(x, w, bias, *args, activation=case["activation"], residual=residual)
+    config = None
+    if case["random_config"]:
+        problem = make_problem(x, w, bias, *args, precision=case["precision"])
+        config = _random_config(problem, case["config_seed"])
+    out = run_poisoned(
+        x, w, bias, *args, activation=case["activation"], residual=residual, precision=case["precision"], config=config
+    )
+    assert out.shape == ref.shape and out.dtype == x.dtype
+    precision = case["precision"] or ("fp16" if case["dtype"] == torch.float16 else "ieee")
+    assert rel_error(out, ref) <= TOLERANCE[precision], f"config={config}"
+
+
+@pytest.mark.parametrize("loop_order", ["filter_outer", "channel_outer"])
+@pytest.mark.parametrize("weight_layout", ["krsc", "kcrs"])
+def test_smoke_every_loop_order_and_weight_layout(loop_order, weight_layout, device):
+    x, w, b = random_conv_inputs(2, 6, 9, 7, 4, 3, 3, 2, device=device, channels_last=True)
+    config = {"LOOP_ORDER": loop_order, "WEIGHT_LAYOUT": weight_layout, "BLOCK_K": 16, "GROUP_M": 1}
+    out = run_poisoned(x, w, b, 2, (1, 0), (1, 2), 2, precision="ieee", config=config)
+    assert rel_error(out, reference_conv2d(x, w, b, 2, (1, 0), (1, 2), 2)) <= TOLERANCE["ieee"]
+
+
+def test_smoke_public_conv2d_matches_f_conv2d(device):
+    x, w, b = random_conv_inputs(2, 4, 8, 8, 6, 4, 3, 3, device=device)
+    out = tritonconv.conv2d(x, w, b, padding=1, precision="ieee", activation="relu")
+    assert rel_error(out, reference_conv2d(x, w, b, 1, 1, activation="relu")) <= TOLERANCE["ieee"]
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_output_keeps_input_memory_format(channels_last, device):
+    x, w, _ = random_conv_inputs(1, 4, 5, 6, 8, 4, 3, 3, device=device, channels_last=channels_last)
+    out = tritonconv.conv2d(x, w, padding=1, precision="ieee")
+    assert out.is_contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+
+
+def test_non_contiguous_input_view_is_read_through_strides(device):
+    base, w, b = random_conv_inputs(2, 8, 10, 12, 4, 4, 3, 3, device=device)
+    x = base[:, ::2, 1:, ::2]  # every other channel, a cropped and strided view
+    out = run_poisoned(x, w, b, 1, 1, precision="ieee")
+    assert rel_error(out, reference_conv2d(x, w, b, 1, 1)) <= TOLERANCE["ieee"]
+
+
+def test_unbatched_3d_input_like_f_conv2d(device):
+    x, w, b = random_conv_inputs(1, 3, 7, 7, 5, 3, 3, 3, device=device)
+    out = tritonconv.conv2d(x[0], w, b, padding="same", precision="ieee")
+    assert out.shape == (5, 7, 7)
+    assert rel_error(out, reference_conv2d(x[0], w, b, 1, "same")) <= TOLERANCE["ieee"]
+
+
+def test_empty_batch_returns_empty_output(device):
+    x, w, _ = random_conv_inputs(1, 3, 7, 7, 5, 3, 3, 3, device=device)
+    out = tritonconv.conv2d(x[:0], w)
+    assert out.shape == (0, 5, 5, 5)
+
+
+def test_residual_in_another_layout_than_the_output(device):
+    x, w, b = random_conv_inputs(2, 4, 6, 6, 8, 4, 3, 3, device=device, channels_last=True)
+    residual = torch.randn(2, 8, 6, 6, device=device)  # NCHW while the output is NHWC
+    out = run_poisoned(x, w, b, 1, 1, activation="relu", residual=residual, precision="ieee")
+    ref = reference_conv2d(x, w, b, 1, 1, activation="relu", residual=residual)
+    assert rel_error(out, ref) <= TOLERANCE["ieee"]
+
+
+def test_cudnn_backend_computes_the_same_function(device):
+    x, w, b = random_conv_inputs(2, 4, 6, 7, 6, 2, 2, 3, device=device)
+    out = tritonconv.conv2d(x, w, b, 1, "same", 2, 2, backend="cudnn", activation="silu")
+    ref = reference_conv2d(x, w, b, 1, "same", 2, 2, activation="silu")
+    assert rel_error(out, ref) <= 1e-5
+
+
+def test_default_config_is_a_heuristic_of_the_problem():
+    family = get_family("implicit_gemm")
+    big = tritonconv.ConvProblem(32, 256, 56, 56, 256, 3, 3, pad_h=1, pad_w=1, dtype="float16")
+    stem = tritonconv.ConvProblem(32, 3, 224, 224, 64, 7, 7, 2, 2, 3, 3, dtype="float16")
+    tiny = tritonconv.ConvProblem(1, 64, 7, 7, 64, 3, 3, pad_h=1, pad_w=1, dtype="float16")
+    assert family.default_config(big)["BLOCK_M"] == 128 and family.default_config(big)["BLOCK_N"] == 128
+    assert family.default_config(stem)["LOOP_ORDER"] == "channel_outer"  # C=3: no padding C up to BLOCK_K
+    assert family.default_config(big)["LOOP_ORDER"] == "filter_outer"
+    assert family.default_config(tiny)["BLOCK_M"] < 128  # shrunk so that the grid fills the GPU
+    for problem in (big, stem, tiny):
+        assert family.space(problem).violation(problem, family.default_config(problem), pruning=False) is None
+
+
+def test_problem_key_is_stable_and_counts_work():
+    p = tritonconv.ConvProblem(2, 8, 9, 9, 16, 3, 3, 2, 2, 1, 1, 1, 1, 2, dtype="float32", layout="nchw", precision="ieee")
+    assert p.key == "n2_c8_h9_w9_k16_r3_s3_st2x2_pad1x1_out5x5_dil1x1_g2_float32_nchw_ieee"
+    assert p == tritonconv.ConvProblem.from_dict(p.to_dict()) and hash(p) == hash(tritonconv.ConvProblem.from_dict(p.to_dict()))
+    assert p.flops == 2 * (2 * 5 * 5) * 16 * (4 * 3 * 3)
+    assert p.min_bytes == (2 * 8 * 9 * 9 + 16 * 4 * 9 + 2 * 16 * 5 * 5) * 4
+    assert not p.needs_int64
+    assert tritonconv.ConvProblem(4096, 64, 112, 112, 64, 3, 3, pad_h=1, pad_w=1).needs_int64
+
+
+def test_int64_indexing_is_selected_for_huge_tensors():
+    """A launch description for a >2^31-element problem turns on 64-bit offsets (checked without allocating)."""
+    from tritonconv.compile import meta_tensors
+
+    problem = tritonconv.ConvProblem(4096, 64, 112, 112, 64, 3, 3, pad_h=1, pad_w=1)
+    family = get_family("implicit_gemm")
+    (call,) = family.kernel_calls(problem, meta_tensors(problem), family.default_config(problem))
+    assert call.constexprs["INDEX_64"] is True

@@ -1,0 +1,116 @@
+"""Every bad input raises a documented tritonconv error naming the problem; never a wrong answer or a crash."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+import tritonconv
+import tritonconv.functional as functional
+from tritonconv.errors import InvalidConfigError, InvalidInputError, UnsupportedError
+
+from .helpers import random_conv_inputs
+
+
+@pytest.fixture
+def xw(device):
+    x, w, b = random_conv_inputs(2, 4, 8, 8, 6, 4, 3, 3, device=device)
+    return x, w, b
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, match",
+    [
+        (dict(stride=0), InvalidInputError, "stride must be positive"),
+        (dict(stride=(1, -1)), InvalidInputError, "stride must be positive"),
+        (dict(dilation=0), InvalidInputError, "dilation must be positive"),
+        (dict(padding=-1), InvalidInputError, "padding must be non-negative"),
+        (dict(padding="full"), InvalidInputError, "padding must be 'same', 'valid'"),
+        (dict(padding="same", stride=2), InvalidInputError, "not supported for strided"),
+        (dict(stride=(1, 2, 3)), InvalidInputError, "stride must be an int or a pair"),
+        (dict(groups=0), InvalidInputError, "groups must be a positive int"),
+        (dict(groups=3), InvalidInputError, "not divisible by groups=3"),
+        (dict(groups=2), InvalidInputError, "expects 8 input channels"),
+        (dict(dilation=4), InvalidInputError, "output size .* is not positive"),
+        (dict(activation="tanh"), InvalidInputError, "activation must be one of"),
+        (dict(precision="tf32"), None, None),
+        (dict(precision="int8"), InvalidInputError, "precision 'int8' is not available for float32"),
+        (dict(backend="cublas"), InvalidInputError, "backend must be one of"),
+        (dict(config={"BLOCK_Q": 16}), InvalidConfigError, "has no parameter"),
+        (dict(config={"BLOCK_M": 48}), InvalidConfigError, "BLOCK_M=48 is not one of"),
+        (dict(config={"family": "winograd"}), InvalidConfigError, "unknown kernel family 'winograd'"),
+        (dict(config={"convert_nhwc": "yes"}), InvalidConfigError, "convert_nhwc='yes'"),
+    ],
+)
+def test_bad_arguments(xw, kwargs, error, match):
+    x, w, b = xw
+    if error is None:
+        tritonconv.conv2d(x, w, b, **kwargs)
+        return
+    with pytest.raises(error, match=match):
+        tritonconv.conv2d(x, w, b, **kwargs)
+
+
+def test_kernel_config_breaking_a_hard_constraint_is_rejected(xw, monkeypatch):
+    x, w, b = xw
+    from tritonconv import runtime
+
+    small = runtime.DeviceInfo("tiny-gpu", (8, 0), 1, 16 * 1024, 0)
+    monkeypatch.setattr("tritonconv.kernels.conv_implicit_gemm.device_info", lambda *a: small)
+    with pytest.raises(InvalidConfigError, match="shared memory"):
+        tritonconv.conv2d(x, w, b, config={"BLOCK_M": 128, "BLOCK_N": 128, "BLOCK_K": 64, "num_stages": 4})
+
+
+def test_wrong_ranks(xw):
+    x, w, b = xw
+    with pytest.raises(InvalidInputError, match="input must be 4-D"):
+        tritonconv.conv2d(x[0, 0], w)
+    with pytest.raises(InvalidInputError, match="weight must be 4-D"):
+        tritonconv.conv2d(x, w[0])
+
+
+def test_weight_shape_not_matching(xw):
+    x, w, b = xw
+    with pytest.raises(InvalidInputError, match="expects 3 input channels"):
+        tritonconv.conv2d(x, w[:, :3])
+    with pytest.raises(InvalidInputError, match="bias must have shape"):
+        tritonconv.conv2d(x, w, b[:5])
+    with pytest.raises(InvalidInputError, match="residual must have the output's shape"):
+        tritonconv.conv2d(x, w, b, residual=torch.randn(2, 6, 8, 8, device=x.device))
+
+
+def test_dtype_mismatch(xw):
+    x, w, b = xw
+    with pytest.raises(InvalidInputError, match="weight dtype torch.float16 does not match input dtype torch.float32"):
+        tritonconv.conv2d(x, w.half())
+    with pytest.raises(InvalidInputError, match="bias dtype"):
+        tritonconv.conv2d(x, w, b.half())
+
+
+@pytest.mark.parametrize("dtype, match", [(torch.float64, "float64"), (torch.int32, "torch.int32"), (torch.int8, "torch.int8")])
+def test_unsupported_dtypes(dtype, match, device):
+    x = torch.ones(1, 2, 4, 4, device=device).to(dtype)
+    w = torch.ones(3, 2, 3, 3, device=device).to(dtype)
+    with pytest.raises(UnsupportedError, match=match):
+        tritonconv.conv2d(x, w)
+
+
+def test_cpu_tensors_without_interpreter_name_the_fix(monkeypatch):
+    monkeypatch.setattr(functional, "INTERPRET", False)
+    x, w, _ = random_conv_inputs(1, 2, 4, 4, 2, 2, 1, 1)
+    with pytest.raises(InvalidInputError, match="TRITON_INTERPRET=1"):
+        tritonconv.conv2d(x, w)
+
+
+def test_tensors_on_different_devices(xw):
+    x, w, _ = xw
+    with pytest.raises(InvalidInputError, match="one device"):
+        tritonconv.conv2d(x, w.to("meta"))
+
+
+def test_errors_are_also_standard_exception_types(xw):
+    """Callers catching ValueError / NotImplementedError (like code written for F.conv2d) still work."""
+    x, w, _ = xw
+    with pytest.raises(ValueError):
+        tritonconv.conv2d(x, w, groups=3)
+    with pytest.raises(NotImplementedError):
+        tritonconv.conv2d(x.double(), w.double())

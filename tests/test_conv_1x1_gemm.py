@@ -1,0 +1,64 @@
+"""1x1 convolutions on the "gemm" family vs float64 F.conv2d: NCHW/NHWC, strided gathers, split-K, epilogue."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from tritonconv.errors import InvalidConfigError
+from tritonconv.dispatch import default_family
+from tritonconv.functional import make_problem
+from tritonconv.kernels import get_family
+
+from .helpers import TOLERANCE, random_conv_inputs, reference_conv2d, rel_error, run_poisoned
+
+GEMM_CONFIGS = [
+    {"family": "gemm"},
+    {"family": "gemm", "BLOCK_M": 16, "BLOCK_N": 16, "BLOCK_K": 16, "GROUP_M": 1},
+    {"family": "gemm", "BLOCK_M": 32, "BLOCK_N": 16, "BLOCK_K": 16, "SPLIT_K": 2},
+]
+
+
+@pytest.mark.parametrize("channels_last", [False, True], ids=["nchw", "nhwc"])
+@pytest.mark.parametrize("stride", [1, 2, (3, 1)])
+@pytest.mark.parametrize("config", GEMM_CONFIGS, ids=["default", "t16", "split2"])
+def test_1x1_conv_matches_reference(channels_last, stride, config):
+    x, w, b = random_conv_inputs(2, 35, 7, 5, 19, 35, 1, 1, channels_last=channels_last, seed=len(str(stride)))
+    problem = make_problem(x, w, b, stride)
+    residual = torch.randn(problem.output_shape)
+    if channels_last:
+        residual = residual.contiguous(memory_format=torch.channels_last)
+    out = run_poisoned(x, w, b, stride, activation="relu", residual=residual, precision="ieee", config=config)
+    ref = reference_conv2d(x, w, b, stride, activation="relu", residual=residual)
+    assert rel_error(out, ref) < TOLERANCE["ieee"]
+    assert out.is_contiguous(memory_format=torch.channels_last) == channels_last
+
+
+@pytest.mark.parametrize("dtype,precision", [(torch.float16, None), (torch.float32, "fp16")])
+def test_half_precisions(dtype, precision):
+    x, w, b = random_conv_inputs(3, 24, 4, 6, 40, 24, 1, 1, dtype=dtype, channels_last=True, seed=3)
+    for config in GEMM_CONFIGS[1:]:
+        out = run_poisoned(x, w, b, activation="gelu", precision=precision, config=config)
+        assert rel_error(out, reference_conv2d(x, w, b, activation="gelu")) < TOLERANCE["fp16"]
+
+
+def test_supports_agrees_with_problem_kinds():
+    gemm = get_family("gemm")
+    x, w, _ = random_conv_inputs(1, 16, 6, 6, 8, 16, 1, 1)
+    assert gemm.supports(make_problem(x, w, stride=2, dilation=3)) is None  # dilation is irrelevant for 1x1
+    assert default_family(make_problem(x, w)).name == "gemm"
+    assert "1x1" in gemm.supports(make_problem(x, torch.randn(8, 16, 3, 3)))
+    assert "padding" in gemm.supports(make_problem(x, w, padding=1))
+    assert "groups" in gemm.supports(make_problem(x, torch.randn(8, 8, 1, 1), groups=2))
+    with pytest.raises(InvalidConfigError, match="does not support"):
+        run_poisoned(x, w, padding=1, config={"family": "gemm"})
+
+
+def test_space_constraints_and_heuristics():
+    gemm = get_family("gemm")
+    x, w, _ = random_conv_inputs(1, 40, 3, 3, 8, 40, 1, 1)
+    problem = make_problem(x, w)
+    space = gemm.space(problem)
+    assert "SPLIT_K" in space.violation(problem, {**gemm.default_config(problem), "BLOCK_K": 32, "SPLIT_K": 4})
+    configs = gemm.heuristic_configs(problem)
+    assert configs[0] == gemm.default_config(problem)
+    assert all(space.violation(problem, c, pruning=False) is None for c in configs)

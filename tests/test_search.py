@@ -1,0 +1,291 @@
+"""The search end to end in the Triton interpreter: space -> trials -> checked candidates -> cache -> dispatch.
+
+Timings in the interpreter are meaningless, so tests give candidates synthetic times (the correctness check
+still runs for real) to make the winner deterministic and different from the default config.
+"""
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+
+import optuna
+import pytest
+import torch
+
+from helpers import TOLERANCE, random_conv_inputs, reference_conv2d, rel_error
+
+from tritonconv import cache, conv2d, dispatch
+from tritonconv.kernels import families_for, get_family
+from tritonconv.problem import PRECISIONS, ConvProblem
+from tritonconv.search import InProcessRunner, Measurement, SearchSpace, SubprocessRunner, TuningError, tune
+from tritonconv.search import study as study_module
+from tritonconv.search.reference import TOLERANCE as SEARCH_TOLERANCE
+from tritonconv.search.study import JOURNAL_FILE, _storage
+
+PROBLEM = ConvProblem(n=1, c=4, h=5, w=5, k=8, r=3, s=3, pad_h=1, pad_w=1, dtype="float32", layout="nhwc")
+
+
+def one_run(fn):
+    """Timer for tests: run once (the output was already checked), report a constant."""
+    fn()
+    return 1.0
+
+
+def synthetic_ms(config):
+    """Deterministic fake time that makes a non-default config win: the filter-outer loop, then fewer stages."""
+    slow_loop = config.get("LOOP_ORDER") != "filter_outer"
+    return 1.0 + slow_loop + 0.1 * config.get("num_stages", 0) + 0.01 * config.get("GROUP_M", 0)
+
+
+class SyntheticRunner(InProcessRunner):
+    """Real run + correctness check in the interpreter, synthetic time; counts calls; optional fault injection."""
+
+    def __init__(self, baseline_ms=None, fail_if=None, time_of=synthetic_ms):
+        super().__init__(timer=one_run)
+        self.calls, self.baseline_calls, self.seen = 0, 0, []
+        self.baseline_ms, self.fail_if, self.time_of = baseline_ms, fail_if, time_of
+
+    def benchmark(self, problem, config, tolerance):
+        self.calls += 1
+        self.seen.append((problem.precision, dict(config)))
+        if self.fail_if and self.fail_if(config):
+            config = {**config, "BLOCK_M": 7}  # not a valid tile: the launch raises
+        m = super().benchmark(problem, config, tolerance)
+        if m.ok:
+            m.time_ms = self.time_of({**config, "precision": problem.precision})
+        return m
+
+    def baseline(self, problem):
+        self.baseline_calls += 1
+        return Measurement(time_ms=self.baseline_ms, rel_error=0.0) if self.baseline_ms else Measurement(error="none")
+
+
+@pytest.fixture(autouse=True)
+def _fresh_dispatch():
+    """Tuned entries must not leak into other tests through the dispatcher's memo."""
+    cache.invalidate()
+    yield
+    cache.invalidate()
+
+
+def study_trials(problem=PROBLEM):
+    storage = _storage(cache.cache_dir())
+    summaries = [s for s in optuna.get_all_study_summaries(storage) if s.study_name.startswith(problem.key) or problem.key in s.study_name]
+    assert len(summaries) == 1, [s.study_name for s in summaries]
+    return optuna.load_study(study_name=summaries[0].study_name, storage=storage).trials
+
+
+def test_search_tolerances_match_the_test_tolerances():
+    assert SEARCH_TOLERANCE == TOLERANCE
+
+
+def test_space_is_built_from_every_supporting_family_with_namespaced_params():
+    problem = PROBLEM.with_(layout="nchw")
+    space = SearchSpace(problem, precisions=PRECISIONS["float32"], convert_options=(False, True))
+    assert set(space.families) == {f.name for f in families_for(problem)}
+    seeds = space.seeds()
+    assert {s["family"] for s in seeds} == set(space.families)
+    assert {s["precision"] for s in seeds} == set(PRECISIONS["float32"])
+    assert {s["convert_nhwc"] for s in seeds} == {False, True}
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=1))
+    for _ in range(20):
+        trial = study.ask()
+        candidate = space.suggest(trial)
+        family = space.families[candidate["family"]]
+        expected = {f"{family.name}.{n}" for n in family.space(problem).names} | {"family", "precision", "convert_nhwc"}
+        assert set(trial.params) == expected
+        assert space.candidate(trial.params) == candidate
+        assert space.params(candidate) == trial.params
+        study.tell(trial, 1.0)
+    # An NHWC problem has no conversion option; a fixed precision has no precision parameter.
+    plain = SearchSpace(PROBLEM, precisions=("tf32",), convert_options=(False, True))
+    assert all("convert_nhwc" not in s and "precision" not in s for s in plain.seeds())
+
+
+def test_end_to_end_study_caches_a_winner_that_conv2d_uses(monkeypatch, device):
+    runner = SyntheticRunner(baseline_ms=100.0)
+    result = tune(PROBLEM, trials=6, runner=runner, progress=False, early_stop=None)
+    default = get_family("implicit_gemm").default_config(PROBLEM)
+    assert result.family in {f.name for f in families_for(PROBLEM)}
+    assert result.config["LOOP_ORDER"] == "filter_outer" != default["LOOP_ORDER"], "the synthetic optimum must win"
+    assert result.rel_error <= TOLERANCE["tf32"] and result.trials_run == 6 and result.wall_time_s > 0
+    assert result.cudnn_time_ms == 100.0 and result.speedup == pytest.approx(100.0 / result.time_ms)
+    assert runner.calls == result.benchmarks_run - 1 and runner.baseline_calls == 1
+
+    seeds = [t for t in study_trials() if t.user_attrs.get("seed")]
+    assert seeds and json.loads(seeds[0].params["candidate"]) == {"family": "implicit_gemm", **default}, "defaults seed the study"
+
+    entry = cache.get_entry(PROBLEM, device)
+    assert entry["family"] == result.family and entry["cudnn_time_ms"] == 100.0 and entry["trials"]
+
+    # conv2d (no explicit config) now launches exactly the cached config, and computes the right thing.
+    family = get_family(result.family)
+    launched = []
+    original = family.launch
+    monkeypatch.setattr(family, "launch", lambda p, t, c: (launched.append(c), original(p, t, c)))
+    x, w, b = random_conv_inputs(1, 4, 5, 5, 8, 4, 3, 3, device=device, channels_last=True)
+    out = conv2d(x, w, b, padding=1, backend="triton")
+    expected_config = {k: v for k, v in result.config.items() if k not in dispatch.DISPATCH_OPTIONS}
+    assert launched == [expected_config]
+    assert rel_error(out, reference_conv2d(x, w, b, padding=1)) <= TOLERANCE["tf32"]
+
+
+def test_auto_backend_picks_cudnn_where_it_was_faster(device):
+    tune(PROBLEM, trials=3, runner=SyntheticRunner(baseline_ms=0.5), progress=False)
+    assert cache.lookup_config(PROBLEM, torch.device(device), "auto") == {"family": "cudnn"}
+    assert cache.lookup_config(PROBLEM, torch.device(device), "triton")["family"] != "cudnn"
+    family, _ = dispatch.select(PROBLEM, None, torch.device(device), "auto")
+    assert family.name == "cudnn"
+    x, w, b = random_conv_inputs(1, 4, 5, 5, 8, 4, 3, 3, device=device, channels_last=True)
+    assert rel_error(conv2d(x, w, b, padding=1), reference_conv2d(x, w, b, padding=1)) <= TOLERANCE["tf32"]
+
+
+def test_warm_cache_means_zero_benchmarks_and_no_resume_retunes():
+    tune(PROBLEM, trials=3, runner=SyntheticRunner(), progress=False)
+    warm = SyntheticRunner()
+    result = tune(PROBLEM, trials=3, runner=warm, progress=False)
+    assert result.from_cache and result.trials_run == 0 and warm.calls == 0 and warm.baseline_calls == 0
+    # Different search options (precision auto) are a different tuning job.
+    again = SyntheticRunner()
+    tune(PROBLEM, trials=3, runner=again, progress=False, resume=False)
+    assert again.calls > 0
+
+
+def test_raising_and_infeasible_candidates_do_not_stop_the_run(monkeypatch):
+    monkeypatch.setattr(SearchSpace, "enumerate", lambda self, limit: None)  # TPE: it proposes infeasible configs
+    runner = SyntheticRunner(fail_if=lambda c: c.get("LOOP_ORDER") == "filter_outer")
+    result = tune(PROBLEM, trials=10, runner=runner, progress=False, early_stop=None)
+    assert result.config["LOOP_ORDER"] != "filter_outer"
+    trials = study_trials()
+    failed = [t for t in trials if t.state == optuna.trial.TrialState.FAIL]
+    assert failed and all("InvalidConfigError" in t.user_attrs["error"] for t in failed)
+    assert any(t.state == optuna.trial.TrialState.PRUNED and "infeasible" in t.user_attrs for t in trials)
+    assert len([t for t in trials if t.state in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.FAIL)]) == 10
+
+
+class BookkeepingRunner:
+    """Runs nothing: synthetic times, for tests of the search's bookkeeping over many trials."""
+
+    device = "cpu"
+
+    def __init__(self):
+        self.calls = 0
+
+    def benchmark(self, problem, config, tolerance):
+        self.calls += 1
+        return Measurement(time_ms=synthetic_ms(config), rel_error=0.0)
+
+    def baseline(self, problem):
+        return Measurement(error="no baseline")
+
+    def close(self):
+        pass
+
+
+def test_a_small_feasible_space_is_searched_as_a_grid(monkeypatch):
+    feasible = SearchSpace(PROBLEM, precisions=("tf32",)).enumerate(limit=10_000)
+    assert feasible and all(SearchSpace(PROBLEM, precisions=("tf32",)).violation(c) is None for c in feasible)
+    feasible = feasible[:12]  # keep the test short: a grid over the first few (plus the seeds)
+    grid_size = len({json.dumps(c, sort_keys=True) for c in feasible + SearchSpace(PROBLEM, precisions=("tf32",)).seeds()})
+    monkeypatch.setattr(SearchSpace, "enumerate", lambda self, limit: feasible if len(feasible) <= limit else None)
+    runner = BookkeepingRunner()
+    tune(PROBLEM, trials=grid_size + 50, runner=runner, progress=False, early_stop=None, retime_top=1)
+    trials = study_trials()
+    assert all(list(t.params) == ["candidate"] for t in trials)
+    measured = {t.params["candidate"] for t in trials if "repeat_of" not in t.user_attrs}
+    assert len(measured) == grid_size == runner.calls - 1, "every feasible config runs once, then the grid is exhausted"
+    assert len(trials) < grid_size + 50
+
+
+def test_repeated_configs_are_answered_from_the_study(monkeypatch):
+    monkeypatch.setattr(SearchSpace, "enumerate", lambda self, limit: None)  # force TPE on a small space
+    runner = BookkeepingRunner()
+    tune(PROBLEM, trials=30, runner=runner, progress=False, early_stop=None, retime_top=1)
+    trials = study_trials()
+    repeats = [t for t in trials if "repeat_of" in t.user_attrs]
+    measured = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE and "repeat_of" not in t.user_attrs]
+    assert repeats, "TPE proposes good configs again on a small space"
+    assert all(t.value == trials[t.user_attrs["repeat_of"]].value for t in repeats)
+    assert len({json.dumps(t.params, sort_keys=True) for t in measured}) == len(measured) == runner.calls - 1
+
+
+def crash_in_worker(kind, problem, config):
+    """Worker hook: a candidate that kills its process, as an illegal-address fault would."""
+    if config.get("LOOP_ORDER") == "filter_outer":
+        os._exit(3)
+
+
+def test_a_candidate_that_kills_the_worker_is_recorded_and_the_worker_restarts():
+    runner = SubprocessRunner(timer="single", hook=crash_in_worker, job_timeout_s=120)
+    try:
+        result = tune(PROBLEM, trials=3, runner=runner, progress=False, early_stop=None, retime_top=1)
+    finally:
+        runner.close()
+    assert result.config["LOOP_ORDER"] == "channel_outer"
+    crashed = [t for t in study_trials() if t.user_attrs.get("crashed")]
+    assert len(crashed) == 1 and "exit code 3" in crashed[0].user_attrs["error"]
+    assert runner.restarts == 1
+
+
+KILLED_RUN = textwrap.dedent(
+    """
+    import os, signal
+    os.environ["TRITON_INTERPRET"] = "1"
+    import test_search as t
+    from tritonconv.search import tune
+
+    class Killer(t.SyntheticRunner):
+        def benchmark(self, problem, config, tolerance):
+            if self.calls == 2:
+                os.kill(os.getpid(), signal.SIGKILL)
+            return super().benchmark(problem, config, tolerance)
+
+    tune(t.PROBLEM, trials=4, runner=Killer(), progress=False, early_stop=None)
+    """
+)
+
+
+def test_a_killed_run_keeps_its_finished_trials_and_resume_continues():
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([os.path.dirname(__file__), os.getcwd()])}
+    proc = subprocess.run([sys.executable, "-c", KILLED_RUN], env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
+    before = [t for t in study_trials() if t.state == optuna.trial.TrialState.COMPLETE]
+    assert len(before) == 2
+    assert cache.get_entry(PROBLEM) is None, "nothing was cached by the killed run"
+
+    runner = SyntheticRunner()
+    result = tune(PROBLEM, trials=4, runner=runner, progress=False, early_stop=None, retime_top=1)
+    after = study_trials()
+    assert {t.number for t in before} <= {t.number for t in after if t.state == optuna.trial.TrialState.COMPLETE}
+    assert result.trials_run == 4 - 2, "the trial running when the process was killed is not counted as finished"
+    assert (cache.cache_dir() / JOURNAL_FILE).exists()
+
+
+def test_precision_auto_only_lets_precisions_within_tolerance_win(device):
+    prefer_fp16 = lambda c: 1.0 if c["precision"] == "fp16" else 2.0  # noqa: E731
+    loose = tune(PROBLEM, trials=6, precision="auto", tolerance=2e-2, runner=SyntheticRunner(time_of=prefer_fp16),
+                 progress=False, early_stop=None, cache=False)
+    assert loose.precision == "fp16" and loose.config["precision"] == "fp16"
+    runner = SyntheticRunner(time_of=prefer_fp16)
+    strict = tune(PROBLEM, trials=6, precision="auto", tolerance=1e-5, runner=runner, progress=False, early_stop=None)
+    assert strict.precision != "fp16" and strict.rel_error <= 1e-5
+    assert "fp16" in {p for p, _ in runner.seen}, "fp16 competed and lost on accuracy"
+    # The auto-tuned precision is part of the cached config; dispatch honours it and stays within tolerance.
+    x, w, b = random_conv_inputs(1, 4, 5, 5, 8, 4, 3, 3, device=device, channels_last=True)
+    assert rel_error(conv2d(x, w, b, padding=1, backend="triton"), reference_conv2d(x, w, b, padding=1)) <= 1e-5
+
+
+def test_tuning_inside_cuda_graph_capture_is_refused(monkeypatch):
+    monkeypatch.setattr(study_module, "capturing", lambda: True)
+    runner = SyntheticRunner()
+    with pytest.raises(TuningError, match="CUDA graph"):
+        tune(PROBLEM, trials=2, runner=runner, progress=False)
+    assert runner.calls == 0
+
+
+def test_no_correct_candidate_is_a_clear_error():
+    runner = SyntheticRunner(fail_if=lambda c: True)
+    with pytest.raises(TuningError, match="no candidate ran correctly.*InvalidConfigError"):
+        tune(PROBLEM, trials=3, runner=runner, progress=False, cache=False)

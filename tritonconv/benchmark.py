@@ -1,0 +1,484 @@
+"""Benchmarks against cuDNN/cuBLAS, the roofline floor, and the results JSON every bench script writes.
+
+Generic parts (reused by bench/conv.py, bench/gemm.py, bench/models.py and `tritonconv bench`):
+  * `device_metadata()`  - GPU name, compute capability, SM count, library versions, date, command line;
+  * `measure_peaks(dtype, precision)` - copy bandwidth and matmul FLOP/s measured on this GPU, in this run;
+  * `floor_ms` / `roofline_floor_ms` - max(flops / peak FLOP/s, bytes / peak bandwidth);
+  * `result_entry` - one timed candidate with its derived TFLOP/s, fraction of the floor and speedup;
+  * `geomean`, `summarize` - geomean speedup and worst record per candidate;
+  * `write_results` / `load_results` - the common results schema (below).
+Conv-specific parts: `load_conv_suite`, `bench_problem` (one shape: cuDNN NCHW + NHWC, every family's default
+config, the tuned choice), `run_conv_suite`.
+
+Results schema (version 1), shared by every kind of results file:
+    {"schema": "tritonconv-results", "version": 1,
+     "kind": "conv" | "gemm" | "models" | "tune",
+     "meta": {device_metadata() fields, "peaks": ..., anything the writer adds},
+     "records": [
+        {"name": "r50_l1_3x3",            # row label (shape, layer or model)
+         "baseline": "cudnn_nhwc",        # name of the result the speedups are relative to (optional)
+         "results": [                     # one entry per timed candidate (see result_entry)
+            {"name": "tuned", "role": "candidate" | "baseline", "ms": 0.1, "tflops": ..., "speedup": ...,
+             "floor_fraction": ..., "rel_error": ..., "error": None, ...}],
+         ...any other fields: "problem", "flops", "floor_ms", ...}]}
+A record without "results" is rendered as a flat row of its scalar fields. Non-finite floats are written as null.
+"""
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import fnmatch
+import json
+import math
+import os
+import platform
+import shlex
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator, Optional, Protocol, Sequence
+
+import torch
+
+from .errors import InvalidInputError, TritonConvError
+from .problem import DTYPES, ConvProblem, default_precision
+
+SCHEMA = "tritonconv-results"
+SCHEMA_VERSION = 1
+KINDS = ("conv", "gemm", "models", "tune")
+
+# Shapes with at most this many FLOPs get a float64 reference; larger ones a float32 (no TF32) reference.
+FLOAT64_REFERENCE_MAX_FLOPS = 2 * 10**9
+
+Record = dict[str, Any]
+TimeFn = Callable[[Callable[[], object]], float]
+
+
+class HasWork(Protocol):
+    """Anything with a FLOP count and a minimum byte count (ConvProblem, a GEMM's ConvProblem, ...)."""
+
+    flops: int
+    min_bytes: int
+
+
+def default_time_fn(fn: Callable[[], object]) -> float:
+    """tritonconv.timing.time_ms: do_bench medians with the L2 cache flushed (imported lazily: needs a GPU)."""
+    from .timing import time_ms
+
+    return time_ms(fn)
+
+
+# ---- metadata --------------------------------------------------------------------------------------------------
+def device_metadata(device: Optional[torch.device | str | int] = None) -> dict[str, Any]:
+    """Where and with what a benchmark ran: GPU, compute capability, SM count, library versions, date, command."""
+    import triton
+
+    from . import __version__
+
+    meta: dict[str, Any] = {
+        "gpu": None, "capability": None, "sm_count": None, "gpu_memory_gib": None,
+        "torch": torch.__version__, "triton": triton.__version__, "tritonconv": __version__,
+        "cuda": torch.version.cuda, "cudnn": torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None,
+        "python": platform.python_version(), "platform": platform.platform(),
+        "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "command": shlex.join(sys.argv),
+    }
+    if torch.cuda.is_available():
+        index = torch.device(device).index if isinstance(device, (str, torch.device)) else device
+        props = torch.cuda.get_device_properties(torch.cuda.current_device() if index is None else index)
+        meta.update(
+            gpu=props.name, capability=f"{props.major}.{props.minor}", sm_count=props.multi_processor_count,
+            gpu_memory_gib=round(props.total_memory / 2**30, 1),
+        )
+    return meta
+
+
+# ---- peaks and the roofline -------------------------------------------------------------------------------------
+@contextlib.contextmanager
+def tf32_enabled(enabled: bool) -> Iterator[None]:
+    """Temporarily allow (or forbid) TF32 in cuBLAS matmuls and cuDNN convs."""
+    saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = enabled
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
+
+
+def _matmul_dtype(dtype: str, precision: str) -> tuple[torch.dtype, bool]:
+    """The dtype the matrix units multiply in for (dtype, precision), and whether that is TF32."""
+    if precision in ("fp16", "bf16"):
+        return DTYPES["float16" if precision == "fp16" else "bfloat16"], False
+    return DTYPES[dtype], dtype == "float32" and precision in ("tf32", "tf32x3")
+
+
+def measure_peaks(
+    dtype: str | torch.dtype = "float16",
+    precision: str = "",
+    *,
+    device: str | torch.device = "cuda",
+    copy_mib: int = 1024,
+    matmul_size: int = 8192,
+    time_fn: TimeFn = default_time_fn,
+) -> dict[str, Any]:
+    """Peak bandwidth and FLOP/s measured on `device` now, for the roofline floor of this run.
+
+    Bandwidth: a device-to-device copy of `copy_mib` MiB, counting read + write bytes. FLOP/s: a square
+    torch.matmul of `matmul_size` in the dtype the matrix units use for (dtype, precision): float32 with
+    precision "ieee" runs without TF32, "tf32"/"tf32x3" with TF32 (tf32x3 does ~3 TF32 products, so its fraction of
+    this floor is at most ~1/3), "fp16"/"bf16" in that type. These are achievable peaks, not datasheet numbers.
+    """
+    dtype_name = dtype if isinstance(dtype, str) else {v: k for k, v in DTYPES.items()}[dtype]
+    if dtype_name not in DTYPES:
+        raise InvalidInputError(f"unknown dtype {dtype!r}; choose from {sorted(DTYPES)}")
+    precision = precision or default_precision(dtype_name)
+    mm_dtype, use_tf32 = _matmul_dtype(dtype_name, precision)
+
+    src = torch.empty(copy_mib * 2**20, dtype=torch.uint8, device=device)
+    dst = torch.empty_like(src)
+    copy_ms = time_fn(lambda: dst.copy_(src))
+    del src, dst
+
+    gen = torch.Generator().manual_seed(0)
+    a = torch.randn(matmul_size, matmul_size, generator=gen).to(device=device, dtype=mm_dtype)
+    b = torch.randn(matmul_size, matmul_size, generator=gen).to(device=device, dtype=mm_dtype)
+    with tf32_enabled(use_tf32):
+        matmul_ms = time_fn(lambda: torch.matmul(a, b))
+    del a, b
+
+    copy_bytes = 2 * copy_mib * 2**20
+    matmul_flops = 2 * matmul_size**3
+    return {
+        "dtype": dtype_name, "precision": precision, "matmul_dtype": str(mm_dtype).removeprefix("torch."),
+        "tf32": use_tf32, "copy_bytes": copy_bytes, "copy_ms": copy_ms, "matmul_size": matmul_size,
+        "matmul_ms": matmul_ms, "bytes_per_s": copy_bytes / (copy_ms * 1e-3),
+        "flops_per_s": matmul_flops / (matmul_ms * 1e-3),
+    }
+
+
+def floor_ms(flops: float, nbytes: float, peaks: dict[str, Any]) -> float:
+    """The roofline floor: max(flops / peak FLOP/s, bytes / peak bandwidth), in milliseconds."""
+    return 1e3 * max(flops / peaks["flops_per_s"], nbytes / peaks["bytes_per_s"])
+
+
+def roofline_floor_ms(problem: HasWork, peaks: dict[str, Any]) -> float:
+    """`floor_ms` of a problem's FLOPs and minimum bytes (input + weight read once, output written once)."""
+    return floor_ms(problem.flops, problem.min_bytes, peaks)
+
+
+def tflops(flops: float, ms: float) -> float:
+    return flops / (ms * 1e-3) / 1e12
+
+
+def result_entry(
+    name: str,
+    ms: Optional[float],
+    *,
+    role: str = "candidate",
+    flops: Optional[float] = None,
+    floor: Optional[float] = None,
+    baseline_ms: Optional[float] = None,
+    rel_error: Optional[float] = None,
+    error: Optional[str] = None,
+    **extra: Any,
+) -> dict[str, Any]:
+    """One timed candidate of a record, with TFLOP/s, fraction of the floor (floor/ms) and speedup (baseline/ms)."""
+    ok = ms is not None and ms > 0 and math.isfinite(ms)
+    return {
+        "name": name, "role": role, "ms": ms if ok else None,
+        "tflops": tflops(flops, ms) if ok and flops else None,
+        "floor_fraction": floor / ms if ok and floor else None,
+        "speedup": baseline_ms / ms if ok and baseline_ms else None,
+        "rel_error": rel_error, "error": error, **extra,
+    }
+
+
+def geomean(values: Iterable[Optional[float]]) -> float:
+    """Geometric mean of the positive finite values (None, NaN, inf and non-positive are skipped); NaN if none."""
+    logs = [math.log(v) for v in values if v is not None and math.isfinite(v) and v > 0]
+    return math.exp(sum(logs) / len(logs)) if logs else float("nan")
+
+
+def summarize(records: Sequence[Record], metric: str = "speedup") -> dict[str, dict[str, Any]]:
+    """Per candidate name: geomean of `metric` over the records that have it, and the worst record."""
+    per_name: dict[str, list[tuple[float, str]]] = {}
+    for record in records:
+        for entry in record.get("results", []):
+            value = entry.get(metric)
+            if entry.get("role") != "baseline" and value is not None and math.isfinite(value):
+                per_name.setdefault(entry["name"], []).append((value, record.get("name", "?")))
+    summary = {}
+    for name, pairs in per_name.items():
+        worst_value, worst_record = min(pairs)
+        summary[name] = {
+            "geomean": geomean(v for v, _ in pairs), "worst": worst_value, "worst_record": worst_record,
+            "count": len(pairs),
+        }
+    return summary
+
+
+# ---- the results file --------------------------------------------------------------------------------------------
+def _finite(value: Any) -> Any:
+    """JSON-safe copy: non-finite floats become None, tuples lists, dtypes and paths strings."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {str(k): _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    if isinstance(value, (torch.dtype, Path)):
+        return str(value)
+    return value
+
+
+def write_results(
+    path: str | Path, records: Sequence[Record], meta: Optional[dict[str, Any]] = None, *, kind: str
+) -> Path:
+    """Write records in the common schema, with `device_metadata()` merged under `meta` (atomic replace)."""
+    if kind not in KINDS:
+        raise InvalidInputError(f"results kind must be one of {KINDS}, got {kind!r}")
+    document = {
+        "schema": SCHEMA, "version": SCHEMA_VERSION, "kind": kind,
+        "meta": _finite({**device_metadata(), **(meta or {})}), "records": _finite(list(records)),
+    }
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=path.name, suffix=".tmp", dir=path.parent)
+    with os.fdopen(fd, "w") as f:
+        json.dump(document, f, indent=1, allow_nan=False)
+        f.write("\n")
+    os.replace(tmp, path)
+    return path
+
+
+def load_results(path: str | Path) -> dict[str, Any]:
+    """Read and validate a results file; clear InvalidInputError if it is not one."""
+    path = Path(path)
+    try:
+        document = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise InvalidInputError(f"results file {path} does not exist") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise InvalidInputError(f"results file {path} is not valid JSON: {exc}") from None
+    if not isinstance(document, dict) or document.get("schema") != SCHEMA:
+        raise InvalidInputError(f"{path} is not a tritonconv results file (no \"schema\": \"{SCHEMA}\")")
+    if document.get("version") != SCHEMA_VERSION:
+        raise InvalidInputError(f"{path} has results schema version {document.get('version')!r}; "
+                                f"this tritonconv reads version {SCHEMA_VERSION}")
+    if document.get("kind") not in KINDS:
+        raise InvalidInputError(f"{path}: unknown results kind {document.get('kind')!r}; known: {KINDS}")
+    records = document.get("records")
+    if not isinstance(records, list) or not all(isinstance(r, dict) for r in records):
+        raise InvalidInputError(f"{path}: \"records\" must be a list of objects")
+    document.setdefault("meta", {})
+    return document
+
+
+def tune_record(result: Any, name: Optional[str] = None) -> Record:
+    """A record (kind "tune") from a tritonconv.search TuneResult (read by attribute: problem, family, config,
+    time_ms, cudnn_time_ms, rel_error, trials_run, wall_time_s, precision)."""
+    problem = result.problem
+    cudnn_ms = getattr(result, "cudnn_time_ms", None)
+    flops = getattr(problem, "flops", None)
+    return {
+        "name": name or problem.key, "problem": problem.to_dict(), "baseline": "cudnn",
+        "trials_run": getattr(result, "trials_run", None), "wall_time_s": getattr(result, "wall_time_s", None),
+        "results": [
+            result_entry("cudnn", cudnn_ms, role="baseline", flops=flops, baseline_ms=cudnn_ms),
+            result_entry("tuned", result.time_ms, flops=flops, baseline_ms=cudnn_ms, rel_error=result.rel_error,
+                         family=result.family, config=result.config, precision=getattr(result, "precision", None)),
+        ],
+    }
+
+
+# ---- conv suites ---------------------------------------------------------------------------------------------
+DTYPE_ALIASES = {"fp16": "float16", "bf16": "bfloat16", "fp32": "float32",
+                 "float16": "float16", "bfloat16": "bfloat16", "float32": "float32"}
+
+
+def matches(name: str, patterns: Optional[Sequence[str]]) -> bool:
+    """True if `name` matches any pattern (a glob like 'r50_*', or a plain substring); no patterns match all."""
+    if not patterns:
+        return True
+    return any(fnmatch.fnmatchcase(name, p) or p in name for p in patterns)
+
+
+def load_conv_suite(
+    path: str | Path, *, dtype: str = "float16", layout: str = "nhwc", precision: str = "",
+    shapes: Optional[Sequence[str]] = None,
+) -> list[tuple[str, ConvProblem]]:
+    """(name, ConvProblem) for each suite entry whose name matches `shapes` (globs or substrings)."""
+    path = Path(path)
+    try:
+        entries = json.loads(path.read_text())["shapes"]
+    except FileNotFoundError:
+        raise InvalidInputError(f"suite file {path} does not exist") from None
+    except (json.JSONDecodeError, KeyError, TypeError) as exc:
+        raise InvalidInputError(f"suite file {path} is not a suite (JSON with a \"shapes\" list): {exc}") from None
+    dtype = DTYPE_ALIASES.get(dtype, dtype)
+    if dtype not in DTYPES:
+        raise InvalidInputError(f"dtype must be one of fp16, bf16, fp32, got {dtype!r}")
+    selected = [
+        (e.get("name", f"shape{i}"), ConvProblem.from_suite_entry(e, dtype=dtype, layout=layout, precision=precision))
+        for i, e in enumerate(entries) if matches(e.get("name", f"shape{i}"), shapes)
+    ]
+    if not selected:
+        raise InvalidInputError(f"no shape in {path} matches {list(shapes or [])}")
+    return selected
+
+
+def relative_error(out: torch.Tensor, ref: torch.Tensor) -> float:
+    """||out - ref|| / ||ref||, computed in the reference's dtype on its device; inf if out is not finite."""
+    out = out.to(ref.dtype)
+    if not torch.isfinite(out).all():
+        return float("inf")
+    return ((out - ref).norm() / ref.norm().clamp_min(1e-30)).item()
+
+
+def _reference(problem: ConvProblem, x: torch.Tensor, w: torch.Tensor) -> tuple[torch.Tensor, str]:
+    """F.conv2d in float64 (small shapes) or float32 without TF32, and which one it is."""
+    from .cudnn import cudnn_conv2d
+    from .kernels import ConvTensors
+
+    ref_dtype = torch.float64 if problem.flops <= FLOAT64_REFERENCE_MAX_FLOPS else torch.float32
+    with tf32_enabled(False):
+        ref = cudnn_conv2d(problem, ConvTensors(x.to(ref_dtype), w.to(ref_dtype), output=None))
+    return ref, str(ref_dtype).removeprefix("torch.")
+
+
+def _timed_entry(
+    name: str, run: Callable[[], torch.Tensor], output: Optional[torch.Tensor], ref: torch.Tensor, *,
+    time_fn: TimeFn, role: str, flops: float, floor: float, timed: Optional[Callable[[], object]] = None,
+    **extra: Any,
+) -> dict[str, Any]:
+    """Check `run`'s result against the reference (its `output` poisoned with NaN first), then time `timed`
+    (default: `run`). A candidate that raises is recorded with its error instead."""
+    try:
+        if output is not None:
+            output.fill_(float("nan"))
+        result = run()
+        error = relative_error(output if output is not None else result, ref)
+        ms = time_fn(timed or run)
+    except Exception as exc:  # a failing candidate is recorded, the benchmark goes on
+        return result_entry(name, None, role=role, error=f"{type(exc).__name__}: {exc}", **extra)
+    return result_entry(name, ms, role=role, flops=flops, floor=floor, rel_error=error, **extra)
+
+
+def _public_call(problem: ConvProblem, x: torch.Tensor, w: torch.Tensor) -> Optional[Callable[[], torch.Tensor]]:
+    """`tritonconv.conv2d(x, w, ...)` for `problem` (what users call), or None when its arguments would describe
+    a different problem (asymmetric padding, a layout the tensors cannot show)."""
+    from .functional import conv2d, make_problem
+
+    args = dict(stride=(problem.stride_h, problem.stride_w), padding=(problem.pad_h, problem.pad_w),
+                dilation=(problem.dilation_h, problem.dilation_w), groups=problem.groups, precision=problem.precision)
+    try:
+        if make_problem(x, w, **args) != problem:
+            return None
+    except TritonConvError:
+        return None
+    return lambda: conv2d(x, w, **args)
+
+
+def bench_problem(
+    problem: ConvProblem,
+    *,
+    peaks: dict[str, Any],
+    name: Optional[str] = None,
+    device: str | torch.device = "cuda",
+    families: bool = True,
+    tuned: bool = True,
+    time_fn: TimeFn = default_time_fn,
+) -> Record:
+    """Time one conv problem in this process and return its record.
+
+    Candidates: cuDNN on NCHW and on NHWC tensors (cudnn.benchmark on, TF32 as the problem's precision asks),
+    with `families` every supporting family's default config, with `tuned` the cached tuned choice (if there
+    is one). Speedups are relative to the faster cuDNN layout; every result is checked against a float64 (small
+    shapes) or float32 reference before it is timed.
+    """
+    from . import cache
+    from .cudnn import cudnn_conv2d
+    from .functional import empty_output, run_problem
+    from .kernels import ConvTensors, families_for
+
+    device = torch.device(device)
+    x, w = problem.make_tensors(device)
+    ref, ref_dtype = _reference(problem, x, w)
+    flops, floor = problem.flops, roofline_floor_ms(problem, peaks)
+    common = dict(time_fn=time_fn, flops=flops, floor=floor)
+
+    # cuDNN in both layouts; TF32 only where the problem's precision is TF32-like (or lower).
+    cudnn_tf32 = problem.dtype == "float32" and problem.precision not in ("ieee", "tf32x3")
+    entries = []
+    for layout, memory_format in (("nchw", torch.contiguous_format), ("nhwc", torch.channels_last)):
+        xl, wl = x.contiguous(memory_format=memory_format), w.contiguous(memory_format=memory_format)
+        tensors = ConvTensors(xl, wl, output=None)
+        with torch.backends.cudnn.flags(enabled=True, benchmark=True, deterministic=False, allow_tf32=cudnn_tf32):
+            # The checked run before the timing also lets cudnn.benchmark pick its algorithm (warm).
+            entries.append(_timed_entry(
+                f"cudnn_{layout}", lambda t=tensors: cudnn_conv2d(problem, t), None, ref, role="baseline",
+                tf32=cudnn_tf32, **common,
+            ))
+
+    def triton_run(config: Optional[dict[str, Any]], out: torch.Tensor, backend: str) -> Callable[[], torch.Tensor]:
+        return lambda: run_problem(problem, x, w, None, None, "none", config, output=out, backend=backend)
+
+    if families:
+        for family in families_for(problem):
+            out = empty_output(problem, x)
+            entries.append(_timed_entry(
+                family.name, triton_run({"family": family.name}, out, "triton"), out, ref, role="candidate",
+                family=family.name, config=family.default_config(problem), **common,
+            ))
+    tuned_config = cache.lookup_config(problem, device, "auto") if tuned else None
+    if tuned_config is not None:
+        # Checked through run_problem (poisoned output), timed through tritonconv.conv2d with no config: the same
+        # dispatch (cache -> family) plus everything a user's call costs.
+        out = empty_output(problem, x)
+        entries.append(_timed_entry(
+            "tuned", triton_run(None, out, "auto"), out, ref, role="candidate", timed=_public_call(problem, x, w),
+            family=tuned_config.get("family"), config=tuned_config, **common,
+        ))
+
+    baselines = [e for e in entries if e["role"] == "baseline" and e["ms"] is not None]
+    best = min(baselines, key=lambda e: e["ms"]) if baselines else None
+    for entry in entries:
+        if best is not None and entry["ms"] is not None:
+            entry["speedup"] = best["ms"] / entry["ms"]
+    return {
+        "name": name or problem.key, "key": problem.key, "problem": problem.to_dict(), "flops": flops,
+        "min_bytes": problem.min_bytes, "floor_ms": floor, "reference": ref_dtype,
+        "baseline": best["name"] if best else None, "baseline_ms": best["ms"] if best else None,
+        "tuned": tuned_config is not None, "results": entries,
+    }
+
+
+def run_conv_suite(
+    problems: Sequence[tuple[str, ConvProblem]],
+    *,
+    device: str | torch.device = "cuda",
+    families: bool = True,
+    tuned: bool = True,
+    time_fn: TimeFn = default_time_fn,
+    peaks: Optional[dict[str, Any]] = None,
+    on_record: Optional[Callable[[Record], None]] = None,
+) -> tuple[list[Record], dict[str, Any]]:
+    """Benchmark every (name, problem); peaks are measured first (same dtype/precision as the problems) unless
+    given. Returns (records, meta) ready for `write_results(..., kind="conv")`."""
+    if not problems:
+        raise InvalidInputError("no problems to benchmark")
+    first = problems[0][1]
+    if peaks is None:
+        peaks = measure_peaks(first.dtype, first.precision, device=device, time_fn=time_fn)
+    records = []
+    for name, problem in problems:
+        record = bench_problem(problem, peaks=peaks, name=name, device=device, families=families, tuned=tuned,
+                               time_fn=time_fn)
+        records.append(record)
+        if on_record is not None:
+            on_record(record)
+    meta = {
+        "peaks": peaks, "dtype": first.dtype, "layout": first.layout, "precision": first.precision,
+        "summary": summarize(records),
+    }
+    return records, meta

@@ -1,0 +1,203 @@
+"""Implicit-GEMM conv2d for Hopper (compute capability >= 9.0): TMA weights, a persistent grid, larger tiles.
+
+Same GEMM as the `implicit_gemm` family (Y[M, K] = A[M, R*S*C] @ B[R*S*C, K], one row per output pixel), built
+for what sm_90 adds:
+  * the weight, re-laid-out once to KRSC, is a plain row-major [K, R*S*C] matrix, so its tiles are read with a
+    device-side tensor descriptor (TMA) instead of per-thread pointers;
+  * A is gathered per filter tap (r, s) from the input through its strides (rows of one tap are not one
+    rectangle in memory: padding and image edges), channels as the fast axis;
+  * a persistent grid (one program per SM walking the swizzled tiles) with optional warp specialisation;
+  * tiles of at least 64 rows, so the dot becomes warpgroup MMA (HGMMA).
+The reduction is stepped as (tap, channel block). When C is not a multiple of BLOCK_K, a weight tile's last
+columns belong to the next tap, but the matching A columns are masked to zero, so they add nothing.
+"""
+from __future__ import annotations
+
+from typing import Optional, Sequence
+
+import triton
+import triton.language as tl
+
+from ..problem import ConvProblem
+from ..runtime import device_info
+from ..weights import prepare_weight
+from .base import Config, ConfigSpace, ConvTensors, KernelCall, KernelFamily, Param, clamp_pow2
+from .conv_implicit_gemm import ImplicitGemmConv, fits_registers, fits_shared_memory
+from .epilogue import ACTIVATIONS, PRECISION_CODES, dot_with_precision
+from .gemm import TMA_ALIGNMENT, enable_device_descriptors, hopper, store_epilogue, swizzled_tile
+
+
+@triton.jit
+def conv2d_hopper_kernel(
+    x_ptr, w_ptr, y_ptr, bias_ptr, res_ptr,
+    N, H, W, C, K, P, Q, R, S,
+    stride_h, stride_w, pad_h, pad_w, dil_h, dil_w,
+    sxn, sxc, sxh, sxw,  # input strides (n, c, h, w); NHWC has sxc == 1
+    syn, syk, syp, syq,  # output strides
+    srn, srk, srp, srq,  # residual strides
+    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, GROUP_M: tl.constexpr,
+    NUM_SMS: tl.constexpr, WARP_SPECIALIZE: tl.constexpr,
+    HAS_BIAS: tl.constexpr, HAS_RESIDUAL: tl.constexpr, ACTIVATION: tl.constexpr,
+    PRECISION: tl.constexpr, INDEX_64: tl.constexpr,
+):
+    RSC = R * S * C
+    w_desc = tl.make_tensor_descriptor(w_ptr, shape=[K, RSC], strides=[RSC, 1], block_shape=[BLOCK_N, BLOCK_K])
+    M = N * P * Q
+    num_pid_m = tl.cdiv(M, BLOCK_M)
+    num_pid_n = tl.cdiv(K, BLOCK_N)
+    num_tiles = num_pid_m * num_pid_n
+    ncb = tl.cdiv(C, BLOCK_K)
+    for tile_id in tl.range(tl.program_id(0), num_tiles, NUM_SMS, flatten=True, warp_specialize=WARP_SPECIALIZE):
+        pid_m, pid_n = swizzled_tile(tile_id, num_pid_m, num_pid_n, GROUP_M)
+        offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
+        offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
+        if INDEX_64:
+            offs_m = offs_m.to(tl.int64)
+            offs_n = offs_n.to(tl.int64)
+        mask_m = offs_m < M
+        # Output pixel of each row: m = (n * P + p) * Q + q; its input window starts at (ih0, iw0).
+        n_idx = offs_m // (P * Q)
+        pq = offs_m % (P * Q)
+        p_idx = pq // Q
+        q_idx = pq % Q
+        ih0 = p_idx * stride_h - pad_h
+        iw0 = q_idx * stride_w - pad_w
+        # 32-bit offsets (not a pointer per row) keep the pipelined gathers within the register budget.
+        x_rows = n_idx * sxn + ih0 * sxh + iw0 * sxw
+
+        acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
+        for t in range(0, R * S * ncb):  # t = (r * S + s) * ncb + channel block
+            rs = t // ncb
+            c0 = (t - rs * ncb) * BLOCK_K
+            r = rs // S
+            s = rs - r * S
+            ih = ih0 + r * dil_h
+            iw = iw0 + s * dil_w
+            row_ok = mask_m & (ih >= 0) & (ih < H) & (iw >= 0) & (iw < W)
+            offs_c = c0 + tl.arange(0, BLOCK_K)
+            a = tl.load(
+                x_ptr + (x_rows + (r * dil_h * sxh + s * dil_w * sxw))[:, None] + offs_c[None, :] * sxc,
+                mask=row_ok[:, None] & (offs_c < C)[None, :], other=0.0,
+            )
+            b = w_desc.load([pid_n * BLOCK_N, rs * C + c0]).T
+            acc = dot_with_precision(a, b, acc, PRECISION)
+
+        store_epilogue(
+            acc, pq, offs_n, mask_m, offs_n < K, n_idx, y_ptr, bias_ptr, res_ptr, Q,
+            syn, syp, syq, syk, srn, srp, srq, srk, HAS_BIAS, HAS_RESIDUAL, ACTIVATION, True,
+        )
+
+
+TENSOR_CORE_PRECISIONS = ("tf32", "fp16", "bf16")
+
+
+def supports_on(problem: ConvProblem, capability: tuple[int, int]) -> Optional[str]:
+    """Whether the family runs `problem` on a device of `capability` (None) or why not."""
+    if not hopper(capability):
+        return f"needs compute capability >= 9.0 (TMA, warpgroup MMA), device has {capability[0]}.{capability[1]}"
+    if problem.groups != 1:
+        return "dense convs only (groups=1)"
+    if problem.batched_weight:
+        return "no batched weights"
+    if problem.precision not in TENSOR_CORE_PRECISIONS:
+        return f"precision {problem.precision!r} runs no single warpgroup MMA; the implicit_gemm family handles it"
+    if (problem.gemm_k * problem.operand_dtype.itemsize) % TMA_ALIGNMENT:
+        return f"the KRSC weight's row (C*R*S elements) must be a multiple of {TMA_ALIGNMENT} bytes for TMA"
+    return None
+
+
+def not_wasteful(problem: ConvProblem, config: Config) -> Optional[str]:
+    if config["BLOCK_N"] > clamp_pow2(problem.gemm_n, 16, 256):
+        return "BLOCK_N larger than the output channels need"
+    if config["BLOCK_M"] > clamp_pow2(problem.gemm_m, 64, 256):
+        return "BLOCK_M larger than the output pixels need"
+    if config["BLOCK_K"] > clamp_pow2(problem.c, 16, 128):
+        return "BLOCK_K larger than the channels need"
+    return None
+
+
+class HopperConv(KernelFamily):
+    name = "hopper_implicit_gemm"
+    description = "implicit-GEMM conv2d for sm_90+: TMA weight tiles, persistent grid, warpgroup MMA tiles"
+
+    def supports(self, problem: ConvProblem) -> Optional[str]:
+        return supports_on(problem, device_info().capability)
+
+    def preference(self, problem: ConvProblem) -> int:
+        # Design choice, not a measurement: built for sm_90 where it applies; 1x1 convs go to the gemm family.
+        return 0 if (problem.r, problem.s) == (1, 1) else 1
+
+    def space(self, problem: ConvProblem) -> ConfigSpace:
+        return ConfigSpace(
+            params=[
+                Param("BLOCK_M", (64, 128, 256)),
+                Param("BLOCK_N", (16, 32, 64, 128, 256)),
+                Param("BLOCK_K", (16, 32, 64, 128)),
+                Param("GROUP_M", (1, 4, 8, 16)),
+                Param("WARP_SPECIALIZE", (False, True)),
+                Param("num_warps", (4, 8)),
+                Param("num_stages", (1, 2, 3, 4, 5)),
+            ],
+            constraints=[fits_shared_memory, fits_registers],
+            pruning=[not_wasteful],
+        )
+
+    def default_config(self, problem: ConvProblem) -> Config:
+        """The implicit_gemm heuristic's tiles, with at least 64 rows (HGMMA) and BLOCK_K sized to C."""
+        base = ImplicitGemmConv().default_config(problem)
+        half = problem.operand_dtype.itemsize == 2
+        config: Config = {
+            "BLOCK_M": max(64, base["BLOCK_M"]),
+            "BLOCK_N": base["BLOCK_N"],
+            "BLOCK_K": clamp_pow2(problem.c, 16, 64 if half else 32),
+            "GROUP_M": 8,
+            "WARP_SPECIALIZE": False,
+            "num_warps": base["num_warps"],
+            # Deeper pipelines spill registers on sm_90 at 128x128 tiles (compiled resource usage), so stay shallow.
+            "num_stages": 3 if half else 2,
+        }
+        while config["num_stages"] > 1 and fits_shared_memory(problem, config):
+            config["num_stages"] -= 1
+        return config
+
+    def heuristic_configs(self, problem: ConvProblem) -> list[Config]:
+        base = self.default_config(problem)
+        variants = [
+            base,
+            {**base, "WARP_SPECIALIZE": True},
+            {**base, "BLOCK_N": min(256, base["BLOCK_N"] * 2), "num_warps": 8},
+            {**base, "BLOCK_M": 128 if base["BLOCK_M"] != 128 else 64},
+        ]
+        space = self.space(problem)
+        unique: list[Config] = []
+        for v in variants:
+            if v not in unique and space.violation(problem, v, pruning=False) is None:
+                unique.append(v)
+        return unique
+
+    def kernel_calls(self, problem: ConvProblem, tensors: ConvTensors, config: Config) -> Sequence[KernelCall]:
+        x, y, res = tensors.input, tensors.output, tensors.residual
+        w = prepare_weight(tensors.weight, "krsc", problem.operand_dtype)  # contiguous [K, R, S, C]
+        enable_device_descriptors()
+        info = device_info(x.device) if x.device.type == "cuda" else device_info()
+        num_sms = info.sm_count if info.sm_count > 1 else 132
+        tiles = triton.cdiv(problem.gemm_m, config["BLOCK_M"]) * triton.cdiv(problem.k, config["BLOCK_N"])
+        res_strides = res.stride() if res is not None else (0, 0, 0, 0)
+        args = dict(
+            x_ptr=x, w_ptr=w, y_ptr=y, bias_ptr=tensors.bias, res_ptr=res,
+            N=problem.n, H=problem.h, W=problem.w, C=problem.c, K=problem.k, P=problem.p, Q=problem.q,
+            R=problem.r, S=problem.s, stride_h=problem.stride_h, stride_w=problem.stride_w,
+            pad_h=problem.pad_h, pad_w=problem.pad_w, dil_h=problem.dilation_h, dil_w=problem.dilation_w,
+            sxn=x.stride(0), sxc=x.stride(1), sxh=x.stride(2), sxw=x.stride(3),
+            syn=y.stride(0), syk=y.stride(1), syp=y.stride(2), syq=y.stride(3),
+            srn=res_strides[0], srk=res_strides[1], srp=res_strides[2], srq=res_strides[3],
+        )
+        constexprs = dict(
+            BLOCK_M=config["BLOCK_M"], BLOCK_N=config["BLOCK_N"], BLOCK_K=config["BLOCK_K"],
+            GROUP_M=config["GROUP_M"], NUM_SMS=num_sms, WARP_SPECIALIZE=config["WARP_SPECIALIZE"],
+            HAS_BIAS=tensors.bias is not None, HAS_RESIDUAL=res is not None,
+            ACTIVATION=ACTIVATIONS[tensors.activation], PRECISION=PRECISION_CODES[problem.precision],
+            INDEX_64=problem.needs_int64,
+        )
+        grid = (min(num_sms, tiles),)
+        return [KernelCall(conv2d_hopper_kernel, grid, args, constexprs, config["num_warps"], config["num_stages"])]

@@ -1,0 +1,94 @@
+"""`tritonconv.nn.Conv2d`: a drop-in `torch.nn.Conv2d` whose forward runs `tritonconv.conv2d`.
+
+Same constructor, parameters and state_dict as `torch.nn.Conv2d`. Beyond it, `tritonconv.convert` may set a fused
+epilogue: `activation` (applied after bias and residual) and the `residual` forward argument.
+"""
+from __future__ import annotations
+
+from typing import Any, Optional
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .cudnn import _ACTIVATIONS
+from .errors import InvalidInputError
+from .functional import conv2d
+from .kernels.epilogue import ACTIVATIONS
+from .problem import conv_output_size
+
+
+class Conv2d(nn.Conv2d):
+    """`torch.nn.Conv2d` computed by tritonconv (tuned config from the cache, else the default heuristic).
+
+    Extra attributes (not part of the state_dict):
+        activation: fused activation "none", "relu", "relu6", "silu" or "gelu".
+        precision: operand precision for float32 (None: what F.conv2d does; see `tritonconv.conv2d`).
+        backend: "auto", "triton" or "cudnn" (see `tritonconv.conv2d`).
+        config: an explicit kernel config dict, or None for the cached/default one.
+
+    padding_mode "reflect"/"replicate"/"circular" pads in PyTorch first, as `torch.nn.Conv2d` does.
+    """
+
+    def __init__(self, *args: Any, activation: str = "none", **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._init_tritonconv(activation)
+
+    def _init_tritonconv(self, activation: str = "none") -> None:
+        if activation not in ACTIVATIONS:
+            raise InvalidInputError(f"activation must be one of {sorted(ACTIVATIONS)}, got {activation!r}")
+        self.activation = activation
+        self.precision: Optional[str] = None
+        self.backend = "auto"
+        self.config: Optional[dict[str, Any]] = None
+
+    @classmethod
+    def from_conv(cls, conv: nn.Conv2d, *, activation: str = "none") -> "Conv2d":
+        """A tritonconv Conv2d sharing `conv`'s parameters, buffers and hooks (no copy)."""
+        if not isinstance(conv, nn.Conv2d):
+            raise InvalidInputError(f"expected a torch.nn.Conv2d, got {type(conv).__name__}")
+        new = cls.__new__(cls)
+        # Own copies of the parameter/buffer/hook dicts, holding the same tensors.
+        new.__dict__.update({k: v.copy() if isinstance(v, dict) else v for k, v in conv.__dict__.items()})
+        new._init_tritonconv(activation)
+        return new
+
+    def extra_repr(self) -> str:
+        extra = super().extra_repr()
+        if self.activation != "none":
+            extra += f", activation={self.activation}"
+        return extra
+
+    def _output_hw(self, h: int, w: int, padding: Any) -> tuple[int, int]:
+        if padding == "same":
+            return h, w
+        pad = (0, 0) if padding == "valid" else (padding, padding) if isinstance(padding, int) else padding
+        return (
+            conv_output_size(h, self.kernel_size[0], self.stride[0], pad[0], pad[0], self.dilation[0]),
+            conv_output_size(w, self.kernel_size[1], self.stride[1], pad[1], pad[1], self.dilation[1]),
+        )
+
+    def _fusable_residual(self, input: torch.Tensor, residual: torch.Tensor, padding: Any) -> bool:
+        """The kernel adds a residual of exactly the output's shape and dtype; anything else (broadcasting,
+        another dtype) is added in PyTorch instead."""
+        if input.dim() != 4 or residual.dtype != input.dtype:
+            return False
+        n, _, h, w = input.shape
+        return tuple(residual.shape) == (n, self.out_channels, *self._output_hw(h, w, padding))
+
+    def forward(self, input: torch.Tensor, residual: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """activation(conv(input) + bias + residual)."""
+        padding: Any = self.padding
+        if self.padding_mode != "zeros":
+            input = F.pad(input, self._reversed_padding_repeated_twice, mode=self.padding_mode)
+            padding = 0
+        if residual is not None and not self._fusable_residual(input, residual, padding):
+            y = conv2d(input, self.weight, self.bias, self.stride, padding, self.dilation, self.groups,
+                       config=self.config, precision=self.precision, backend=self.backend)
+            act = _ACTIVATIONS[self.activation]
+            return act(y + residual) if act is not None else y + residual
+        return conv2d(
+            input, self.weight, self.bias, self.stride, padding, self.dilation, self.groups,
+            activation=self.activation, residual=residual, config=self.config, precision=self.precision,
+            backend=self.backend,
+        )

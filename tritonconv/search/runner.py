@@ -1,0 +1,293 @@
+"""Benchmark runners: run one candidate on scratch buffers, check it against the float64 reference, time it.
+
+`Runner` is the seam the search talks to. `SubprocessRunner` (the production default on a GPU) benchmarks in a
+spawned worker process, so a candidate that crashes the CUDA context (illegal address, segfault) kills only the
+worker, which is restarted; `InProcessRunner` runs in the calling process (the Triton interpreter, tests).
+"""
+from __future__ import annotations
+
+import math
+import multiprocessing
+import statistics
+import time
+from dataclasses import asdict, dataclass
+from typing import Any, Callable, Optional, Protocol, Union
+
+import torch
+
+from ..problem import ConvProblem
+
+Timer = Callable[[Callable[[], object]], float]
+# Below this many milliseconds launch overhead dominates event timing; "auto" then replays a CUDA graph.
+SMALL_KERNEL_MS = 0.05
+# CUDA errors after which the context is unusable: the worker must be restarted.
+STICKY_CUDA_ERRORS = ("illegal memory access", "illegal address", "unspecified launch failure", "misaligned address", "CUDA error")
+
+
+@dataclass
+class Measurement:
+    """Outcome of one benchmark: a time for a correct candidate, or an error saying why there is none."""
+
+    time_ms: Optional[float] = None
+    rel_error: Optional[float] = None
+    error: Optional[str] = None
+    crashed: bool = False  # the worker process died or hung; it was restarted
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None and self.time_ms is not None
+
+
+class Runner(Protocol):
+    """Runs and times candidates. `device` is where kernels run ("cuda" or "cpu" for the interpreter)."""
+
+    device: str
+
+    def benchmark(self, problem: ConvProblem, config: dict[str, Any], tolerance: float) -> Measurement: ...
+
+    def baseline(self, problem: ConvProblem) -> Measurement: ...
+
+    def close(self) -> None: ...
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Timers
+# ------------------------------------------------------------------------------------------------------------
+def wall_timer(fn: Callable[[], object], reps: int = 3) -> float:
+    """Median wall-clock milliseconds (CPU / interpreter runs: not a GPU performance number)."""
+    samples = []
+    for _ in range(reps):
+        start = time.perf_counter()
+        fn()
+        samples.append((time.perf_counter() - start) * 1e3)
+    return statistics.median(samples)
+
+
+def events_timer(fn: Callable[[], object]) -> float:
+    from ..timing import time_ms
+
+    return time_ms(fn)
+
+
+def cuda_graph_timer(fn: Callable[[], object]) -> float:
+    from ..timing import time_ms
+
+    return time_ms(fn, mode="cuda_graph")
+
+
+def auto_timer(fn: Callable[[], object]) -> float:
+    """CUDA-event medians, re-timed as CUDA-graph replays for kernels short enough to be launch-bound."""
+    t = events_timer(fn)
+    return cuda_graph_timer(fn) if t < SMALL_KERNEL_MS else t
+
+
+def single_run_timer(fn: Callable[[], object]) -> float:
+    """One wall-clock run (the interpreter: the correctness run before it was the warm-up)."""
+    return wall_timer(fn, reps=1)
+
+
+TIMERS: dict[str, Timer] = {
+    "events": events_timer, "cuda_graph": cuda_graph_timer, "auto": auto_timer, "wall": wall_timer, "single": single_run_timer,
+}
+
+
+def default_device() -> str:
+    from ..runtime import INTERPRET
+
+    return "cuda" if torch.cuda.is_available() and not INTERPRET else "cpu"
+
+
+# ------------------------------------------------------------------------------------------------------------
+# The work itself (runs in whichever process the runner chose)
+# ------------------------------------------------------------------------------------------------------------
+class Bench:
+    """Scratch inputs + reference per problem, and the checked, timed run of a candidate config."""
+
+    def __init__(self, device: str, timer: Timer):
+        self.device, self.timer = device, timer
+        self._data: dict[ConvProblem, Any] = {}
+
+    def data(self, problem: ConvProblem):
+        from .reference import ProblemData
+
+        key = problem.with_(precision="ieee")  # inputs and reference do not depend on the precision
+        if key not in self._data:
+            self._data.clear()  # one problem at a time: scratch buffers of big layers are large
+            self._data[key] = ProblemData.make(problem, self.device)
+        return self._data[key]
+
+    def _sync(self) -> None:
+        if self.device == "cuda":
+            torch.cuda.synchronize()
+
+    def candidate(self, problem: ConvProblem, config: dict[str, Any], tolerance: float) -> Measurement:
+        """Run into a NaN-poisoned output, check the relative error, and only then time it."""
+        from ..functional import empty_output, run_problem
+        from .reference import rel_error
+
+        data = self.data(problem)
+        out = empty_output(problem, data.input).fill_(float("nan"))
+
+        def run() -> None:
+            run_problem(problem, data.input, data.weight, None, None, "none", config, output=out, backend="triton")
+
+        run()
+        self._sync()
+        err = rel_error(out, data.reference)
+        if not err <= tolerance:
+            return Measurement(rel_error=err, error=f"wrong result: relative error {err:.3g} > tolerance {tolerance:.3g}")
+        return Measurement(time_ms=self.timer(run), rel_error=err)
+
+    def baseline(self, problem: ConvProblem) -> Measurement:
+        """cuDNN (F.conv2d, cudnn.benchmark on) in both layouts, the faster kept; on a CPU it is PyTorch's CPU conv."""
+        from ..cudnn import cudnn_conv2d
+        from ..kernels.base import ConvTensors
+        from .reference import rel_error
+
+        data = self.data(problem)
+        best = Measurement(error="no layout ran")
+        allow_tf32 = torch.backends.cudnn.allow_tf32
+        benchmark_mode = torch.backends.cudnn.benchmark
+        try:
+            torch.backends.cudnn.benchmark = True
+            torch.backends.cudnn.allow_tf32 = problem.precision not in ("ieee", "tf32x3")
+            for memory_format in (torch.contiguous_format, torch.channels_last):
+                tensors = ConvTensors(data.input.contiguous(memory_format=memory_format), data.weight, None)  # type: ignore[arg-type]
+                out = cudnn_conv2d(problem, tensors)
+                self._sync()
+                m = Measurement(time_ms=self.timer(lambda: cudnn_conv2d(problem, tensors)), rel_error=rel_error(out, data.reference))
+                if best.time_ms is None or m.time_ms < best.time_ms:  # type: ignore[operator]
+                    best = m
+        finally:
+            torch.backends.cudnn.benchmark = benchmark_mode
+            torch.backends.cudnn.allow_tf32 = allow_tf32
+        return best
+
+
+def _guarded(fn: Callable[[], Measurement]) -> Measurement:
+    try:
+        return fn()
+    except Exception as exc:  # noqa: BLE001 - any failure of a candidate is a recorded result, not a stop
+        return Measurement(error=f"{type(exc).__name__}: {str(exc)[:400]}")
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Runners
+# ------------------------------------------------------------------------------------------------------------
+class InProcessRunner:
+    """Benchmarks in this process: the Triton interpreter on a CPU (wall-clock times) or a GPU without isolation.
+
+    `timer` is a name from TIMERS or any callable taking a zero-argument function and returning milliseconds.
+    """
+
+    def __init__(self, timer: Union[str, Timer, None] = None, device: Optional[str] = None):
+        self.device = device or default_device()
+        timer = timer or ("auto" if self.device == "cuda" else "single")
+        self.bench = Bench(self.device, TIMERS[timer] if isinstance(timer, str) else timer)
+
+    def benchmark(self, problem: ConvProblem, config: dict[str, Any], tolerance: float) -> Measurement:
+        return _guarded(lambda: self.bench.candidate(problem, config, tolerance))
+
+    def baseline(self, problem: ConvProblem) -> Measurement:
+        return _guarded(lambda: self.bench.baseline(problem))
+
+    def close(self) -> None:
+        pass
+
+
+WorkerHook = Callable[[str, ConvProblem, dict[str, Any]], None]
+
+
+def _worker_main(conn, timer: Union[str, Timer], hook: Optional[WorkerHook]) -> None:
+    """Benchmark worker loop: ("candidate"|"baseline", problem dict, config, tolerance) -> Measurement dict."""
+    bench = Bench(default_device(), TIMERS[timer] if isinstance(timer, str) else timer)
+    while True:
+        try:
+            message = conn.recv()
+        except EOFError:
+            return
+        if message is None:
+            return
+        kind, problem_dict, config, tolerance = message
+        problem = ConvProblem.from_dict(problem_dict)
+
+        def job() -> Measurement:
+            if hook is not None:
+                hook(kind, problem, config)
+            if kind == "baseline":
+                return bench.baseline(problem)
+            return bench.candidate(problem, config, tolerance)
+
+        conn.send(asdict(_guarded(job)))
+
+
+class SubprocessRunner:
+    """Benchmarks in a spawned worker process, restarted after it dies, hangs or hits a sticky CUDA error.
+
+    `timer`/`hook` must be picklable (a TIMERS name, module-level functions); `hook(kind, problem, config)` runs in
+    the worker before each job (fault injection in tests).
+    """
+
+    def __init__(self, timer: Union[str, Timer, None] = None, *, hook: Optional[WorkerHook] = None, job_timeout_s: float = 300.0):
+        self.device = default_device()
+        self.timer = timer or ("auto" if self.device == "cuda" else "single")
+        self.hook, self.job_timeout_s = hook, job_timeout_s
+        self.restarts = 0
+        self._process = None
+        self._conn = None
+
+    def _start(self) -> None:
+        context = multiprocessing.get_context("spawn")
+        self._conn, child = context.Pipe()
+        self._process = context.Process(target=_worker_main, args=(child, self.timer, self.hook), daemon=True)
+        self._process.start()
+        child.close()
+
+    def _stop(self) -> None:
+        if self._process is not None:
+            if self._process.is_alive():
+                self._process.kill()
+            self._process.join(5)
+        if self._conn is not None:
+            self._conn.close()
+        self._process = self._conn = None
+
+    def _call(self, kind: str, problem: ConvProblem, config: dict[str, Any], tolerance: float) -> Measurement:
+        if self._process is None or not self._process.is_alive():
+            self._start()
+        try:
+            self._conn.send((kind, problem.to_dict(), config, tolerance))
+            if not self._conn.poll(self.job_timeout_s):
+                self._stop()
+                self.restarts += 1
+                return Measurement(error=f"benchmark hung for more than {self.job_timeout_s:g} s; worker restarted", crashed=True)
+            result = Measurement(**self._conn.recv())
+        except (EOFError, BrokenPipeError, ConnectionResetError, OSError):
+            self._process.join(5)
+            code = self._process.exitcode
+            self._stop()
+            self.restarts += 1
+            return Measurement(error=f"benchmark worker died (exit code {code}); restarted", crashed=True)
+        if result.error and any(s in result.error for s in STICKY_CUDA_ERRORS):
+            self._stop()  # the CUDA context is poisoned; the next job gets a fresh worker
+            self.restarts += 1
+            result.crashed = True
+        return result
+
+    def benchmark(self, problem: ConvProblem, config: dict[str, Any], tolerance: float) -> Measurement:
+        return self._call("candidate", problem, config, tolerance)
+
+    def baseline(self, problem: ConvProblem) -> Measurement:
+        return self._call("baseline", problem, {}, math.inf)
+
+    def close(self) -> None:
+        if self._conn is not None and self._process is not None and self._process.is_alive():
+            try:
+                self._conn.send(None)
+                self._process.join(5)
+            except OSError:
+                pass
+        self._stop()
+
+    def __del__(self) -> None:
+        self._stop()

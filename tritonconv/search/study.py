@@ -1,0 +1,531 @@
+"""`tune(problem)`: an Optuna study over every supporting kernel family, checked and timed, stored in the cache.
+
+One tuning run:
+  1. a warm cache entry for the same problem, device, kernel sources and search options answers at once;
+  2. otherwise a study (persisted in a JournalStorage file beside the cache, so a killed run resumes) samples
+     candidates: a GridSampler over all feasible candidates when they fit the trial budget, else TPE
+     (multivariate, group) seeded with each family's default and heuristic configs;
+  3. infeasible candidates (constraints, pruning rules, compiled spills / shared memory on a GPU) are PRUNED
+     with user_attr "infeasible" without running; repeated ones are answered from the study or the cache's
+     earlier trials; the rest run through the Runner, which checks them against a float64 reference before
+     timing; failures are FAIL trials with user_attr "error" and the run goes on;
+  4. the top few are re-timed, cuDNN is timed in the same runner, and the winner goes into the cache.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+import warnings
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Optional, Union
+
+import optuna
+import torch
+from optuna.storages import JournalStorage
+from optuna.storages.journal import JournalFileBackend, JournalFileOpenLock
+from optuna.trial import TrialState
+
+from .. import cache as tuning_cache
+from ..errors import InvalidInputError, TritonConvError
+from ..problem import PRECISIONS, ConvProblem
+from ..runtime import INTERPRET, device_info
+from .compile_pool import Precompiler
+from .reference import TOLERANCE
+from .runner import InProcessRunner, Measurement, Runner, SubprocessRunner
+from .space import FAMILY, GRID_PARAM, PRECISION, Candidate, SearchSpace
+
+JOURNAL_FILE = "studies.journal"
+BUDGETED = (TrialState.COMPLETE, TrialState.FAIL)  # infeasible (PRUNED) trials cost nothing and do not count
+# Samplers may keep proposing infeasible candidates on a mostly-infeasible space: stop after this many per trial.
+MAX_INFEASIBLE_PER_TRIAL = 50
+# Feasible spaces up to this size (or the trial budget) are searched with a GridSampler: sampling among feasible
+# candidates only beats a model-based sampler that spends most of its proposals on infeasible ones.
+GRID_MAX = 512
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+class TuningError(TritonConvError):
+    """Tuning cannot start or found no candidate that runs correctly."""
+
+
+@dataclass
+class TuneResult:
+    """The winner of one problem's tuning and the cuDNN time measured in the same run."""
+
+    problem: ConvProblem
+    family: str
+    config: dict[str, Any]  # the winner's parameters and dispatch options ("convert_nhwc", "precision"), no "family"
+    time_ms: float
+    cudnn_time_ms: Optional[float]
+    rel_error: float
+    trials_run: int  # trials finished by this call (0 when answered from the cache)
+    wall_time_s: float  # how long this call took
+    precision: str  # operand precision of the winner
+    from_cache: bool = False
+    benchmarks_run: int = 0  # runner calls made by this call (candidates, re-timings, cuDNN)
+    device: str = ""  # the hardware fingerprint the times belong to
+
+    @property
+    def speedup(self) -> Optional[float]:
+        """cuDNN time / Triton time (> 1: Triton is faster), both measured in the same run."""
+        if self.cudnn_time_ms is None or not self.time_ms:
+            return None
+        return self.cudnn_time_ms / self.time_ms
+
+    @property
+    def backend(self) -> str:
+        """What dispatch with backend="auto" runs for this problem."""
+        speedup = self.speedup
+        return "cudnn" if speedup is not None and speedup < 1 else "triton"
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Setup helpers
+# ------------------------------------------------------------------------------------------------------------
+def capturing() -> bool:
+    """Whether the current CUDA stream is capturing a graph (tuning would break the capture)."""
+    return torch.cuda.is_available() and torch.cuda.is_current_stream_capturing()
+
+
+def default_runner() -> Runner:
+    """The GPU subprocess runner; in the Triton interpreter, the in-process one (CPU wall-clock times)."""
+    if torch.cuda.is_available() and not INTERPRET:
+        return SubprocessRunner()
+    if INTERPRET:
+        return InProcessRunner()
+    raise TuningError(
+        "no CUDA GPU found: tuning measures kernels on a GPU. To try the search on the CPU, run it in the Triton "
+        "interpreter (TRITON_INTERPRET=1 before importing tritonconv, or `tritonconv tune --interpret`)"
+    )
+
+
+@dataclass
+class _Options:
+    problem: ConvProblem  # the key problem: its precision is the one callers dispatch with
+    precisions: tuple[str, ...]
+    convert_options: tuple[bool, ...]
+    tolerance: float
+    search: dict[str, Any]  # what the cache records about how this entry was tuned
+
+
+def _options(problem: ConvProblem, precision: Optional[str], tolerance: Optional[float], layouts: str) -> _Options:
+    allowed = PRECISIONS[problem.dtype]
+    if precision == "auto":
+        precisions = (problem.precision,) + tuple(p for p in allowed if p != problem.precision)
+    elif precision is None:
+        precisions = (problem.precision,)
+    elif precision in allowed:
+        problem, precisions = problem.with_(precision=precision), (precision,)
+    else:
+        raise InvalidInputError(f"precision {precision!r} is not available for {problem.dtype}; choose from {allowed} or 'auto'")
+    if layouts not in ("native", "auto"):
+        raise InvalidInputError(f"layouts must be 'native' or 'auto', got {layouts!r}")
+    if tolerance is not None and not tolerance > 0:
+        raise InvalidInputError(f"tolerance must be positive, got {tolerance!r}")
+    tol = float(tolerance if tolerance is not None else TOLERANCE[problem.precision])
+    converts = (False, True) if layouts == "auto" else (False,)
+    search = {"precision": "auto" if precision == "auto" else "fixed", "layouts": layouts, "tolerance": tol}
+    return _Options(problem, precisions, converts, tol, search)
+
+
+def _cache_file(cache: Union[None, bool, str, Path]) -> Optional[Path]:
+    if cache is False:
+        return None
+    directory = tuning_cache.cache_dir() if cache in (None, True) else Path(cache)  # type: ignore[arg-type]
+    return directory / tuning_cache.CACHE_FILE
+
+
+def _storage(directory: Path) -> JournalStorage:
+    directory.mkdir(parents=True, exist_ok=True)
+    path = str(directory / JOURNAL_FILE)
+    return JournalStorage(JournalFileBackend(path, lock_obj=JournalFileOpenLock(path)))
+
+
+def _trial_record(space: SearchSpace, candidate: Candidate, time_ms: Optional[float], rel_error: Optional[float], error: Optional[str]) -> dict[str, Any]:
+    return {
+        "family": candidate[FAMILY], "family_version": space.families[candidate[FAMILY]].version,
+        "config": candidate, "time_ms": time_ms, "rel_error": rel_error, "error": error,
+    }
+
+
+# ------------------------------------------------------------------------------------------------------------
+# The study
+# ------------------------------------------------------------------------------------------------------------
+ProgressHook = Callable[[int, int, Optional[float]], None]  # (trials finished, budget, best ms so far)
+
+
+@dataclass
+class _Run:
+    """State of one tuning call: the study, what is already known, counters."""
+
+    space: SearchSpace
+    study: optuna.Study
+    runner: Runner
+    options: _Options
+    grid: list[str]  # a grid study's choices (JSON candidates); empty for TPE
+    known: dict[str, optuna.trial.FrozenTrial] = field(default_factory=dict)  # params JSON -> finished trial
+    prior: dict[str, dict[str, Any]] = field(default_factory=dict)  # candidate JSON -> cached trial record
+    benchmarks: int = 0
+    finished: int = 0  # trials told by this call that count against the budget (not infeasible ones)
+    infeasible: int = 0
+    since_best: int = 0
+    best: Optional[float] = None
+
+    def __post_init__(self) -> None:
+        for t in self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.FAIL)):
+            self.known.setdefault(_params_key(t.params), t)
+        best = [t.value for t in self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))]
+        self.best = min(best) if best else None
+
+    def finish(self, trial: optuna.Trial, *, value: Optional[float] = None, state: TrialState = TrialState.COMPLETE,
+               attrs: Optional[dict[str, Any]] = None, counts: bool = True) -> None:
+        for name, v in (attrs or {}).items():
+            trial.set_user_attr(name, v)
+        frozen = self.study.tell(trial, value if state == TrialState.COMPLETE else None, state=state)
+        if state == TrialState.PRUNED:
+            self.infeasible += 1
+            return
+        self.known.setdefault(_params_key(frozen.params), frozen)
+        self.finished += 1
+        if not counts:
+            return
+        if state == TrialState.COMPLETE and (self.best is None or value < self.best):  # type: ignore[operator]
+            self.best, self.since_best = value, 0
+        else:
+            self.since_best += 1
+
+    def answer_known(self, trial: optuna.Trial, candidate: Candidate) -> bool:
+        """Finish `trial` from an identical finished trial or an earlier run's cached timing; False if unknown."""
+        earlier = self.known.get(_params_key(trial.params))
+        if earlier is not None:
+            attrs = {"repeat_of": earlier.number, **{k: v for k, v in earlier.user_attrs.items() if k in ("error", "rel_error")}}
+            self.finish(trial, value=earlier.value, state=earlier.state, attrs=attrs, counts=False)
+            return True
+        record = self.prior.get(_candidate_key(candidate))
+        if record is not None:
+            attrs = {"from_cache": True, "rel_error": record.get("rel_error")}
+            if record.get("error"):
+                self.finish(trial, state=TrialState.FAIL, attrs={**attrs, "error": record["error"]}, counts=False)
+            else:
+                self.finish(trial, value=record["time_ms"], attrs=attrs, counts=False)
+            return True
+        return False
+
+    def measure(self, trial: optuna.Trial, candidate: Candidate) -> Measurement:
+        self.benchmarks += 1
+        m = self.runner.benchmark(self.space.problem_for(candidate), _runner_config(candidate), self.options.tolerance)
+        if m.ok:
+            self.finish(trial, value=m.time_ms, attrs={"rel_error": m.rel_error})
+        else:
+            attrs = {"error": m.error, "crashed": m.crashed}
+            if m.rel_error is not None:
+                attrs["rel_error"] = m.rel_error
+            self.finish(trial, state=TrialState.FAIL, attrs=attrs)
+        return m
+
+
+def _params_key(params: dict[str, Any]) -> str:
+    return json.dumps(params, sort_keys=True)
+
+
+def _candidate_key(candidate: Candidate) -> str:
+    return json.dumps(candidate, sort_keys=True)
+
+
+def _runner_config(candidate: Candidate) -> dict[str, Any]:
+    """The dispatch config the runner launches; the precision travels in the problem instead."""
+    return {k: v for k, v in candidate.items() if k != PRECISION}
+
+
+def _study_name(key: str, space: SearchSpace, options: _Options, grid: bool) -> str:
+    versions = sorted(f"{name}:{family.version}" for name, family in space.families.items())
+    digest = hashlib.sha256(json.dumps([versions, options.search, grid]).encode()).hexdigest()[:12]
+    return f"{key}|{digest}"
+
+
+class _AskTellGridSampler(optuna.samplers.GridSampler):
+    """GridSampler for ask-and-tell: the search loop checks `is_exhausted` itself (GridSampler's own
+    after_trial calls study.stop(), which only works inside study.optimize)."""
+
+    def after_trial(self, study, trial, state, values) -> None:  # type: ignore[override]
+        pass
+
+
+def _make_study(space: SearchSpace, options: _Options, storage: JournalStorage, key: str, trials: int,
+                resume: bool, seed: int) -> tuple[optuna.Study, list[str]]:
+    feasible = space.enumerate(limit=max(trials, GRID_MAX))
+    seeds = space.seeds()
+    grid = sorted({_candidate_key(c) for c in feasible + seeds}) if feasible else []
+    name = _study_name(key, space, options, bool(grid))
+    if not resume:
+        try:
+            optuna.delete_study(study_name=name, storage=storage)
+        except KeyError:
+            pass
+    if grid:
+        sampler: optuna.samplers.BaseSampler = _AskTellGridSampler({GRID_PARAM: grid}, seed=seed)
+    else:
+        with warnings.catch_warnings():  # `group` is flagged experimental; it is what conditional spaces need
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            sampler = optuna.samplers.TPESampler(multivariate=True, group=True, seed=seed, n_startup_trials=8, constant_liar=True)
+    study = optuna.create_study(study_name=name, storage=storage, sampler=sampler, direction="minimize", load_if_exists=True)
+    if not study.get_trials(deepcopy=False):
+        for candidate in seeds:
+            params = {GRID_PARAM: _candidate_key(candidate)} if grid else space.params(candidate)
+            study.enqueue_trial(params, user_attrs={"seed": True}, skip_if_exists=True)
+    return study, grid
+
+
+def _search(run: _Run, trials: int, timeout: Optional[float], early_stop: Optional[int], precompiler: Optional[Precompiler],
+            on_progress: Optional[ProgressHook]) -> None:
+    """Ask, reject, answer or measure, tell: until the budget, the timeout, early stopping or an exhausted grid."""
+    start = time.monotonic()
+    done = len(run.study.get_trials(deepcopy=False, states=BUDGETED))
+    batch_size = precompiler.workers if precompiler else 1
+    while done + run.finished < trials and run.infeasible < MAX_INFEASIBLE_PER_TRIAL * trials:
+        if timeout is not None and time.monotonic() - start > timeout:
+            break
+        if early_stop and run.best is not None and run.since_best >= early_stop:
+            break
+        if run.grid and run.study.sampler.is_exhausted(run.study):  # type: ignore[attr-defined]
+            break
+        batch = []
+        for _ in range(min(batch_size, trials - done - run.finished)):
+            trial = run.study.ask()
+            if run.grid:
+                candidate = run.space.candidate({GRID_PARAM: trial.suggest_categorical(GRID_PARAM, run.grid)})
+            else:
+                candidate = run.space.suggest(trial)
+            reason = run.space.violation(candidate, pruning=not trial.user_attrs.get("seed"))
+            if reason:
+                run.finish(trial, state=TrialState.PRUNED, attrs={"infeasible": reason}, counts=False)
+            elif not run.answer_known(trial, candidate):
+                batch.append((trial, candidate))
+        compiled = [
+            precompiler.submit(run.space.problem_for(c), c[FAMILY], run.space.kernel_config(c)) if precompiler else None
+            for _, c in batch
+        ]
+        for (trial, candidate), future in zip(batch, compiled):
+            if future is not None:
+                verdict = precompiler.verdict(future)  # type: ignore[union-attr]
+                if verdict.infeasible:
+                    run.finish(trial, state=TrialState.PRUNED, attrs={"infeasible": verdict.infeasible}, counts=False)
+                    continue
+                if verdict.error:
+                    run.finish(trial, state=TrialState.FAIL, attrs={"error": verdict.error})
+                    continue
+            if _params_key(trial.params) in run.known:  # an identical candidate earlier in this batch
+                run.answer_known(trial, candidate)
+                continue
+            run.measure(trial, candidate)
+            if on_progress:
+                on_progress(done + run.finished, trials, run.best)
+
+
+def _winner(run: _Run, retime_top: int) -> tuple[Candidate, Measurement]:
+    """Re-time the best few distinct candidates and keep the fastest re-timed one."""
+    complete = sorted(run.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)), key=lambda t: t.value)
+    top: list[Candidate] = []
+    for t in complete:
+        candidate = run.space.candidate(t.params)
+        if candidate not in top and run.space.violation(candidate, pruning=False) is None:
+            top.append(candidate)
+        if len(top) >= max(1, retime_top):
+            break
+    if not top:
+        failed = run.study.get_trials(deepcopy=False, states=(TrialState.FAIL,))
+        errors = Counter(str(t.user_attrs.get("error", "?"))[:160] for t in failed).most_common(3)
+        detail = "; ".join(f"{n}x {e}" for e, n in errors) or "every sampled candidate was infeasible"
+        raise TuningError(f"no candidate ran correctly for {run.options.problem.key}: {detail}")
+    best: Optional[tuple[Candidate, Measurement]] = None
+    for candidate in top:
+        run.benchmarks += 1
+        m = run.runner.benchmark(run.space.problem_for(candidate), _runner_config(candidate), run.options.tolerance)
+        if m.ok and (best is None or m.time_ms < best[1].time_ms):  # type: ignore[operator]
+            best = (candidate, m)
+    if best is None:
+        raise TuningError(f"none of the {len(top)} best candidates for {run.options.problem.key} ran again when re-timed")
+    return best
+
+
+def _trial_records(run: _Run) -> list[dict[str, Any]]:
+    records = {k: v for k, v in run.prior.items()}
+    for t in run.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.FAIL)):
+        if t.user_attrs.get("repeat_of") is not None or t.user_attrs.get("from_cache"):
+            continue
+        candidate = run.space.candidate(t.params)
+        records[_candidate_key(candidate)] = _trial_record(
+            run.space, candidate, t.value, t.user_attrs.get("rel_error"), t.user_attrs.get("error") if t.state == TrialState.FAIL else None
+        )
+    return list(records.values())
+
+
+def _result_from_entry(problem: ConvProblem, entry: dict[str, Any], wall: float) -> TuneResult:
+    config = {k: v for k, v in entry["config"].items() if k != FAMILY}
+    return TuneResult(
+        problem=problem, family=entry["family"], config=config, time_ms=entry["time_ms"],
+        cudnn_time_ms=entry.get("cudnn_time_ms"), rel_error=entry["rel_error"], trials_run=0, wall_time_s=wall,
+        precision=entry["precision"], from_cache=True, device=entry["fingerprint"],
+    )
+
+
+def _tune_one(problem: ConvProblem, runner: Runner, *, trials: int, timeout: Optional[float], precision: Optional[str],
+              tolerance: Optional[float], layouts: str, resume: bool, early_stop: Optional[int],
+              cache: Union[None, bool, str, Path], retime_top: int, seed: int, compile_workers: Optional[int],
+              on_progress: Optional[ProgressHook]) -> TuneResult:
+    started = time.perf_counter()
+    options = _options(problem, precision, tolerance, layouts)
+    device_fp = device_info(runner.device).fingerprint
+    key = tuning_cache.entry_key(options.problem, device_fp)
+    cache_file = _cache_file(cache)
+    stored = tuning_cache.read_file(cache_file)["entries"].get(key) if cache_file else None
+    if resume and stored is not None and tuning_cache.is_current(stored) and stored.get("search") == options.search:
+        return _result_from_entry(options.problem, stored, time.perf_counter() - started)
+
+    space = SearchSpace(options.problem, precisions=options.precisions, convert_options=options.convert_options)
+    journal_dir = cache_file.parent if cache_file else Path(tuning_cache.cache_dir()) / "scratch"
+    study, grid = _make_study(space, options, _storage(journal_dir), key, trials, resume, seed)
+    run = _Run(space, study, runner, options, grid)
+    if stored is not None and resume:
+        for record in stored.get("trials", []):
+            family = space.families.get(record.get("family", ""))
+            if family is not None and family.version == record.get("family_version"):
+                run.prior[_candidate_key(record["config"])] = record
+
+    precompiler = None
+    if runner.device == "cuda" and compile_workers != 0:
+        info = device_info(runner.device)
+        precompiler = Precompiler(info.capability[0] * 10 + info.capability[1], info.shared_memory_per_block, compile_workers or 4)
+    try:
+        _search(run, trials, timeout, early_stop, precompiler, on_progress)
+    finally:
+        if precompiler:
+            precompiler.close()
+    candidate, measured = _winner(run, retime_top)
+    run.benchmarks += 1
+    baseline = runner.baseline(options.problem)
+    cudnn_ms = baseline.time_ms if baseline.ok else None
+
+    config = {k: v for k, v in candidate.items() if k != FAMILY}
+    result = TuneResult(
+        problem=options.problem, family=candidate[FAMILY], config=config, time_ms=float(measured.time_ms),  # type: ignore[arg-type]
+        cudnn_time_ms=cudnn_ms, rel_error=float(measured.rel_error or 0.0), trials_run=run.finished,
+        wall_time_s=time.perf_counter() - started, precision=space.problem_for(candidate).precision,
+        benchmarks_run=run.benchmarks, device=device_fp,
+    )
+    if cache_file:
+        entry = {
+            "family": result.family, "family_version": space.families[result.family].version,
+            "config": {FAMILY: result.family, **config}, "time_ms": result.time_ms, "cudnn_time_ms": cudnn_ms,
+            "cudnn_error": None if baseline.ok else baseline.error, "rel_error": result.rel_error,
+            "precision": result.precision, "trials_run": len(study.get_trials(deepcopy=False, states=BUDGETED)),
+            "wall_time_s": result.wall_time_s, "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S"),
+            "fingerprint": device_fp, "triton": tuning_cache.triton.__version__, "problem": options.problem.to_dict(),
+            "search": options.search, "timer": "wall-clock (interpreter)" if runner.device == "cpu" else "cuda",
+            "trials": _trial_records(run),
+        }
+        tuning_cache.update({key: entry}, path=cache_file)
+    return result
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Public API
+# ------------------------------------------------------------------------------------------------------------
+def tune(
+    problem: ConvProblem,
+    *,
+    trials: int = 64,
+    timeout: Optional[float] = None,
+    precision: Optional[str] = None,
+    tolerance: Optional[float] = None,
+    layouts: str = "native",
+    resume: bool = True,
+    early_stop: Optional[int] = 24,
+    runner: Optional[Runner] = None,
+    cache: Union[None, bool, str, Path] = None,
+    progress: bool = True,
+    retime_top: int = 3,
+    seed: int = 0,
+    compile_workers: Optional[int] = None,
+) -> TuneResult:
+    """Tune `problem` on this device and store the winner (and cuDNN's time) in the cache.
+
+    Args:
+        trials: trial budget of the problem's study (a resumed study counts its earlier trials).
+        timeout: seconds of searching after which the best so far wins.
+        precision: None keeps `problem.precision`; a name fixes it; "auto" lets every precision allowed for the
+            dtype compete, only those within `tolerance` of the float64 reference may win.
+        tolerance: max relative error; default TOLERANCE[problem.precision].
+        layouts: "native" reads the input as given; "auto" also tries converting NCHW input to NHWC first.
+        resume: reuse the cache entry / continue the stored study; False re-tunes from scratch.
+        early_stop: stop after this many measured trials without a new best (None: never).
+        runner: how candidates are run and timed (default: a GPU worker subprocess; the interpreter on a CPU).
+        cache: None/True: the default cache dir; a directory path; False: neither read nor write the cache.
+        compile_workers: processes compiling candidates ahead of the GPU (default 4; 0 disables).
+    """
+    return tune_many([problem], trials=trials, timeout=timeout, precision=precision, tolerance=tolerance,
+                     layouts=layouts, resume=resume, early_stop=early_stop, runner=runner, cache=cache,
+                     progress=progress, retime_top=retime_top, seed=seed, compile_workers=compile_workers)[0]
+
+
+def tune_many(problems: Iterable[ConvProblem], *, progress: bool = True, runner: Optional[Runner] = None,
+              **options: Any) -> list[TuneResult]:
+    """`tune` each distinct problem (de-duplicated by key, results in input order) with one runner and a rich
+    progress bar over problems; takes tune's keyword arguments."""
+    if capturing():
+        raise TuningError(
+            "cannot tune while a CUDA graph is being captured (benchmarking would break the capture): tune before "
+            "capturing, then capture with the tuned configs"
+        )
+    problems = list(problems)
+    owned = runner is None
+    runner = runner or default_runner()
+    unique: dict[str, ConvProblem] = {}
+    for p in problems:
+        unique.setdefault(p.key, p)
+    results: dict[str, TuneResult] = {}
+    defaults = dict(trials=64, timeout=None, precision=None, tolerance=None, layouts="native", resume=True,
+                    early_stop=24, cache=None, retime_top=3, seed=0, compile_workers=None)
+    unknown = set(options) - set(defaults)
+    if unknown:
+        raise TypeError(f"unknown tuning option(s) {sorted(unknown)}")
+    settings = {**defaults, **options}
+    try:
+        with _progress_bar(progress) as bar:
+            overall = bar.add_task("problems", total=len(unique)) if bar else None
+            for key, problem in unique.items():
+                task = bar.add_task(key[:60], total=settings["trials"]) if bar else None
+
+                def on_progress(done: int, total: int, best: Optional[float], task=task) -> None:
+                    if bar is not None:
+                        best_text = f"best {best:.4g} ms" if best is not None else "no valid candidate yet"
+                        bar.update(task, completed=done, description=f"{key[:48]} {best_text}")
+
+                results[key] = _tune_one(problem, runner, on_progress=on_progress, **settings)
+                if bar is not None:
+                    bar.update(task, completed=settings["trials"], visible=False)
+                    bar.advance(overall)
+    finally:
+        if owned:
+            runner.close()
+    return [results[p.key] for p in problems]
+
+
+class _NoBar:
+    def __enter__(self):
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+def _progress_bar(enabled: bool):
+    if not enabled:
+        return _NoBar()
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), transient=True)
