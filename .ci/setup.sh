@@ -15,4 +15,5 @@ if ! python -c "import torch" 2>/dev/null; then
     python -m pip install -q "torch==2.13.0"       # no GPU: the CPU build (tests run in the Triton interpreter)
   fi
 fi
+python -m pip install -q "triton==3.6.0"             # the version the kernels are compiled and tested with
 python -m pip install -q -e "$root[test]"

@@ -16,10 +16,9 @@ _ACTIVATIONS = {"none": None, "relu": F.relu, "relu6": F.relu6, "silu": F.silu, 
 def cudnn_conv2d(problem: ConvProblem, tensors: ConvTensors) -> torch.Tensor:
     """F.conv2d for `problem` (explicit asymmetric padding handled) followed by act(y + bias + residual)."""
     x = tensors.input
-    bottom = (problem.p - 1) * problem.stride_h + problem.dilation_h * (problem.r - 1) + 1 - problem.h - problem.pad_h
-    right = (problem.q - 1) * problem.stride_w + problem.dilation_w * (problem.s - 1) + 1 - problem.w - problem.pad_w
+    bottom, right = problem.pad_bottom, problem.pad_right
     if (bottom, right) != (problem.pad_h, problem.pad_w):
-        x = F.pad(x, (problem.pad_w, max(0, right), problem.pad_h, max(0, bottom)))
+        x = F.pad(x, (problem.pad_w, right, problem.pad_h, bottom))
         padding: tuple[int, int] = (0, 0)
     else:
         padding = (problem.pad_h, problem.pad_w)

@@ -33,18 +33,8 @@ _configs: dict[str, dict[str, Any]] = {}
 
 
 def explicit_padding(problem: ConvProblem) -> list[int]:
-    """[top, left, bottom, right] padding for `problem`: symmetric unless the problem needs more at the end
-    (padding="same" with an even dilated filter)."""
-    pads = []
-    for size, kernel, stride, begin, dil, out in (
-        (problem.h, problem.r, problem.stride_h, problem.pad_h, problem.dilation_h, problem.p),
-        (problem.w, problem.s, problem.stride_w, problem.pad_w, problem.dilation_w, problem.q),
-    ):
-        if conv_output_size(size, kernel, stride, begin, begin, dil) == out:
-            pads.append(begin)
-        else:  # the smallest end padding that yields `out` positions
-            pads.append((out - 1) * stride + dil * (kernel - 1) + 1 - size - begin)
-    return [problem.pad_h, problem.pad_w, pads[0], pads[1]]
+    """[top, left, bottom, right] padding of `problem` (asymmetric for padding="same" with an even filter)."""
+    return [problem.pad_h, problem.pad_w, problem.pad_bottom, problem.pad_right]
 
 
 def _problem_key(input: torch.Tensor, weight: torch.Tensor, stride, padding, dilation, groups, precision) -> tuple:

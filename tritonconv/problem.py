@@ -40,6 +40,12 @@ def conv_output_size(size: int, kernel: int, stride: int, pad_begin: int, pad_en
     return (size + pad_begin + pad_end - dilation * (kernel - 1) - 1) // stride + 1
 
 
+def _end_padding(size: int, kernel: int, stride: int, begin: int, dilation: int, out: int) -> int:
+    if conv_output_size(size, kernel, stride, begin, begin, dilation) == out:
+        return begin
+    return (out - 1) * stride + dilation * (kernel - 1) + 1 - size - begin  # the smallest that yields `out`
+
+
 @dataclass(frozen=True)
 class ConvProblem:
     """A 2-D convolution y[n, k, p, q] = sum_{c, r, s} x[n, g*C/G + c, p*sh - ph + r*dh, q*sw - pw + s*dw] * w[k, c, r, s].
@@ -131,6 +137,15 @@ class ConvProblem:
     @property
     def torch_dtype(self) -> torch.dtype:
         return DTYPES[self.dtype]
+
+    @property
+    def pad_bottom(self) -> int:
+        """Bottom padding: pad_h unless the output needs a different end padding ("same" with an even filter)."""
+        return _end_padding(self.h, self.r, self.stride_h, self.pad_h, self.dilation_h, self.p)
+
+    @property
+    def pad_right(self) -> int:
+        return _end_padding(self.w, self.s, self.stride_w, self.pad_w, self.dilation_w, self.q)
 
     @property
     def operand_dtype(self) -> torch.dtype:

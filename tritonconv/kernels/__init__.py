@@ -15,7 +15,7 @@ from .base import Config, ConfigSpace, ConvTensors, KernelCall, KernelFamily, Pa
 
 FAMILIES: dict[str, KernelFamily] = {}
 DEFAULT_FAMILY = "implicit_gemm"
-_INFRASTRUCTURE = {"base", "epilogue"}
+_INFRASTRUCTURE = {"base", "epilogue", "tiling"}
 
 
 def register(family: KernelFamily) -> KernelFamily:

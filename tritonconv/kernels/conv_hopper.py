@@ -24,7 +24,8 @@ from ..weights import prepare_weight
 from .base import Config, ConfigSpace, ConvTensors, KernelCall, KernelFamily, Param, clamp_pow2
 from .conv_implicit_gemm import ImplicitGemmConv, fits_registers, fits_shared_memory
 from .epilogue import ACTIVATIONS, PRECISION_CODES, dot_with_precision
-from .gemm import TMA_ALIGNMENT, enable_device_descriptors, hopper, store_epilogue, swizzled_tile
+from .gemm import TMA_ALIGNMENT, enable_device_descriptors, hopper, store_epilogue
+from .tiling import swizzled_tile
 
 
 @triton.jit

@@ -20,6 +20,7 @@ from ..runtime import device_info
 from ..weights import prepare_weight
 from .base import Config, ConfigSpace, ConvTensors, KernelCall, KernelFamily, Param, clamp_pow2
 from .epilogue import ACTIVATIONS, PRECISION_CODES, apply_activation, dot_with_precision
+from .tiling import swizzled_tile
 
 LOOP_ORDERS = ("filter_outer", "channel_outer")
 
@@ -42,12 +43,7 @@ def conv2d_implicit_gemm_kernel(
     M = N * P * Q
     num_pid_m = tl.cdiv(M, BLOCK_M)
     num_pid_n = tl.cdiv(Kg, BLOCK_N)
-    pid = tl.program_id(0)
-    num_pid_in_group = GROUP_M * num_pid_n
-    first_pid_m = (pid // num_pid_in_group) * GROUP_M
-    group_size_m = tl.minimum(num_pid_m - first_pid_m, GROUP_M)
-    pid_m = first_pid_m + ((pid % num_pid_in_group) % group_size_m)
-    pid_n = (pid % num_pid_in_group) // group_size_m
+    pid_m, pid_n = swizzled_tile(tl.program_id(0), num_pid_m, num_pid_n, GROUP_M)
     g = tl.program_id(1)
 
     offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)

@@ -29,6 +29,7 @@ from ..runtime import INTERPRET, device_info
 from .base import Config, ConfigSpace, ConvTensors, KernelCall, KernelFamily, Param, clamp_pow2
 from .conv_implicit_gemm import fits_registers, fits_shared_memory
 from .epilogue import ACTIVATIONS, PRECISION_CODES, apply_activation, dot_with_precision
+from .tiling import swizzled_tile
 
 VARIANTS = ("tiled", "tma_persistent")
 SPLIT_K_CHOICES = (1, 2, 4, 8, 16)
@@ -38,17 +39,6 @@ TMA_ALIGNMENT = 16  # bytes: tensor-descriptor base pointers and leading strides
 # ------------------------------------------------------------------------------------------------------------
 # Shared device helpers
 # ------------------------------------------------------------------------------------------------------------
-@triton.jit
-def swizzled_tile(tile_id, num_pid_m, num_pid_n, GROUP_M: tl.constexpr):
-    """(pid_m, pid_n) of a linear tile id, GROUP_M row-tiles at a time so neighbours share B columns in L2."""
-    num_pid_in_group = GROUP_M * num_pid_n
-    first_pid_m = (tile_id // num_pid_in_group) * GROUP_M
-    group_size_m = tl.minimum(num_pid_m - first_pid_m, GROUP_M)
-    pid_m = first_pid_m + ((tile_id % num_pid_in_group) % group_size_m)
-    pid_n = (tile_id % num_pid_in_group) // group_size_m
-    return pid_m, pid_n
-
-
 @triton.jit
 def row_offsets(rows, Q, s_p, s_q, DECODE_ROWS: tl.constexpr):
     """Memory offset of each row: linear (rows * s_q), or the strided-conv gather (rows // Q, rows % Q)."""
