@@ -21,7 +21,6 @@ from tritonconv.kernels import families_for, get_family
 from tritonconv.problem import PRECISIONS, ConvProblem
 from tritonconv.search import InProcessRunner, Measurement, SearchSpace, SubprocessRunner, TuningError, tune
 from tritonconv.search import study as study_module
-from tritonconv.search.reference import TOLERANCE as SEARCH_TOLERANCE
 from tritonconv.search.study import JOURNAL_FILE, _storage
 
 PROBLEM = ConvProblem(n=1, c=4, h=5, w=5, k=8, r=3, s=3, pad_h=1, pad_w=1, dtype="float32", layout="nhwc")
@@ -75,10 +74,6 @@ def study_trials(problem=PROBLEM):
     summaries = [s for s in optuna.get_all_study_summaries(storage) if s.study_name.startswith(problem.key) or problem.key in s.study_name]
     assert len(summaries) == 1, [s.study_name for s in summaries]
     return optuna.load_study(study_name=summaries[0].study_name, storage=storage).trials
-
-
-def test_search_tolerances_match_the_test_tolerances():
-    assert SEARCH_TOLERANCE == TOLERANCE
 
 
 def test_space_is_built_from_every_supporting_family_with_namespaced_params():
