@@ -200,3 +200,15 @@ def test_int64_indexing_is_selected_for_huge_tensors():
     family = get_family("implicit_gemm")
     (call,) = family.kernel_calls(problem, meta_tensors(problem), family.default_config(problem))
     assert call.constexprs["INDEX_64"] is True
+
+
+def test_family_version_covers_the_shared_kernel_code_it_uses():
+    """A cached config is keyed by the family's version: editing the shared epilogue or tiling must change it."""
+    import inspect
+
+    from tritonconv.kernels.base import kernel_source_modules
+
+    family = get_family("implicit_gemm")
+    names = {m.__name__ for m in kernel_source_modules(inspect.getmodule(type(family)))}
+    assert {"tritonconv.kernels.epilogue", "tritonconv.kernels.tiling", "tritonconv.weights"} <= names
+    assert len(family.version) == 12 and family.version == get_family("implicit_gemm").version

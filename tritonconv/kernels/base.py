@@ -10,10 +10,12 @@ A family is one parameterized Triton kernel (or a few that belong together) plus
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import inspect
 import itertools
 from dataclasses import dataclass, field
+from types import ModuleType
 from typing import Any, Callable, Iterator, Optional, Sequence
 
 import torch
@@ -167,17 +169,34 @@ class KernelFamily:
         for call in self.kernel_calls(problem, tensors, config):
             call.launch()
 
-    @property
+    @functools.cached_property
     def version(self) -> str:
-        """Hash of the family's source file(s): a cached config is only trusted for the kernel it was tuned on."""
-        return source_hash(type(self))
+        """Hash of the source of the family's module and of every tritonconv module it uses (shared kernels,
+        epilogue, weight layouts): a cached config is only trusted for the exact kernel it was tuned on."""
+        return source_hash(kernel_source_modules(inspect.getmodule(type(self))))
 
 
-def source_hash(*objects: Any) -> str:
+def kernel_source_modules(module: ModuleType) -> list[ModuleType]:
+    """`module` and, transitively, the tritonconv modules it imports or takes functions, Triton kernels
+    (`JITFunction.fn`) or classes from."""
+    found: dict[str, ModuleType] = {}
+    pending = [module]
+    while pending:
+        current = pending.pop()
+        if current.__name__ in found:
+            continue
+        found[current.__name__] = current
+        for value in vars(current).values():
+            dependency = value if isinstance(value, ModuleType) else inspect.getmodule(getattr(value, "fn", value))
+            if dependency is not None and dependency.__name__.startswith("tritonconv.") and dependency.__name__ not in found:
+                pending.append(dependency)
+    return [found[name] for name in sorted(found)]
+
+
+def source_hash(modules: list[ModuleType]) -> str:
     digest = hashlib.sha256()
-    for obj in objects:
-        module = inspect.getmodule(obj)
-        digest.update(inspect.getsource(module).encode() if module else repr(obj).encode())
+    for module in modules:
+        digest.update(inspect.getsource(module).encode())
     return digest.hexdigest()[:12]
 
 

@@ -19,8 +19,8 @@ from ..problem import ConvProblem
 from ..runtime import device_info
 from ..weights import prepare_weight
 from .base import Config, ConfigSpace, ConvTensors, KernelCall, KernelFamily, Param, clamp_pow2
-from .epilogue import ACTIVATIONS, PRECISION_CODES, apply_activation, dot_with_precision
-from .tiling import swizzled_tile
+from .epilogue import ACTIVATIONS, PRECISION_CODES, dot_with_precision, store_conv_tile
+from .tiling import output_pixels, swizzled_tile
 
 LOOP_ORDERS = ("filter_outer", "channel_outer")
 
@@ -56,12 +56,7 @@ def conv2d_implicit_gemm_kernel(
     mask_n = offs_n < Kg
 
     # ---- output pixel of each row: m = (n * P + p) * Q + q; its input window starts at (ih0, iw0) ----
-    n_idx = offs_m // (P * Q)
-    pq = offs_m % (P * Q)
-    p_idx = pq // Q
-    q_idx = pq % Q
-    ih0 = p_idx * stride_h - pad_h
-    iw0 = q_idx * stride_w - pad_w
+    n_idx, p_idx, q_idx, ih0, iw0 = output_pixels(offs_m, P, Q, stride_h, stride_w, pad_h, pad_w)
     x_rows = x_ptr + n_idx * sxn + (g * Cg) * sxc  # [BLOCK_M] pointers to channel 0 of the group
     w_cols = w_ptr + (g * Kg + offs_n) * swk  # [BLOCK_N] pointers to each output channel's filter
 
@@ -114,16 +109,10 @@ def conv2d_implicit_gemm_kernel(
             acc = dot_with_precision(a, b, acc, PRECISION)
 
     # ---- epilogue: y = act(acc + bias + residual), stored through the output's strides ----
-    k_abs = g * Kg + offs_n
-    out_mask = mask_m[:, None] & mask_n[None, :]
-    if HAS_BIAS:
-        acc += tl.load(bias_ptr + k_abs, mask=mask_n, other=0.0).to(tl.float32)[None, :]
-    if HAS_RESIDUAL:
-        res_off = (n_idx * srn + p_idx * srp + q_idx * srq)[:, None] + k_abs[None, :] * srk
-        acc += tl.load(res_ptr + res_off, mask=out_mask, other=0.0).to(tl.float32)
-    acc = apply_activation(acc, ACTIVATION)
-    y_off = (n_idx * syn + p_idx * syp + q_idx * syq)[:, None] + k_abs[None, :] * syk
-    tl.store(y_ptr + y_off, acc.to(y_ptr.dtype.element_ty), mask=out_mask)
+    store_conv_tile(
+        acc, n_idx, p_idx, q_idx, g * Kg + offs_n, mask_m, mask_n, y_ptr, bias_ptr, res_ptr,
+        syn, syk, syp, syq, srn, srk, srp, srq, HAS_BIAS, HAS_RESIDUAL, ACTIVATION,
+    )
 
 
 # ------------------------------------------------------------------------------------------------------------

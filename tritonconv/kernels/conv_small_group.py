@@ -26,7 +26,8 @@ from ..runtime import device_info
 from ..weights import prepare_weight
 from .base import Config, ConfigSpace, ConvTensors, KernelCall, KernelFamily, Param, clamp_pow2
 from .conv_depthwise import as_operand
-from .epilogue import ACTIVATIONS, PRECISION_CODES, apply_activation, dot_with_precision
+from .epilogue import ACTIVATIONS, PRECISION_CODES, dot_with_precision, store_conv_tile
+from .tiling import output_pixels
 
 MODES = ("block_diag", "direct")
 MAX_GRID_X = 2**31 - 1
@@ -64,12 +65,7 @@ def conv2d_small_group_kernel(
     mask_k = offs_k < K
 
     # ---- output pixel of each row: m = (n * P + p) * Q + q; its input window starts at (ih0, iw0) ----
-    n_idx = offs_m // (P * Q)
-    pq = offs_m % (P * Q)
-    p_idx = pq // Q
-    q_idx = pq % Q
-    ih0 = p_idx * stride_h - pad_h
-    iw0 = q_idx * stride_w - pad_w
+    n_idx, p_idx, q_idx, ih0, iw0 = output_pixels(offs_m, P, Q, stride_h, stride_w, pad_h, pad_w)
     x_rows = x_ptr + n_idx * sxn  # [BLOCK_M]
     group_c0 = (offs_k // Kg) * Cg  # first input channel of each output channel's group
 
@@ -121,15 +117,10 @@ def conv2d_small_group_kernel(
             acc += as_operand(a, PRECISION) * as_operand(b, PRECISION)[None, :]
 
     # ---- epilogue: y = act(acc + bias + residual), stored through the output's strides ----
-    out_mask = mask_m[:, None] & mask_k[None, :]
-    if HAS_BIAS:
-        acc += tl.load(bias_ptr + offs_k, mask=mask_k, other=0.0).to(tl.float32)[None, :]
-    if HAS_RESIDUAL:
-        res_off = (n_idx * srn + p_idx * srp + q_idx * srq)[:, None] + offs_k[None, :] * srk
-        acc += tl.load(res_ptr + res_off, mask=out_mask, other=0.0).to(tl.float32)
-    acc = apply_activation(acc, ACTIVATION)
-    y_off = (n_idx * syn + p_idx * syp + q_idx * syq)[:, None] + offs_k[None, :] * syk
-    tl.store(y_ptr + y_off, acc.to(y_ptr.dtype.element_ty), mask=out_mask)
+    store_conv_tile(
+        acc, n_idx, p_idx, q_idx, offs_k, mask_m, mask_k, y_ptr, bias_ptr, res_ptr,
+        syn, syk, syp, syq, srn, srk, srp, srq, HAS_BIAS, HAS_RESIDUAL, ACTIVATION,
+    )
 
 
 # ------------------------------------------------------------------------------------------------------------

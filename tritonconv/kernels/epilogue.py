@@ -35,3 +35,22 @@ def dot_with_precision(a, b, acc, PRECISION: tl.constexpr):
     else:
         acc = tl.dot(a, b, acc, input_precision="tf32x3", out_dtype=tl.float32)
     return acc
+
+
+@triton.jit
+def store_conv_tile(
+    acc, n_idx, p_idx, q_idx, offs_k, mask_m, mask_k, y_ptr, bias_ptr, res_ptr,
+    syn, syk, syp, syq, srn, srk, srp, srq,
+    HAS_BIAS: tl.constexpr, HAS_RESIDUAL: tl.constexpr, ACTIVATION: tl.constexpr,
+):
+    """y[n, k, p, q] = act(acc + bias[k] + residual[n, k, p, q]) for a tile of output pixels (rows, given as
+    their n/p/q indices) x output channels `offs_k`, through the output's and the residual's strides."""
+    out_mask = mask_m[:, None] & mask_k[None, :]
+    if HAS_BIAS:
+        acc += tl.load(bias_ptr + offs_k, mask=mask_k, other=0.0).to(tl.float32)[None, :]
+    if HAS_RESIDUAL:
+        res_off = (n_idx * srn + p_idx * srp + q_idx * srq)[:, None] + offs_k[None, :] * srk
+        acc += tl.load(res_ptr + res_off, mask=out_mask, other=0.0).to(tl.float32)
+    acc = apply_activation(acc, ACTIVATION)
+    y_off = (n_idx * syn + p_idx * syp + q_idx * syq)[:, None] + offs_k[None, :] * syk
+    tl.store(y_ptr + y_off, acc.to(y_ptr.dtype.element_ty), mask=out_mask)
