@@ -156,7 +156,7 @@ def _tune(args: argparse.Namespace) -> int:
     from ..errors import TritonConvError
     from ..search import tune_many
 
-    console = Console()
+    console = Console(width=None if sys.stdout.isatty() else 160)
     try:
         named = _problems(args)
     except TritonConvError as exc:
@@ -181,8 +181,20 @@ def _tune(args: argparse.Namespace) -> int:
     return 0
 
 
+_SHORT_NAMES = {"num_warps": "warps", "num_stages": "stages", "LOOP_ORDER": "loop", "WEIGHT_LAYOUT": "wlayout"}
+
+
 def _config_text(config: dict[str, Any]) -> str:
-    return " ".join(f"{k}={v}" for k, v in config.items())
+    """Compact config for a table cell: BLOCK_M=128 -> BM128, num_warps=8 -> warps=8, booleans only when set."""
+    parts = []
+    for name, value in config.items():
+        if name.startswith("BLOCK_"):
+            parts.append(f"B{name[6:]}{value}")
+        elif isinstance(value, bool):
+            parts += [_SHORT_NAMES.get(name, name.lower())] if value else []
+        else:
+            parts.append(f"{_SHORT_NAMES.get(name, name.lower())}={value}")
+    return " ".join(parts)
 
 
 def results_table(names: list[str], results: list[Any], wall_s: float, *, interpreted: bool = False):
