@@ -200,6 +200,33 @@ def source_hash(modules: list[ModuleType]) -> str:
     return digest.hexdigest()[:12]
 
 
+def conv_io_args(problem: ConvProblem, tensors: ConvTensors) -> dict[str, Any]:
+    """Kernel arguments every direct conv kernel takes alike: the input/output/bias/residual pointers, the
+    spatial geometry, and the input, output and residual strides in (n, c|k, h|p, w|q) order."""
+    x, y, res = tensors.input, tensors.output, tensors.residual
+    res_strides = res.stride() if res is not None else (0, 0, 0, 0)
+    return dict(
+        x_ptr=x, y_ptr=y, bias_ptr=tensors.bias, res_ptr=res,
+        N=problem.n, H=problem.h, W=problem.w, P=problem.p, Q=problem.q,
+        stride_h=problem.stride_h, stride_w=problem.stride_w, pad_h=problem.pad_h, pad_w=problem.pad_w,
+        dil_h=problem.dilation_h, dil_w=problem.dilation_w,
+        sxn=x.stride(0), sxc=x.stride(1), sxh=x.stride(2), sxw=x.stride(3),
+        syn=y.stride(0), syk=y.stride(1), syp=y.stride(2), syq=y.stride(3),
+        srn=res_strides[0], srk=res_strides[1], srp=res_strides[2], srq=res_strides[3],
+    )
+
+
+def epilogue_constexprs(problem: ConvProblem, tensors: ConvTensors) -> dict[str, Any]:
+    """The fused-epilogue, precision and indexing constexprs shared by the conv kernels."""
+    from .epilogue import ACTIVATIONS, PRECISION_CODES
+
+    return dict(
+        HAS_BIAS=tensors.bias is not None, HAS_RESIDUAL=tensors.residual is not None,
+        ACTIVATION=ACTIVATIONS[tensors.activation], PRECISION=PRECISION_CODES[problem.precision],
+        INDEX_64=problem.needs_int64,
+    )
+
+
 def next_power_of_2(x: int) -> int:
     return 1 << max(0, (int(x) - 1).bit_length())
 

@@ -23,8 +23,8 @@ import triton.language as tl
 from ..problem import ConvProblem
 from ..runtime import device_info
 from ..weights import prepare_weight
-from .base import Config, ConfigSpace, ConvTensors, KernelCall, KernelFamily, Param, clamp_pow2, next_power_of_2
-from .epilogue import ACTIVATIONS, PRECISION_CODES, apply_activation
+from .base import Config, ConfigSpace, ConvTensors, KernelCall, KernelFamily, Param, clamp_pow2, next_power_of_2, conv_io_args, epilogue_constexprs
+from .epilogue import apply_activation
 
 MAX_UNROLLED_TAPS = 64
 MAX_GRID_X = 2**31 - 1
@@ -261,27 +261,15 @@ class DepthwiseConv(KernelFamily):
         return unique or [base]
 
     def kernel_calls(self, problem: ConvProblem, tensors: ConvTensors, config: Config) -> Sequence[KernelCall]:
-        x, y, res = tensors.input, tensors.output, tensors.residual
         w = prepare_weight(tensors.weight, "rsck", problem.operand_dtype)
-        res_strides = res.stride() if res is not None else (0, 0, 0, 0)
         args = dict(
-            x_ptr=x, w_ptr=w, y_ptr=y, bias_ptr=tensors.bias, res_ptr=res,
-            N=problem.n, H=problem.h, W=problem.w, K=problem.k, P=problem.p, Q=problem.q,
-            MULTIPLIER=problem.k_per_group,
-            stride_h=problem.stride_h, stride_w=problem.stride_w, pad_h=problem.pad_h, pad_w=problem.pad_w,
-            dil_h=problem.dilation_h, dil_w=problem.dilation_w,
-            sxn=x.stride(0), sxc=x.stride(1), sxh=x.stride(2), sxw=x.stride(3),
+            **conv_io_args(problem, tensors), w_ptr=w, K=problem.k, MULTIPLIER=problem.k_per_group,
             swk=w.stride(0), swr=w.stride(2), sws=w.stride(3),
-            syn=y.stride(0), syk=y.stride(1), syp=y.stride(2), syq=y.stride(3),
-            srn=res_strides[0], srk=res_strides[1], srp=res_strides[2], srq=res_strides[3],
         )
         constexprs = dict(
             R=problem.r, S=problem.s,
             BLOCK_P=config["BLOCK_P"], BLOCK_Q=config["BLOCK_Q"], BLOCK_C=config["BLOCK_C"],
-            UNROLL=problem.r * problem.s <= MAX_UNROLLED_TAPS,
-            HAS_BIAS=tensors.bias is not None, HAS_RESIDUAL=res is not None,
-            ACTIVATION=ACTIVATIONS[tensors.activation], PRECISION=PRECISION_CODES[problem.precision],
-            INDEX_64=problem.needs_int64,
+            UNROLL=problem.r * problem.s <= MAX_UNROLLED_TAPS, **epilogue_constexprs(problem, tensors),
         )
         grid = (num_programs(problem, config),)
         return [KernelCall(conv2d_depthwise_kernel, grid, args, constexprs, config["num_warps"], config["num_stages"])]

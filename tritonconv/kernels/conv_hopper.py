@@ -21,9 +21,9 @@ import triton.language as tl
 from ..problem import ConvProblem
 from ..runtime import device_info
 from ..weights import prepare_weight
-from .base import Config, ConfigSpace, ConvTensors, KernelCall, KernelFamily, Param, clamp_pow2
+from .base import Config, ConfigSpace, ConvTensors, KernelCall, KernelFamily, Param, clamp_pow2, conv_io_args, epilogue_constexprs
 from .conv_implicit_gemm import ImplicitGemmConv, fits_registers, fits_shared_memory
-from .epilogue import ACTIVATIONS, PRECISION_CODES, dot_with_precision
+from .epilogue import dot_with_precision
 from .gemm import TMA_ALIGNMENT, enable_device_descriptors, hopper, store_epilogue
 from .tiling import swizzled_tile
 
@@ -177,28 +177,17 @@ class HopperConv(KernelFamily):
         return unique
 
     def kernel_calls(self, problem: ConvProblem, tensors: ConvTensors, config: Config) -> Sequence[KernelCall]:
-        x, y, res = tensors.input, tensors.output, tensors.residual
+        x = tensors.input
         w = prepare_weight(tensors.weight, "krsc", problem.operand_dtype)  # contiguous [K, R, S, C]
         enable_device_descriptors()
         info = device_info(x.device) if x.device.type == "cuda" else device_info()
         num_sms = info.sm_count if info.sm_count > 1 else 132
         tiles = triton.cdiv(problem.gemm_m, config["BLOCK_M"]) * triton.cdiv(problem.k, config["BLOCK_N"])
-        res_strides = res.stride() if res is not None else (0, 0, 0, 0)
-        args = dict(
-            x_ptr=x, w_ptr=w, y_ptr=y, bias_ptr=tensors.bias, res_ptr=res,
-            N=problem.n, H=problem.h, W=problem.w, C=problem.c, K=problem.k, P=problem.p, Q=problem.q,
-            R=problem.r, S=problem.s, stride_h=problem.stride_h, stride_w=problem.stride_w,
-            pad_h=problem.pad_h, pad_w=problem.pad_w, dil_h=problem.dilation_h, dil_w=problem.dilation_w,
-            sxn=x.stride(0), sxc=x.stride(1), sxh=x.stride(2), sxw=x.stride(3),
-            syn=y.stride(0), syk=y.stride(1), syp=y.stride(2), syq=y.stride(3),
-            srn=res_strides[0], srk=res_strides[1], srp=res_strides[2], srq=res_strides[3],
-        )
+        args = dict(**conv_io_args(problem, tensors), w_ptr=w, C=problem.c, K=problem.k, R=problem.r, S=problem.s)
         constexprs = dict(
             BLOCK_M=config["BLOCK_M"], BLOCK_N=config["BLOCK_N"], BLOCK_K=config["BLOCK_K"],
             GROUP_M=config["GROUP_M"], NUM_SMS=num_sms, WARP_SPECIALIZE=config["WARP_SPECIALIZE"],
-            HAS_BIAS=tensors.bias is not None, HAS_RESIDUAL=res is not None,
-            ACTIVATION=ACTIVATIONS[tensors.activation], PRECISION=PRECISION_CODES[problem.precision],
-            INDEX_64=problem.needs_int64,
+            **epilogue_constexprs(problem, tensors),
         )
         grid = (min(num_sms, tiles),)
         return [KernelCall(conv2d_hopper_kernel, grid, args, constexprs, config["num_warps"], config["num_stages"])]

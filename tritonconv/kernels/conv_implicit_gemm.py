@@ -18,8 +18,8 @@ import triton.language as tl
 from ..problem import ConvProblem
 from ..runtime import device_info
 from ..weights import prepare_weight
-from .base import Config, ConfigSpace, ConvTensors, KernelCall, KernelFamily, Param, clamp_pow2
-from .epilogue import ACTIVATIONS, PRECISION_CODES, dot_with_precision, store_conv_tile
+from .base import Config, ConfigSpace, ConvTensors, KernelCall, KernelFamily, Param, clamp_pow2, conv_io_args, epilogue_constexprs
+from .epilogue import dot_with_precision, store_conv_tile
 from .tiling import output_pixels, swizzled_tile
 
 LOOP_ORDERS = ("filter_outer", "channel_outer")
@@ -245,29 +245,19 @@ class ImplicitGemmConv(KernelFamily):
         return unique
 
     def kernel_calls(self, problem: ConvProblem, tensors: ConvTensors, config: Config) -> Sequence[KernelCall]:
-        x, y, res = tensors.input, tensors.output, tensors.residual
         w = prepare_weight(tensors.weight, config["WEIGHT_LAYOUT"], problem.operand_dtype)
         grid = (
             triton.cdiv(problem.gemm_m, config["BLOCK_M"]) * triton.cdiv(problem.gemm_n, config["BLOCK_N"]),
             problem.groups,
         )
-        res_strides = res.stride() if res is not None else (0, 0, 0, 0)
         args = dict(
-            x_ptr=x, w_ptr=w, y_ptr=y, bias_ptr=tensors.bias, res_ptr=res,
-            N=problem.n, H=problem.h, W=problem.w, Cg=problem.c_per_group, Kg=problem.k_per_group,
-            P=problem.p, Q=problem.q, R=problem.r, S=problem.s,
-            stride_h=problem.stride_h, stride_w=problem.stride_w, pad_h=problem.pad_h, pad_w=problem.pad_w,
-            dil_h=problem.dilation_h, dil_w=problem.dilation_w,
-            sxn=x.stride(0), sxc=x.stride(1), sxh=x.stride(2), sxw=x.stride(3),
+            **conv_io_args(problem, tensors), w_ptr=w,
+            Cg=problem.c_per_group, Kg=problem.k_per_group, R=problem.r, S=problem.s,
             swk=w.stride(0), swc=w.stride(1), swr=w.stride(2), sws=w.stride(3),
-            syn=y.stride(0), syk=y.stride(1), syp=y.stride(2), syq=y.stride(3),
-            srn=res_strides[0], srk=res_strides[1], srp=res_strides[2], srq=res_strides[3],
         )
         constexprs = dict(
             BLOCK_M=config["BLOCK_M"], BLOCK_N=config["BLOCK_N"], BLOCK_K=config["BLOCK_K"],
             GROUP_M=config["GROUP_M"], LOOP_ORDER=LOOP_ORDERS.index(config["LOOP_ORDER"]),
-            HAS_BIAS=tensors.bias is not None, HAS_RESIDUAL=res is not None,
-            ACTIVATION=ACTIVATIONS[tensors.activation], PRECISION=PRECISION_CODES[problem.precision],
-            INDEX_64=problem.needs_int64,
+            **epilogue_constexprs(problem, tensors),
         )
         return [KernelCall(conv2d_implicit_gemm_kernel, grid, args, constexprs, config["num_warps"], config["num_stages"])]
