@@ -80,6 +80,14 @@ class ConfigSpace:
                 return reason
         return None
 
+    def feasible(self, problem: ConvProblem, configs: list[Config], *, pruning: bool = False) -> list[Config]:
+        """`configs` without duplicates and without those `violation` rejects, in their order."""
+        kept: list[Config] = []
+        for config in configs:
+            if config not in kept and self.violation(problem, config, pruning=pruning) is None:
+                kept.append(config)
+        return kept
+
     def size(self) -> int:
         total = 1
         for p in self.params:

@@ -253,12 +253,7 @@ class DepthwiseConv(KernelFamily):
             if problem.layout == "nhwc"
             else {**base, "BLOCK_P": 4, "BLOCK_Q": 8, "BLOCK_C": 8 * vec},
         ]
-        space = self.space(problem)
-        unique: list[Config] = []
-        for v in variants:
-            if v not in unique and space.violation(problem, v) is None:
-                unique.append(v)
-        return unique or [base]
+        return self.space(problem).feasible(problem, variants, pruning=True) or [base]
 
     def kernel_calls(self, problem: ConvProblem, tensors: ConvTensors, config: Config) -> Sequence[KernelCall]:
         w = prepare_weight(tensors.weight, "rsck", problem.operand_dtype)

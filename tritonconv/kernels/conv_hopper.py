@@ -169,12 +169,7 @@ class HopperConv(KernelFamily):
             {**base, "BLOCK_N": min(256, base["BLOCK_N"] * 2), "num_warps": 8},
             {**base, "BLOCK_M": 128 if base["BLOCK_M"] != 128 else 64},
         ]
-        space = self.space(problem)
-        unique: list[Config] = []
-        for v in variants:
-            if v not in unique and space.violation(problem, v, pruning=False) is None:
-                unique.append(v)
-        return unique
+        return self.space(problem).feasible(problem, variants)
 
     def kernel_calls(self, problem: ConvProblem, tensors: ConvTensors, config: Config) -> Sequence[KernelCall]:
         x = tensors.input

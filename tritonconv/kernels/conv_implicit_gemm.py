@@ -237,12 +237,7 @@ class ImplicitGemmConv(KernelFamily):
         variants.append({**base, "LOOP_ORDER": other_loop, "WEIGHT_LAYOUT": "kcrs" if other_loop == "channel_outer" else "krsc"})
         variants.append({**base, "BLOCK_M": max(16, base["BLOCK_M"] // 2), "num_warps": 4})
         variants.append({**base, "BLOCK_N": max(16, base["BLOCK_N"] // 2), "num_warps": 4})
-        space = self.space(problem)
-        unique = []
-        for v in variants:
-            if v not in unique and space.violation(problem, v, pruning=False) is None:
-                unique.append(v)
-        return unique
+        return self.space(problem).feasible(problem, variants)
 
     def kernel_calls(self, problem: ConvProblem, tensors: ConvTensors, config: Config) -> Sequence[KernelCall]:
         w = prepare_weight(tensors.weight, config["WEIGHT_LAYOUT"], problem.operand_dtype)

@@ -258,12 +258,7 @@ class SmallGroupConv(KernelFamily):
             {**packed, "BLOCK_N": max(16, packed_n // 2), "BLOCK_K": 16},
             {**packed, "BLOCK_M": max(16, packed["BLOCK_M"] * 2), "num_warps": 8},
         ]
-        space = self.space(problem)
-        unique: list[Config] = []
-        for v in variants:
-            if v not in unique and space.violation(problem, v, pruning=False) is None:
-                unique.append(v)
-        return unique
+        return self.space(problem).feasible(problem, variants)
 
     def kernel_calls(self, problem: ConvProblem, tensors: ConvTensors, config: Config) -> Sequence[KernelCall]:
         w = prepare_weight(tensors.weight, WEIGHT_LAYOUT[config["MODE"]], problem.operand_dtype)

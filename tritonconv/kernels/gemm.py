@@ -422,12 +422,7 @@ class GemmConv(KernelFamily):
             {**base, "VARIANT": "tiled", "WARP_SPECIALIZE": False},
             {**base, "WARP_SPECIALIZE": True},
         ]
-        space = self.space(problem)
-        unique: list[Config] = []
-        for v in variants:
-            if v not in unique and space.violation(problem, v, pruning=False) is None:
-                unique.append(v)
-        return unique
+        return self.space(problem).feasible(problem, variants)
 
     def kernel_calls(self, problem: ConvProblem, tensors: ConvTensors, config: Config) -> Sequence[KernelCall]:
         x, w, y, res = tensors.input, tensors.weight, tensors.output, tensors.residual
