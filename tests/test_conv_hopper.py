@@ -12,7 +12,7 @@ import torch
 
 from tritonconv.functional import empty_output, make_problem
 from tritonconv.kernels import ConvTensors, get_family
-from tritonconv.kernels.conv_hopper import supports_on
+from tritonconv.kernels.conv_hopper import can_read_input_by_tma, input_tma_reason, patch_waste, supports_on
 
 from .helpers import TOLERANCE, random_conv_inputs, reference_conv2d, rel_error
 
@@ -28,14 +28,34 @@ def test_supports_by_capability():
     assert get_family("hopper_implicit_gemm").supports(problem) is not None  # the interpreter reports 0.0
 
 
+def run_hopper(problem, x, w, b, residual, config):
+    out = empty_output(problem, x).fill_(float("nan"))
+    calls = get_family("hopper_implicit_gemm").kernel_calls(problem, ConvTensors(x, w, out, b, residual, "relu"), config)
+    for call in calls:
+        call.launch()
+    return out, calls[0].constexprs["INPUT_TMA"]
+
+
+GATHER_TILES = ({"BLOCK_M": 64, "BLOCK_N": 16, "BLOCK_K": 16}, {"BLOCK_M": 64, "BLOCK_N": 32, "BLOCK_K": 32, "GROUP_M": 1})
+# TMA patches: 8x8 and 4x16 output pixels, with channel blocks that do and do not divide C.
+TMA_TILES = (
+    {"BLOCK_M": 64, "BLOCK_N": 16, "BLOCK_K": 16, "INPUT_TMA": True, "BLOCK_W": 8},
+    {"BLOCK_M": 64, "BLOCK_N": 32, "BLOCK_K": 32, "GROUP_M": 1, "INPUT_TMA": True, "BLOCK_W": 16},
+)
+
+
 @pytest.mark.parametrize(
     "shape, conv_args, channels_last, dtype, precision",
     [
         ((2, 24, 6, 5, 20, 3, 3), dict(stride=2, padding=1), True, torch.float32, "tf32x3"),
         ((1, 16, 5, 7, 24, 3, 2), dict(padding=(2, 1), dilation=2), False, torch.float32, "fp16"),
         ((2, 8, 4, 4, 16, 1, 1), dict(), True, torch.float16, None),
+        ((2, 24, 9, 10, 20, 3, 3), dict(padding=1), True, torch.float32, "tf32x3"),
+        ((1, 16, 11, 6, 24, 3, 2), dict(padding=(2, 1), dilation=(2, 3)), True, torch.float32, "tf32x3"),
+        ((2, 8, 7, 7, 16, 5, 5), dict(padding=(0, 3)), True, torch.float16, None),
+        ((1, 32, 17, 5, 16, 1, 7), dict(padding=(0, 3)), True, torch.float32, "tf32x3"),
     ],
-    ids=["nhwc-stride2", "nchw-dilated", "fp16-1x1"],
+    ids=["nhwc-stride2", "nchw-dilated", "fp16-1x1", "nhwc-3x3", "nhwc-dilated-rect", "fp16-5x5-asym-pad", "1x7"],
 )
 def test_numerics_in_interpreter(shape, conv_args, channels_last, dtype, precision):
     n, c, h, w_, k, r, s = shape
@@ -43,17 +63,59 @@ def test_numerics_in_interpreter(shape, conv_args, channels_last, dtype, precisi
     problem = make_problem(x, w, b, **conv_args, precision=precision)
     family = get_family("hopper_implicit_gemm")
     residual = torch.randn(problem.output_shape).to(dtype)
-    for tiles in ({"BLOCK_M": 64, "BLOCK_N": 16, "BLOCK_K": 16}, {"BLOCK_M": 64, "BLOCK_N": 32, "BLOCK_K": 32, "GROUP_M": 1}):
-        out = empty_output(problem, x).fill_(float("nan"))
-        for call in family.kernel_calls(problem, ConvTensors(x, w, out, b, residual, "relu"), {**family.default_config(problem), **tiles}):
-            call.launch()
-        ref = reference_conv2d(x, w, b, **conv_args, activation="relu", residual=residual)
-        assert rel_error(out, ref) < TOLERANCE[problem.precision]
+    ref = reference_conv2d(x, w, b, **conv_args, activation="relu", residual=residual)
+    tma = input_tma_reason(problem) is None
+    assert tma == (channels_last and conv_args.get("stride", 1) == 1)
+    for tiles in GATHER_TILES + (TMA_TILES if tma else ()):
+        config = family.complete_config(problem, {"INPUT_TMA": False, "BLOCK_W": 8, **tiles})
+        out, used_tma = run_hopper(problem, x, w, b, residual, config)
+        assert used_tma == config["INPUT_TMA"]
+        assert rel_error(out, ref) < TOLERANCE[problem.precision], config
+
+
+def test_input_tma_is_offered_only_where_the_input_patch_is_a_box():
+    x, w, b = random_conv_inputs(1, 16, 8, 8, 16, 16, 3, 3, channels_last=True)
+    family = get_family("hopper_implicit_gemm")
+    problem = make_problem(x, w, b, padding=1, precision="tf32")
+    tma = {**family.default_config(problem), "INPUT_TMA": True, "BLOCK_W": 8}
+    assert family.space(problem).violation(problem, tma, pruning=False) is None
+    for other, why in (
+        (problem.with_(stride_h=2, p=4), "stride 1"),
+        (problem.with_(layout="nchw"), "NHWC"),
+        (problem.with_(c=6), "16 bytes"),
+    ):
+        assert why in family.space(other).violation(other, tma, pruning=False)
+    gather_with_width = {**tma, "INPUT_TMA": False, "BLOCK_W": 16}
+    assert "BLOCK_W" in family.space(problem).violation(problem, gather_with_width, pruning=False)
+
+
+def test_input_tma_falls_back_to_the_gather_for_a_misaligned_input():
+    """A channels-last view that starts one element into its storage: NHWC, but off a 16-byte boundary."""
+    x = torch.randn(2 * 6 * 7 * 16 + 1)[1:].view(2, 6, 7, 16).permute(0, 3, 1, 2)
+    _, w, b = random_conv_inputs(2, 16, 6, 7, 16, 16, 3, 3)
+    problem = make_problem(x, w, b, padding=1, precision="tf32x3")
+    assert input_tma_reason(problem) is None and not can_read_input_by_tma(x)
+    family = get_family("hopper_implicit_gemm")
+    config = family.complete_config(problem, {**TMA_TILES[0]})
+    residual = torch.randn(problem.output_shape)
+    out, used_tma = run_hopper(problem, x, w, b, residual, config)
+    assert not used_tma
+    assert rel_error(out, reference_conv2d(x, w, b, padding=1, activation="relu", residual=residual)) < TOLERANCE["tf32x3"]
+
+
+def test_default_reads_the_input_by_tma_unless_patches_are_mostly_padding():
+    family = get_family("hopper_implicit_gemm")
+    x, w, b = random_conv_inputs(4, 64, 56, 56, 64, 64, 3, 3, channels_last=True)
+    problem = make_problem(x, w, b, padding=1, precision="fp16")
+    config = family.default_config(problem)
+    assert config["INPUT_TMA"] and patch_waste(problem, config["BLOCK_M"], config["BLOCK_W"]) <= 1.25
+    strided = make_problem(x, w, b, stride=2, padding=1, precision="fp16")
+    assert not family.default_config(strided)["INPUT_TMA"]
 
 
 COMPILE_SCRIPT = r"""
 import json
-from tritonconv.compile import compile_config
+from tritonconv.compile import compile_call, compile_config, meta_tensors
 from tritonconv.kernels.conv_hopper import HopperConv
 from tritonconv.kernels.gemm import GemmConv, gemm_default_config
 from tritonconv.problem import ConvProblem
@@ -65,8 +127,14 @@ for cc in (80, 90):
     records.append(("gemm", cc, config["VARIANT"], [u.__dict__ for u in compile_config(GemmConv(), gemm, config, cc)]))
 conv = ConvProblem(n=32, c=128, h=28, w=28, k=128, r=3, s=3, pad_h=1, pad_w=1, dtype="float16")
 config = HopperConv().default_config(conv)
-records.append(("hopper", 90, "", [u.__dict__ for u in compile_config(HopperConv(), conv, config, 90)]))
-print(json.dumps(records))
+assert config["INPUT_TMA"], config
+records.append(("hopper-tma", 90, "", [u.__dict__ for u in compile_config(HopperConv(), conv, config, 90)]))
+gather = {**config, "INPUT_TMA": False, "BLOCK_W": 8}
+records.append(("hopper-gather", 90, "", [u.__dict__ for u in compile_config(HopperConv(), conv, gather, 90)]))
+# Triton 3.6 makes no warp partitions on sm_90 (why WARP_SPECIALIZE is only offered from sm_100).
+call = GemmConv().kernel_calls(gemm, meta_tensors(gemm), {**gemm_default_config(gemm, (9, 0), 132), "WARP_SPECIALIZE": True})[0]
+partitions = compile_call(call, 90).asm["ttgir"].count("ttg.warp_specialize")
+print(json.dumps({"records": records, "sm90_warp_partitions": partitions}))
 """
 
 
@@ -74,10 +142,15 @@ def test_default_configs_compile_for_sm80_and_sm90():
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
     done = subprocess.run([sys.executable, "-c", COMPILE_SCRIPT], env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
-    records = {(name, cc): (variant, usage) for name, cc, variant, usage in json.loads(done.stdout.splitlines()[-1])}
+    result = json.loads(done.stdout.splitlines()[-1])
+    records = {(name, cc): (variant, usage) for name, cc, variant, usage in result["records"]}
     variant, usage = records[("gemm", 80)]
     assert variant == "tiled" and usage[0]["hmma"] > 0 and usage[0]["stack_bytes"] == 0
     variant, usage = records[("gemm", 90)]
     assert variant == "tma_persistent" and usage[0]["hgmma"] > 0 and usage[0]["stack_bytes"] == 0
-    _, usage = records[("hopper", 90)]
-    assert usage[0]["hgmma"] > 0 and usage[0]["stack_bytes"] == 0
+    for name in ("hopper-tma", "hopper-gather"):
+        _, usage = records[(name, 90)]
+        assert usage[0]["hgmma"] > 0 and usage[0]["stack_bytes"] == 0, (name, usage)
+    # The TMA input path drops the per-row gather's address registers.
+    assert records[("hopper-tma", 90)][1][0]["registers"] < records[("hopper-gather", 90)][1][0]["registers"]
+    assert result["sm90_warp_partitions"] == 0

@@ -83,7 +83,7 @@ def test_batched_problem_key_and_family_choice():
     a, b = _inputs((2, 8, 16), (2, 16, 8))
     batched, shared = matmul_problem(a, b), matmul_problem(a, b[0])
     assert batched.batched_weight and not shared.batched_weight
-    assert batched.key == shared.key + "_bw"
+    assert batched.key != shared.key == batched.with_(batched_weight=False).key
     assert [f.name for f in tritonconv.kernels.families_for(batched)] == ["gemm"]
     with pytest.raises(InvalidConfigError, match="batched b"):
         tritonconv.matmul(a, b, config={"family": "implicit_gemm"})
@@ -173,3 +173,37 @@ def test_bad_epilogue_and_options():
         tritonconv.matmul(a, b.to("meta"))
     with pytest.raises(InvalidInputError, match="out must be"):
         tritonconv.matmul(a, b, out=torch.empty(3, 4))
+
+
+@pytest.mark.parametrize("batched", [False, True], ids=["shared-b", "batched-b"])
+@pytest.mark.parametrize("b_layout", ["row-major", "transposed"])
+def test_problem_tensors_have_the_strides_matmul_launches_with(batched, b_layout):
+    """The search times a problem on `make_tensors`; those must be laid out like what matmul really passes."""
+    a = torch.randn(3, 20, 24)
+    b = torch.randn(*((3,) if batched else ()), 24, 40)
+    if b_layout == "transposed":  # e.g. F.linear's weight.t(): the reduction axis contiguous
+        b = b.transpose(-1, -2).contiguous().transpose(-1, -2)
+    problem = matmul_problem(a, b)
+    assert problem.weight_layout == ("ck" if b_layout == "row-major" else "kc")
+    assert problem.key.endswith("_wck") == (b_layout == "row-major")
+    launched = b.permute(0, 2, 1)[..., None, None] if batched else b.t()[..., None, None]
+    _, w = problem.make_tensors("cpu")
+    assert w.shape == launched.shape and w.stride() == launched.stride()
+
+
+def test_a_batched_matmul_problem_tunes_and_its_winner_serves_matmul(device):
+    from tritonconv import cache
+    from tritonconv.search import tune
+
+    a, b = _inputs((2, 24, 16), (2, 16, 20))
+    a, b = a.to(device), b.to(device)
+    problem = matmul_problem(a, b, precision="ieee")
+    assert problem.batched_weight
+    try:
+        result = tune(problem, trials=3, progress=False, early_stop=None, retime_top=1)
+        assert result.family == "gemm" and result.rel_error <= TOLERANCE["ieee"]
+        assert cache.get_entry(problem, a.device)["family"] == "gemm"
+        out = tritonconv.matmul(a, b, precision="ieee")
+        assert rel_error(out, _reference(a, b)) <= TOLERANCE["ieee"]
+    finally:
+        cache.invalidate()

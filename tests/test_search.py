@@ -255,6 +255,8 @@ def test_a_killed_run_keeps_its_finished_trials_and_resume_continues():
     after = study_trials()
     assert {t.number for t in before} <= {t.number for t in after if t.state == optuna.trial.TrialState.COMPLETE}
     assert result.trials_run == 4 - 2, "the trial running when the process was killed is not counted as finished"
+    interrupted = [t for t in after if t.state == optuna.trial.TrialState.FAIL and "interrupted" in t.user_attrs.get("error", "")]
+    assert len(interrupted) == 1 and not [t for t in after if t.state == optuna.trial.TrialState.RUNNING]
     assert (cache.cache_dir() / JOURNAL_FILE).exists()
 
 

@@ -14,8 +14,12 @@ _ACTIVATIONS = {"none": None, "relu": F.relu, "relu6": F.relu6, "silu": F.silu, 
 
 
 def cudnn_conv2d(problem: ConvProblem, tensors: ConvTensors) -> torch.Tensor:
-    """F.conv2d for `problem` (explicit asymmetric padding handled) followed by act(y + bias + residual)."""
+    """F.conv2d for `problem` (explicit asymmetric padding handled) followed by act(y + bias + residual). A
+    batched weight (one per image: a batched matmul, always 1x1) goes to cuBLAS through torch.matmul instead."""
     x = tensors.input
+    if problem.batched_weight:
+        y = torch.matmul(tensors.weight.flatten(2), x.flatten(2)).view(problem.output_shape)  # [n,k,c] @ [n,c,h*w]
+        return _epilogue(y if tensors.bias is None else y + tensors.bias[:, None, None], tensors)
     bottom, right = problem.pad_bottom, problem.pad_right
     if (bottom, right) != (problem.pad_h, problem.pad_w):
         x = F.pad(x, (problem.pad_w, right, problem.pad_h, bottom))
@@ -26,6 +30,10 @@ def cudnn_conv2d(problem: ConvProblem, tensors: ConvTensors) -> torch.Tensor:
         x, tensors.weight, tensors.bias, (problem.stride_h, problem.stride_w), padding,
         (problem.dilation_h, problem.dilation_w), problem.groups,
     )
+    return _epilogue(y, tensors)
+
+
+def _epilogue(y: torch.Tensor, tensors: ConvTensors) -> torch.Tensor:
     if tensors.residual is not None:
         y = y + tensors.residual
     act = _ACTIVATIONS[tensors.activation]

@@ -69,9 +69,11 @@ def matmul_problem(
         raise InvalidInputError(f"precision {precision!r} is not available for {dtype}; choose from {PRECISIONS[dtype]}")
     batch = math.prod(a.shape[:-2])
     row_major = a.stride(-1) == 1 or k == 1
+    b_row_major = b.stride(-1) == 1 and b.stride(-2) != 1 and n > 1  # then the conv weight B^T has K contiguous
     return ConvProblem(
         n=batch, c=k, h=1, w=m, k=n, r=1, s=1, dtype=dtype, layout="nhwc" if row_major else "nchw",
         precision=precision or default_matmul_precision(dtype), batched_weight=b.dim() == 3,
+        weight_layout="ck" if b_row_major else "kc",
     )
 
 

@@ -74,6 +74,9 @@ class ConvProblem:
     layout: Layout = "nhwc"
     precision: str = ""  # "" means the dtype's default
     batched_weight: bool = False  # one weight per image n (batched matmul B); only the "gemm" family handles it
+    # Which weight axis is contiguous: "kc" (C, i.e. the reduction: conv weights, matmul B = W.t()) or "ck" (K:
+    # a row-major matmul B [k, n]). Kernels read either through strides, but run (and are tuned) differently.
+    weight_layout: str = "kc"
 
     def __post_init__(self) -> None:
         if not self.p:
@@ -175,6 +178,7 @@ class ConvProblem:
             f"_st{self.stride_h}x{self.stride_w}_pad{self.pad_h}x{self.pad_w}_out{self.p}x{self.q}"
             f"_dil{self.dilation_h}x{self.dilation_w}_g{self.groups}_{self.dtype}_{self.layout}_{self.precision}"
             + ("_bw" if self.batched_weight else "")
+            + ("_wck" if self.weight_layout == "ck" else "")
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -208,11 +212,15 @@ class ConvProblem:
     def make_tensors(
         self, device: str | torch.device = "cuda", *, seed: int = 0
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Random (never zero) input and weight for this problem, in its dtype and layout."""
+        """Random (never zero) input and weight for this problem, in its dtype and layouts (a batched weight is
+        [N, K, C, R, S]; a "ck" weight has K as its contiguous axis)."""
         gen = torch.Generator().manual_seed(seed)
         x = torch.randn(self.n, self.c, self.h, self.w, generator=gen).to(self.torch_dtype)
-        wt = torch.randn(self.k, self.c_per_group, self.r, self.s, generator=gen)
+        batch = (self.n,) if self.batched_weight else ()
+        wt = torch.randn(*batch, self.k, self.c_per_group, self.r, self.s, generator=gen)
         wt = (wt / (self.gemm_k**0.5)).to(self.torch_dtype)
         if self.layout == "nhwc":
             x = x.contiguous(memory_format=torch.channels_last)
+        if self.weight_layout == "ck":
+            wt = wt.transpose(-4, -3).contiguous().transpose(-4, -3)
         return x.to(device), wt.to(device)

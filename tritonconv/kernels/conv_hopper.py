@@ -4,17 +4,22 @@ Same GEMM as the `implicit_gemm` family (Y[M, K] = A[M, R*S*C] @ B[R*S*C, K], on
 for what sm_90 adds:
   * the weight, re-laid-out once to KRSC, is a plain row-major [K, R*S*C] matrix, so its tiles are read with a
     device-side tensor descriptor (TMA) instead of per-thread pointers;
-  * A is gathered per filter tap (r, s) from the input through its strides (rows of one tap are not one
-    rectangle in memory: padding and image edges), channels as the fast axis;
-  * a persistent grid (one program per SM walking the swizzled tiles) with optional warp specialisation;
+  * A, for filter tap (r, s), is one of two things (`INPUT_TMA`, tuned):
+      - stride-1 NHWC: the tile's rows are a BLOCK_H x BLOCK_W patch of output pixels of one image, so the input
+        they read for one tap is a rectangular box of the [N, H, W, C] input (shifted by the tap, zero-filled
+        where it hangs over the padding), read by TMA like the weight;
+      - otherwise rows are consecutive output pixels, gathered through the input's strides with per-row masks
+        (padding and image edges make them no rectangle);
+  * a persistent grid (one program per SM walking the swizzled tiles), warp-specialised on sm_100+;
   * tiles of at least 64 rows, so the dot becomes warpgroup MMA (HGMMA).
 The reduction is stepped as (tap, channel block). When C is not a multiple of BLOCK_K, a weight tile's last
-columns belong to the next tap, but the matching A columns are masked to zero, so they add nothing.
+columns belong to the next tap, but the matching A columns are masked (or TMA-filled) to zero, so they add nothing.
 """
 from __future__ import annotations
 
 from typing import Optional, Sequence
 
+import torch
 import triton
 import triton.language as tl
 
@@ -24,7 +29,7 @@ from ..weights import prepare_weight
 from .base import Config, ConfigSpace, ConvTensors, KernelCall, KernelFamily, Param, clamp_pow2, conv_io_args, epilogue_constexprs
 from .conv_implicit_gemm import ImplicitGemmConv, fits_registers, fits_shared_memory
 from .epilogue import dot_with_precision
-from .gemm import TMA_ALIGNMENT, enable_device_descriptors, hopper, store_epilogue
+from .gemm import TMA_ALIGNMENT, enable_device_descriptors, hopper, store_epilogue, warp_specializes
 from .tiling import swizzled_tile
 
 
@@ -37,34 +42,55 @@ def conv2d_hopper_kernel(
     syn, syk, syp, syq,  # output strides
     srn, srk, srp, srq,  # residual strides
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, GROUP_M: tl.constexpr,
+    INPUT_TMA: tl.constexpr, BLOCK_W: tl.constexpr,
     NUM_SMS: tl.constexpr, WARP_SPECIALIZE: tl.constexpr,
     HAS_BIAS: tl.constexpr, HAS_RESIDUAL: tl.constexpr, ACTIVATION: tl.constexpr,
     PRECISION: tl.constexpr, INDEX_64: tl.constexpr,
 ):
     RSC = R * S * C
     w_desc = tl.make_tensor_descriptor(w_ptr, shape=[K, RSC], strides=[RSC, 1], block_shape=[BLOCK_N, BLOCK_K])
-    M = N * P * Q
-    num_pid_m = tl.cdiv(M, BLOCK_M)
+    if INPUT_TMA:
+        # Stride-1 NHWC: a BLOCK_H x BLOCK_W patch of output pixels of one image reads, for filter tap (r, s),
+        # the same-sized input patch shifted by (r * dil_h - pad_h, s * dil_w - pad_w): one TMA box. Boxes that
+        # hang over an image edge (padding) or past C are zero-filled by the hardware.
+        BLOCK_H: tl.constexpr = BLOCK_M // BLOCK_W
+        x_desc = tl.make_tensor_descriptor(
+            x_ptr, shape=[N, H, W, C], strides=[sxn, sxh, sxw, 1], block_shape=[1, BLOCK_H, BLOCK_W, BLOCK_K]
+        )
+        tiles_h = tl.cdiv(P, BLOCK_H)
+        tiles_w = tl.cdiv(Q, BLOCK_W)
+        num_pid_m = N * tiles_h * tiles_w
+    else:
+        num_pid_m = tl.cdiv(N * P * Q, BLOCK_M)
     num_pid_n = tl.cdiv(K, BLOCK_N)
     num_tiles = num_pid_m * num_pid_n
     ncb = tl.cdiv(C, BLOCK_K)
     for tile_id in tl.range(tl.program_id(0), num_tiles, NUM_SMS, flatten=True, warp_specialize=WARP_SPECIALIZE):
         pid_m, pid_n = swizzled_tile(tile_id, num_pid_m, num_pid_n, GROUP_M)
-        offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
         offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
         if INDEX_64:
-            offs_m = offs_m.to(tl.int64)
             offs_n = offs_n.to(tl.int64)
-        mask_m = offs_m < M
-        # Output pixel of each row: m = (n * P + p) * Q + q; its input window starts at (ih0, iw0).
-        n_idx = offs_m // (P * Q)
-        pq = offs_m % (P * Q)
-        p_idx = pq // Q
-        q_idx = pq % Q
-        ih0 = p_idx * stride_h - pad_h
-        iw0 = q_idx * stride_w - pad_w
-        # 32-bit offsets (not a pointer per row) keep the pipelined gathers within the register budget.
-        x_rows = n_idx * sxn + ih0 * sxh + iw0 * sxw
+        if INPUT_TMA:
+            n_img = pid_m // (tiles_h * tiles_w)  # int32: TMA coordinates
+            p0 = (pid_m // tiles_w) % tiles_h * BLOCK_H
+            q0 = pid_m % tiles_w * BLOCK_W
+            p_idx = p0 + tl.arange(0, BLOCK_M) // BLOCK_W
+            q_idx = q0 + tl.arange(0, BLOCK_M) % BLOCK_W
+            mask_m = (p_idx < P) & (q_idx < Q)
+            pq = p_idx * Q + q_idx
+            n_idx = n_img.to(tl.int64) if INDEX_64 else n_img
+        else:
+            offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
+            if INDEX_64:
+                offs_m = offs_m.to(tl.int64)
+            mask_m = offs_m < N * P * Q
+            # Output pixel of each row: m = (n * P + p) * Q + q; its input window starts at (ih0, iw0).
+            n_idx = offs_m // (P * Q)
+            pq = offs_m % (P * Q)
+            ih0 = pq // Q * stride_h - pad_h
+            iw0 = pq % Q * stride_w - pad_w
+            # 32-bit offsets (not a pointer per row) keep the pipelined gathers within the register budget.
+            x_rows = n_idx * sxn + ih0 * sxh + iw0 * sxw
 
         acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
         for t in range(0, R * S * ncb):  # t = (r * S + s) * ncb + channel block
@@ -72,14 +98,17 @@ def conv2d_hopper_kernel(
             c0 = (t - rs * ncb) * BLOCK_K
             r = rs // S
             s = rs - r * S
-            ih = ih0 + r * dil_h
-            iw = iw0 + s * dil_w
-            row_ok = mask_m & (ih >= 0) & (ih < H) & (iw >= 0) & (iw < W)
-            offs_c = c0 + tl.arange(0, BLOCK_K)
-            a = tl.load(
-                x_ptr + (x_rows + (r * dil_h * sxh + s * dil_w * sxw))[:, None] + offs_c[None, :] * sxc,
-                mask=row_ok[:, None] & (offs_c < C)[None, :], other=0.0,
-            )
+            if INPUT_TMA:
+                a = x_desc.load([n_img, p0 + r * dil_h - pad_h, q0 + s * dil_w - pad_w, c0]).reshape(BLOCK_M, BLOCK_K)
+            else:
+                ih = ih0 + r * dil_h
+                iw = iw0 + s * dil_w
+                row_ok = mask_m & (ih >= 0) & (ih < H) & (iw >= 0) & (iw < W)
+                offs_c = c0 + tl.arange(0, BLOCK_K)
+                a = tl.load(
+                    x_ptr + (x_rows + (r * dil_h * sxh + s * dil_w * sxw))[:, None] + offs_c[None, :] * sxc,
+                    mask=row_ok[:, None] & (offs_c < C)[None, :], other=0.0,
+                )
             b = w_desc.load([pid_n * BLOCK_N, rs * C + c0]).T
             acc = dot_with_precision(a, b, acc, PRECISION)
 
@@ -107,6 +136,41 @@ def supports_on(problem: ConvProblem, capability: tuple[int, int]) -> Optional[s
     return None
 
 
+def input_tma_reason(problem: ConvProblem) -> Optional[str]:
+    """Why the input cannot be read as TMA boxes whatever the tensor (None if it may; the pointer and strides
+    are checked at launch, with a fallback to the pointer gather)."""
+    if (problem.stride_h, problem.stride_w) != (1, 1):
+        return "TMA input boxes need stride 1 (a strided window is not a rectangle)"
+    if problem.layout != "nhwc":
+        return "TMA input boxes need NHWC input"
+    if (problem.c * problem.operand_dtype.itemsize) % TMA_ALIGNMENT:
+        return f"TMA input boxes need C * element size to be a multiple of {TMA_ALIGNMENT} bytes"
+    return None
+
+
+def input_tma_constraint(problem: ConvProblem, config: Config) -> Optional[str]:
+    if not config["INPUT_TMA"]:
+        return None if config["BLOCK_W"] == 8 else "BLOCK_W shapes only the TMA input patch (keep 8 with the gather)"
+    if config["BLOCK_W"] > config["BLOCK_M"]:
+        return "BLOCK_W larger than BLOCK_M"
+    return input_tma_reason(problem)
+
+
+def can_read_input_by_tma(x: torch.Tensor) -> bool:
+    """The tensor-level TMA conditions: channels contiguous, 16-byte aligned base and leading strides."""
+    elem = x.element_size()
+    return x.stride(1) == 1 and all((x.stride(d) * elem) % TMA_ALIGNMENT == 0 for d in (0, 2, 3)) and (
+        x.device.type == "meta" or x.data_ptr() % TMA_ALIGNMENT == 0
+    )
+
+
+def patch_waste(problem: ConvProblem, block_m: int, block_w: int) -> float:
+    """Computed output pixels per useful one when P x Q is covered by (block_m // block_w) x block_w patches."""
+    block_h = block_m // block_w
+    covered = triton.cdiv(problem.p, block_h) * block_h * triton.cdiv(problem.q, block_w) * block_w
+    return covered / (problem.p * problem.q)
+
+
 def not_wasteful(problem: ConvProblem, config: Config) -> Optional[str]:
     if config["BLOCK_N"] > clamp_pow2(problem.gemm_n, 16, 256):
         return "BLOCK_N larger than the output channels need"
@@ -114,12 +178,23 @@ def not_wasteful(problem: ConvProblem, config: Config) -> Optional[str]:
         return "BLOCK_M larger than the output pixels need"
     if config["BLOCK_K"] > clamp_pow2(problem.c, 16, 128):
         return "BLOCK_K larger than the channels need"
+    if config["INPUT_TMA"] and patch_waste(problem, config["BLOCK_M"], config["BLOCK_W"]) > 1.5:
+        return "TMA patches more than half padding"
+    return None
+
+
+def gather_register_pressure(problem: ConvProblem, config: Config) -> Optional[str]:
+    """The pointer gather keeps per-row addresses and masks of every pipeline stage in registers: with more than
+    64 accumulator registers per thread the sm_90 builds spill (compiled resource usage; the TMA path does not)."""
+    per_thread = config["BLOCK_M"] * config["BLOCK_N"] // (config["num_warps"] * 32)
+    if not config["INPUT_TMA"] and per_thread > 64:
+        return f"the gather with {per_thread} accumulator registers per thread spills"
     return None
 
 
 class HopperConv(KernelFamily):
     name = "hopper_implicit_gemm"
-    description = "implicit-GEMM conv2d for sm_90+: TMA weight tiles, persistent grid, warpgroup MMA tiles"
+    description = "implicit-GEMM conv2d for sm_90+: TMA weight (and stride-1 input) tiles, persistent grid, warpgroup MMA"
 
     def supports(self, problem: ConvProblem) -> Optional[str]:
         return supports_on(problem, device_info().capability)
@@ -135,12 +210,14 @@ class HopperConv(KernelFamily):
                 Param("BLOCK_N", (16, 32, 64, 128, 256)),
                 Param("BLOCK_K", (16, 32, 64, 128)),
                 Param("GROUP_M", (1, 4, 8, 16)),
-                Param("WARP_SPECIALIZE", (False, True)),
+                Param("INPUT_TMA", (False, True)),
+                Param("BLOCK_W", (8, 16, 32)),
+                Param("WARP_SPECIALIZE", (False, True) if warp_specializes(device_info().capability) else (False,)),
                 Param("num_warps", (4, 8)),
                 Param("num_stages", (1, 2, 3, 4, 5)),
             ],
-            constraints=[fits_shared_memory, fits_registers],
-            pruning=[not_wasteful],
+            constraints=[input_tma_constraint, fits_shared_memory, fits_registers],
+            pruning=[not_wasteful, gather_register_pressure],
         )
 
     def default_config(self, problem: ConvProblem) -> Config:
@@ -152,11 +229,19 @@ class HopperConv(KernelFamily):
             "BLOCK_N": base["BLOCK_N"],
             "BLOCK_K": clamp_pow2(problem.c, 16, 64 if half else 32),
             "GROUP_M": 8,
+            "INPUT_TMA": False,
+            "BLOCK_W": 8,
             "WARP_SPECIALIZE": False,
             "num_warps": base["num_warps"],
             # Deeper pipelines spill registers on sm_90 at 128x128 tiles (compiled resource usage), so stay shallow.
             "num_stages": 3 if half else 2,
         }
+        if input_tma_reason(problem) is None:
+            # Design choice, not a measurement: read the input by TMA unless the pixel patches that make that
+            # possible would be mostly padding; the search weighs it against the gather.
+            width, waste = min(((w, patch_waste(problem, config["BLOCK_M"], w)) for w in (8, 16, 32)), key=lambda t: t[1])
+            if waste <= 1.25:
+                config.update(INPUT_TMA=True, BLOCK_W=width)
         while config["num_stages"] > 1 and fits_shared_memory(problem, config):
             config["num_stages"] -= 1
         return config
@@ -168,6 +253,8 @@ class HopperConv(KernelFamily):
             {**base, "WARP_SPECIALIZE": True},
             {**base, "BLOCK_N": min(256, base["BLOCK_N"] * 2), "num_warps": 8},
             {**base, "BLOCK_M": 128 if base["BLOCK_M"] != 128 else 64},
+            {**base, "INPUT_TMA": not base["INPUT_TMA"], "BLOCK_W": 8},
+            *({**base, "INPUT_TMA": True, "BLOCK_W": w} for w in (8, 16, 32) if not input_tma_reason(problem)),
         ]
         return self.space(problem).feasible(problem, variants)
 
@@ -179,9 +266,13 @@ class HopperConv(KernelFamily):
         num_sms = info.sm_count if info.sm_count > 1 else 132
         tiles = triton.cdiv(problem.gemm_m, config["BLOCK_M"]) * triton.cdiv(problem.k, config["BLOCK_N"])
         args = dict(**conv_io_args(problem, tensors), w_ptr=w, C=problem.c, K=problem.k, R=problem.r, S=problem.s)
+        input_tma = config["INPUT_TMA"] and can_read_input_by_tma(x)
+        if input_tma:
+            tiles = problem.n * triton.cdiv(problem.p, config["BLOCK_M"] // config["BLOCK_W"]) * triton.cdiv(
+                problem.q, config["BLOCK_W"]) * triton.cdiv(problem.k, config["BLOCK_N"])
         constexprs = dict(
             BLOCK_M=config["BLOCK_M"], BLOCK_N=config["BLOCK_N"], BLOCK_K=config["BLOCK_K"],
-            GROUP_M=config["GROUP_M"], NUM_SMS=num_sms, WARP_SPECIALIZE=config["WARP_SPECIALIZE"],
+            GROUP_M=config["GROUP_M"], INPUT_TMA=input_tma, BLOCK_W=config["BLOCK_W"], NUM_SMS=num_sms, WARP_SPECIALIZE=config["WARP_SPECIALIZE"],
             **epilogue_constexprs(problem, tensors),
         )
         grid = (min(num_sms, tiles),)

@@ -13,7 +13,7 @@ Kernels:
   * `gemm_kernel`: tiled, GROUP_M swizzle, SPLIT_K (each split writes float32 partial sums to a workspace and
     `splitk_reduce_kernel` adds them and applies the epilogue, so bias/residual/activation are applied once);
   * `gemm_tma_persistent_kernel` (compute capability >= 9.0): one program per SM walking tiles, A and B read
-    with device-side tensor descriptors (TMA), optional warp specialisation of the tile loop.
+    with device-side tensor descriptors (TMA), optional warp specialisation of the tile loop (sm_100+).
 """
 from __future__ import annotations
 
@@ -277,6 +277,13 @@ def hopper(capability: tuple[int, int]) -> bool:
     return capability >= (9, 0)
 
 
+def warp_specializes(capability: tuple[int, int]) -> bool:
+    """Whether `tl.range(..., warp_specialize=True)` splits warps into producer/consumer partitions. Triton 3.6
+    does so only from sm_100: on sm_90 it makes no partitions (no `ttg.warp_specialize` in the compiled TTGIR,
+    checked in tests/test_compile_targets.py), so offering it there would only double the search."""
+    return capability >= (10, 0)
+
+
 def tma_problem_reason(problem: ConvProblem) -> Optional[str]:
     """Why the TMA variant cannot run `problem` whatever the tensors (None if it may; pointers are checked at
     launch, with a fallback to the tiled kernel)."""
@@ -320,7 +327,7 @@ def not_wasteful(problem: ConvProblem, config: Config) -> Optional[str]:
 
 
 def gemm_space(problem: ConvProblem, capability: tuple[int, int]) -> ConfigSpace:
-    """The GEMM family's space on a device of `capability` (TMA and warp specialisation only from 9.0)."""
+    """The GEMM family's space on a device of `capability` (TMA from 9.0, warp specialisation from 10.0)."""
     on_hopper = hopper(capability)
     return ConfigSpace(
         params=[
@@ -330,7 +337,7 @@ def gemm_space(problem: ConvProblem, capability: tuple[int, int]) -> ConfigSpace
             Param("GROUP_M", (1, 4, 8, 16)),
             Param("SPLIT_K", SPLIT_K_CHOICES),
             Param("VARIANT", VARIANTS if on_hopper else VARIANTS[:1]),
-            Param("WARP_SPECIALIZE", (False, True) if on_hopper else (False,)),
+            Param("WARP_SPECIALIZE", (False, True) if warp_specializes(capability) else (False,)),
             Param("num_warps", (2, 4, 8)),
             Param("num_stages", (1, 2, 3, 4, 5)),
         ],

@@ -24,6 +24,7 @@ from typing import Any, Callable, Iterable, Optional, Union
 
 import optuna
 import torch
+from filelock import FileLock
 from optuna.storages import JournalStorage
 from optuna.storages.journal import JournalFileBackend, JournalFileOpenLock
 from optuna.trial import TrialState
@@ -39,6 +40,7 @@ from .space import FAMILY, GRID_PARAM, PRECISION, Candidate, SearchSpace
 
 JOURNAL_FILE = "studies.journal"
 BUDGETED = (TrialState.COMPLETE, TrialState.FAIL)  # infeasible (PRUNED) trials cost nothing and do not count
+INTERRUPTED = "interrupted: the tuning process stopped"  # a FAIL that costs nothing either
 # Samplers may keep proposing infeasible candidates on a mostly-infeasible space: stop after this many per trial.
 MAX_INFEASIBLE_PER_TRIAL = 50
 # Feasible spaces up to this size (or the trial budget) are searched with a GridSampler: sampling among feasible
@@ -284,7 +286,7 @@ def _search(run: _Run, trials: int, timeout: Optional[float], early_stop: Option
             on_progress: Optional[ProgressHook]) -> None:
     """Ask, reject, answer or measure, tell: until the budget, the timeout, early stopping or an exhausted grid."""
     start = time.monotonic()
-    done = len(run.study.get_trials(deepcopy=False, states=BUDGETED))
+    done = _trials_spent(run.study)
     batch_size = precompiler.workers if precompiler else 1
     while done + run.finished < trials and run.infeasible < MAX_INFEASIBLE_PER_TRIAL * trials:
         if timeout is not None and time.monotonic() - start > timeout:
@@ -373,10 +375,37 @@ def _result_from_entry(problem: ConvProblem, entry: dict[str, Any], wall: float)
     )
 
 
-def _tune_one(problem: ConvProblem, runner: Runner, *, trials: int, timeout: Optional[float], precision: Optional[str],
-              tolerance: Optional[float], layouts: str, resume: bool, early_stop: Optional[int],
-              cache: Union[None, bool, str, Path], retime_top: int, seed: int, compile_workers: Optional[int],
-              on_progress: Optional[ProgressHook]) -> TuneResult:
+def _trials_spent(study: optuna.Study) -> int:
+    """Trials that count against the budget: measured or failed candidates, not interrupted ones."""
+    return sum(1 for t in study.get_trials(deepcopy=False, states=BUDGETED) if t.user_attrs.get("error") != INTERRUPTED)
+
+
+def _fail_interrupted_trials(study: optuna.Study) -> int:
+    """Mark trials left RUNNING by a tuning process that died as FAIL (call only while holding the problem's
+    tuning lock, so none of them can still be running). Returns how many there were."""
+    stale = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+    for trial in stale:
+        study._storage.set_trial_user_attr(trial._trial_id, "error", INTERRUPTED)
+        study._storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
+    return len(stale)
+
+
+def _tune_one(problem: ConvProblem, runner: Runner, **kwargs: Any) -> TuneResult:
+    """One problem under its tuning lock: a second process tuning the same problem (same device and cache)
+    waits, then finds the first one's result in the cache."""
+    options = _options(problem, kwargs["precision"], kwargs["tolerance"], kwargs["layouts"])
+    key = tuning_cache.entry_key(options.problem, device_info(runner.device).fingerprint)
+    cache_file = _cache_file(kwargs["cache"])
+    lock_dir = cache_file.parent if cache_file else Path(tuning_cache.cache_dir()) / "scratch"
+    lock_dir.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(lock_dir / f"tuning-{hashlib.sha1(key.encode()).hexdigest()[:16]}.lock")):
+        return _tune_one_locked(problem, runner, **kwargs)
+
+
+def _tune_one_locked(problem: ConvProblem, runner: Runner, *, trials: int, timeout: Optional[float], precision: Optional[str],
+                     tolerance: Optional[float], layouts: str, resume: bool, early_stop: Optional[int],
+                     cache: Union[None, bool, str, Path], retime_top: int, seed: int, compile_workers: Optional[int],
+                     on_progress: Optional[ProgressHook]) -> TuneResult:
     started = time.perf_counter()
     options = _options(problem, precision, tolerance, layouts)
     device_fp = device_info(runner.device).fingerprint
@@ -389,6 +418,7 @@ def _tune_one(problem: ConvProblem, runner: Runner, *, trials: int, timeout: Opt
     space = SearchSpace(options.problem, precisions=options.precisions, convert_options=options.convert_options)
     journal_dir = cache_file.parent if cache_file else Path(tuning_cache.cache_dir()) / "scratch"
     study, grid = _make_study(space, options, _storage(journal_dir), key, trials, resume, seed)
+    _fail_interrupted_trials(study)
     run = _Run(space, study, runner, options, grid)
     if stored is not None and resume:
         for record in stored.get("trials", []):
@@ -422,7 +452,7 @@ def _tune_one(problem: ConvProblem, runner: Runner, *, trials: int, timeout: Opt
             "family": result.family, "family_version": space.families[result.family].version,
             "config": {FAMILY: result.family, **config}, "time_ms": result.time_ms, "cudnn_time_ms": cudnn_ms,
             "cudnn_error": None if baseline.ok else baseline.error, "rel_error": result.rel_error,
-            "precision": result.precision, "trials_run": len(study.get_trials(deepcopy=False, states=BUDGETED)),
+            "precision": result.precision, "trials_run": _trials_spent(study),
             "wall_time_s": result.wall_time_s, "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S"),
             "fingerprint": device_fp, "triton": tuning_cache.triton.__version__, "problem": options.problem.to_dict(),
             "search": options.search, "timer": "wall-clock (interpreter)" if runner.device == "cpu" else "cuda",
