@@ -170,7 +170,8 @@ COMPILE_SCRIPT = textwrap.dedent(
         config = family.default_config(problem)
         for cc in (80, 90):
             usage = compile_config(family, problem, config, cc, residual=True)
-            results.append({"key": problem.key, "sm": cc, "stack": [u.stack_bytes for u in usage]})
+            results.append({"key": problem.key, "sm": cc, "layout": problem.layout, "multiplier": problem.k // problem.c, "stack": [u.stack_bytes for u in usage],
+                            "wide_loads": usage[0].wide_loads, "narrow_loads": usage[0].narrow_loads})
     print(json.dumps(results))
     """
 )
@@ -202,3 +203,5 @@ def test_defaults_compile_for_sm80_sm90_without_spills():
     assert len(results) == 2 * len(problems)
     for record in results:
         assert record["stack"] == [0], f"default config spills registers: {record}"
+        if record["layout"] == "nhwc" and record["multiplier"] == 1:  # channels contiguous: 16-byte vector loads
+            assert record["wide_loads"] > 0 and record["narrow_loads"] == 0, record

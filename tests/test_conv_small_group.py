@@ -150,3 +150,7 @@ def test_defaults_compile_for_sm80_sm90_without_spills():
     assert len(results) == 2 * len(problems)
     for record in results:
         assert record["stack"] == [0], f"default config spills registers: {record}"
+    # ResNeXt's 4-channel groups in NHWC: the block-diagonal A tile is read in 16-byte vectors (only the
+    # block-diagonal weight gather stays element-wise).
+    rx50 = [r for r in results if r["key"] == problems[0].key]
+    assert all(r["wide_loads"] > 0 and r["narrow_loads"] < r["wide_loads"] for r in rx50), rx50

@@ -39,6 +39,8 @@ class ResourceUsage:
     shared_bytes: int
     hgmma: int  # Hopper warpgroup MMA instructions in SASS
     hmma: int  # Ampere-style MMA instructions in SASS
+    wide_loads: int = 0  # 128-bit global loads (LDG.E.128, cp.async LDGSTS...128): vectorised along a contiguous axis
+    narrow_loads: int = 0  # 8- and 16-bit global loads: one element per instruction
 
     @property
     def spills(self) -> bool:
@@ -112,6 +114,8 @@ def resource_usage(compiled) -> ResourceUsage:
         shared_bytes=int(compiled.metadata.shared),
         hgmma=len(re.findall(r"\bHGMMA\b", sass)),
         hmma=len(re.findall(r"\bHMMA\b", sass)),
+        wide_loads=len(re.findall(r"\bLDG(?:STS)?\.E[.\w]*\.128\b", sass)),
+        narrow_loads=len(re.findall(r"\bLDG(?:STS)?\.E[.\w]*\.(?:U8|S8|U16|S16)\b", sass)),
     )
 
 

@@ -6,11 +6,11 @@ computes  Y[BLOCK_M output pixels, BLOCK_N consecutive output channels]  for eve
 in one of two modes (the `MODE` tunable, so the search decides):
 
   * "block_diag": the groups of the tile are packed into one GEMM. A gathers the input channels of all groups
-    the tile spans ([g_lo * Cg, (g_hi + 1) * Cg)), B is the block-diagonal weight: B[c, k] = w[k, c - g(k)*Cg]
-    when input channel c belongs to output channel k's group g(k), else 0 - built in registers by the load
-    mask, so no packed copy of the weight is needed. Any Cg, Kg and groups count works, and tiles straddling
-    groups are just masks. Tensor cores do (groups per tile) times the useful work, which they can afford on a
-    memory-bound layer.
+    the tile spans ([g_lo * Cg, (g_hi + 1) * Cg), the start rounded down to a BLOCK_K multiple so the loads
+    vectorise), B is the block-diagonal weight: B[c, k] = w[k, c - g(k)*Cg] when input channel c belongs to
+    output channel k's group g(k), else 0 - built in registers by the load mask, so no packed copy of the
+    weight is needed. Any Cg, Kg and groups count works, and tiles straddling groups are just masks. Tensor
+    cores do (groups per tile) times the useful work, which they can afford on a memory-bound layer.
   * "direct": no tensor cores: each output channel accumulates its own group's Cg * R * S products with FMAs
     from a gathered input tile. Best for channel-multiplier-like groups (Cg of 1-2, few K per group).
 """
@@ -39,7 +39,7 @@ WEIGHT_LAYOUT = {"block_diag": "krsc", "direct": "rsck"}
 @triton.jit
 def conv2d_small_group_kernel(
     x_ptr, w_ptr, y_ptr, bias_ptr, res_ptr,
-    N, H, W, K, Cg, Kg, P, Q, R, S,
+    N, H, W, C, K, Cg, Kg, P, Q, R, S,
     stride_h, stride_w, pad_h, pad_w, dil_h, dil_w,
     sxn, sxc, sxh, sxw,  # input strides (n, c, h, w)
     swk, swc, swr, sws,  # weight strides (k, c, r, s)
@@ -73,11 +73,13 @@ def conv2d_small_group_kernel(
     if MODE == 0:
         # Block-diagonal GEMM over the input channels [c_lo, c_lo + CT) of the groups this tile spans.
         # Step t covers filter tap (r, s) and channels [c_lo + cb * BLOCK_K, ...): t = (r * S + s) * ncb + cb.
+        # The channel range starts at a multiple of BLOCK_K and is bounded only by C, so the compiler can prove
+        # the A rows aligned and vectorise their loads; channels outside the tile's groups meet zeros in B.
         k_first = pid_n * BLOCK_N
         k_last = tl.minimum(k_first + BLOCK_N, K) - 1
-        c_lo = (k_first // Kg) * Cg
-        CT = (k_last // Kg + 1) * Cg - c_lo
-        ncb = tl.cdiv(CT, BLOCK_K)
+        c_lo = (k_first // Kg) * Cg // BLOCK_K * BLOCK_K
+        c_hi = (k_last // Kg + 1) * Cg
+        ncb = tl.cdiv(c_hi - c_lo, BLOCK_K)
         for t in range(0, R * S * ncb):
             rs = t // ncb
             cb = t - rs * ncb
@@ -87,7 +89,7 @@ def conv2d_small_group_kernel(
             iw = iw0 + s * dil_w
             row_ok = mask_m & (ih >= 0) & (ih < H) & (iw >= 0) & (iw < W)
             offs_c = c_lo + cb * BLOCK_K + tl.arange(0, BLOCK_K)
-            c_ok = offs_c < c_lo + CT
+            c_ok = offs_c < C
             a = tl.load(
                 x_rows[:, None] + (ih * sxh + iw * sxw)[:, None] + offs_c[None, :] * sxc,
                 mask=row_ok[:, None] & c_ok[None, :], other=0.0,
@@ -264,7 +266,7 @@ class SmallGroupConv(KernelFamily):
         w = prepare_weight(tensors.weight, WEIGHT_LAYOUT[config["MODE"]], problem.operand_dtype)
         args = dict(
             **conv_io_args(problem, tensors), w_ptr=w,
-            K=problem.k, Cg=problem.c_per_group, Kg=problem.k_per_group, R=problem.r, S=problem.s,
+            C=problem.c, K=problem.k, Cg=problem.c_per_group, Kg=problem.k_per_group, R=problem.r, S=problem.s,
             swk=w.stride(0), swc=w.stride(1), swr=w.stride(2), sws=w.stride(3),
         )
         constexprs = dict(
