@@ -37,10 +37,11 @@ def run_hopper(problem, x, w, b, residual, config):
 
 
 GATHER_TILES = ({"BLOCK_M": 64, "BLOCK_N": 16, "BLOCK_K": 16}, {"BLOCK_M": 64, "BLOCK_N": 32, "BLOCK_K": 32, "GROUP_M": 1})
-# TMA patches: 8x8 and 4x16 output pixels, with channel blocks that do and do not divide C.
+# TMA patches: 8x8, 4x16 and 1x64 (one output row) pixels, with channel blocks that do and do not divide C.
 TMA_TILES = (
     {"BLOCK_M": 64, "BLOCK_N": 16, "BLOCK_K": 16, "INPUT_TMA": True, "BLOCK_W": 8},
     {"BLOCK_M": 64, "BLOCK_N": 32, "BLOCK_K": 32, "GROUP_M": 1, "INPUT_TMA": True, "BLOCK_W": 16},
+    {"BLOCK_M": 64, "BLOCK_N": 16, "BLOCK_K": 16, "INPUT_TMA": True, "BLOCK_W": 64},
 )
 
 
@@ -131,10 +132,20 @@ assert config["INPUT_TMA"], config
 records.append(("hopper-tma", 90, "", [u.__dict__ for u in compile_config(HopperConv(), conv, config, 90)]))
 gather = {**config, "INPUT_TMA": False, "BLOCK_W": 8}
 records.append(("hopper-gather", 90, "", [u.__dict__ for u in compile_config(HopperConv(), conv, gather, 90)]))
+
+
+def a_operand_in_shared_memory(config):
+    ttgir = compile_call(HopperConv().kernel_calls(conv, meta_tensors(conv), config)[0], 90).asm["ttgir"]
+    dot = next(line for line in ttgir.splitlines() if "ttng.warp_group_dot " in line)
+    return dot.rsplit("} :", 1)[1].split("*")[0].strip().startswith("!ttg.memdesc")
+
+
+a_in_smem = {"row": a_operand_in_shared_memory({**config, "BLOCK_M": 64, "BLOCK_W": 64}),
+             "multi_row": a_operand_in_shared_memory(config)}
 # Triton 3.6 makes no warp partitions on sm_90 (why WARP_SPECIALIZE is only offered from sm_100).
 call = GemmConv().kernel_calls(gemm, meta_tensors(gemm), {**gemm_default_config(gemm, (9, 0), 132), "WARP_SPECIALIZE": True})[0]
 partitions = compile_call(call, 90).asm["ttgir"].count("ttg.warp_specialize")
-print(json.dumps({"records": records, "sm90_warp_partitions": partitions}))
+print(json.dumps({"records": records, "sm90_warp_partitions": partitions, "a_in_smem": a_in_smem}))
 """
 
 
@@ -154,3 +165,5 @@ def test_default_configs_compile_for_sm80_and_sm90():
     # The TMA input path drops the per-row gather's address registers.
     assert records[("hopper-tma", 90)][1][0]["registers"] < records[("hopper-gather", 90)][1][0]["registers"]
     assert result["sm90_warp_partitions"] == 0
+    # A one-row patch feeds HGMMA from shared memory; a multi-row box is reshaped through registers (Triton 3.6).
+    assert result["a_in_smem"] == {"row": True, "multi_row": False}

@@ -6,8 +6,10 @@ compiler rejects, and gives resource usage (registers, spills, shared memory) an
 Hopper, HMMA on Ampere) to prune configs before they reach a GPU.
 
 The kernels must be real `triton.JITFunction`s, i.e. imported without TRITON_INTERPRET=1. Command line:
-    python -m tritonconv.compile [--suite bench/suites/conv2d.json] [--targets 80,90]
-compiles every family's default config for every suite shape and target, and exits non-zero on any failure.
+    python -m tritonconv.compile [--suite bench/suites/conv2d.json | --random N] [--targets 80,90]
+compiles every family's default config for every suite shape (or N random problems) and target, with the device
+emulated (an A100 for 80, an H100 for 90) so each family offers what it would there; exits non-zero on any
+failure.
 """
 from __future__ import annotations
 
@@ -26,6 +28,7 @@ import torch
 
 from .kernels.base import Config, ConvTensors, KernelCall, KernelFamily
 from .problem import ConvProblem
+from .runtime import COMPILE_TARGETS, emulated_device
 
 _TRITON_TYPES = {torch.float32: "fp32", torch.float16: "fp16", torch.bfloat16: "bf16", torch.int32: "i32", torch.int64: "i64"}
 
@@ -145,7 +148,8 @@ def _compile_record(job: tuple[str, ConvProblem, Config, int]) -> dict[str, Any]
     family_name, problem, config, cc = job
     record: dict[str, Any] = {"problem": problem.key, "family": family_name, "sm": cc, "config": config}
     try:
-        usage = compile_config(get_family(family_name), problem, config, cc)
+        with emulated_device(COMPILE_TARGETS[cc]):
+            usage = compile_config(get_family(family_name), problem, config, cc)
         record.update(ok=True, usage=[u.__dict__ for u in usage])
     except Exception as exc:  # noqa: BLE001 - every failure is reported, none stops the sweep
         record.update(ok=False, error=f"{type(exc).__name__}: {str(exc)[:2000]}")
@@ -158,28 +162,68 @@ def check_defaults(
     families: Optional[set[str]] = None,
     jobs: int = 1,
 ) -> list[dict[str, Any]]:
-    """Compile each supporting family's default config for every problem and target; one record per distinct
-    kernel (launches that would compile to the same binary are compiled once)."""
+    """Compile, for every target, the default config of each family that would be offered there (the device is
+    emulated: capability, SMs, shared memory); one record per distinct kernel (launches that would compile to
+    the same binary are compiled once)."""
     from concurrent.futures import ProcessPoolExecutor
 
     from .kernels import families_for
 
     work, seen = [], set()
     for problem in problems:
-        for family in families_for(problem):
-            if families and family.name not in families:
-                continue
-            config = family.default_config(problem)
-            calls = family.kernel_calls(problem, meta_tensors(problem), config)
-            for cc in capabilities:
-                identity = (cc, tuple(ast_source(call).hash() for call in calls), call_options(calls))
-                if identity not in seen:
-                    seen.add(identity)
-                    work.append((family.name, problem, config, cc))
+        for cc in capabilities:
+            with emulated_device(COMPILE_TARGETS[cc]):
+                for family in families_for(problem):
+                    if families and family.name not in families:
+                        continue
+                    config = family.default_config(problem)
+                    calls = family.kernel_calls(problem, meta_tensors(problem), config)
+                    identity = (cc, tuple(ast_source(call).hash() for call in calls), call_options(calls))
+                    if identity not in seen:
+                        seen.add(identity)
+                        work.append((family.name, problem, config, cc))
     if jobs <= 1:
         return [_compile_record(job) for job in work]
     with ProcessPoolExecutor(jobs) as pool:
         return list(pool.map(_compile_record, work))
+
+
+def random_problems(count: int, seed: int = 0) -> list[ConvProblem]:
+    """`count` random conv problems over what tritonconv claims to support: dense, grouped, depthwise and
+    channel-multiplier convs, square and rectangular filters, stride, dilation, padding, both layouts, every
+    dtype, odd channel counts and small and large images (for compile sweeps of the default configs)."""
+    import random
+
+    rng = random.Random(seed)
+    dtypes = ("float16", "bfloat16", "float32")
+    problems = []
+    while len(problems) < count:
+        kind = rng.choice(("dense", "dense", "grouped", "depthwise", "pointwise"))
+        r, s = rng.choice(((3, 3), (3, 3), (1, 1), (5, 5), (7, 7), (1, 7), (7, 1), (2, 2), (11, 11)))
+        if kind == "pointwise":
+            r = s = 1
+        c = rng.choice((3, 8, 16, 24, 32, 48, 64, 96, 120, 128, 192, 256, 384, 512, 1024, 2048))
+        groups, k = 1, rng.choice((8, 16, 32, 64, 100, 128, 256, 512, 1000, 2048))
+        if kind == "grouped":
+            groups = rng.choice([g for g in (2, 4, 8, 16, 32, 64) if c % g == 0] or [1])
+            k = groups * rng.choice((1, 2, 4, 8, 16, 24, 56))
+        elif kind == "depthwise":
+            groups, k = c, c * rng.choice((1, 1, 1, 2))
+        stride = rng.choice((1, 1, 1, 2))
+        dilation = rng.choice((1, 1, 1, 2, 4)) if max(r, s) > 1 else 1
+        h = rng.choice((1, 7, 13, 14, 28, 56, 64, 112, 224))
+        w = h if rng.random() < 0.8 else rng.choice((7, 17, 33, 320))
+        if (h - dilation * (r - 1) - 1) // stride + 1 <= 0 and rng.random() < 0.5:
+            continue
+        pad_h, pad_w = dilation * (r - 1) // 2, dilation * (s - 1) // 2
+        problem = ConvProblem(
+            n=rng.choice((1, 2, 8, 32)), c=c, h=h, w=w, k=k, r=r, s=s, stride_h=stride, stride_w=stride,
+            pad_h=pad_h, pad_w=pad_w, dilation_h=dilation, dilation_w=dilation, groups=groups,
+            dtype=rng.choice(dtypes), layout=rng.choice(("nhwc", "nhwc", "nchw")),
+        )
+        if problem.p > 0 and problem.q > 0:
+            problems.append(problem)
+    return problems
 
 
 def call_options(calls: Iterable[KernelCall]) -> tuple:
@@ -195,6 +239,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--shapes", help="only these suite shape names, comma-separated")
     parser.add_argument("--families", help="only these kernel families, comma-separated")
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="parallel compile processes")
+    parser.add_argument("--random", type=int, default=0, help="instead of the suite, N random problems")
+    parser.add_argument("--seed", type=int, default=0, help="seed of --random")
     parser.add_argument("--json", help="write the records here")
     args = parser.parse_args(argv)
     if os.environ.get("TRITON_INTERPRET", "0") not in ("", "0"):
@@ -212,6 +258,8 @@ def main(argv: Optional[list[str]] = None) -> int:
         for dt in args.dtypes.split(",")
         for layout in ("nhwc", "nchw")
     ]
+    if args.random:
+        problems = random_problems(args.random, args.seed)
     families = set(args.families.split(",")) if args.families else None
     records = check_defaults(problems, [int(t) for t in args.targets.split(",")], families, args.jobs)
     failed = [r for r in records if not r["ok"]]

@@ -171,6 +171,16 @@ def patch_waste(problem: ConvProblem, block_m: int, block_w: int) -> float:
     return covered / (problem.p * problem.q)
 
 
+def input_patch(problem: ConvProblem, block_m: int) -> Config:
+    """The default input path of a TMA-capable problem: the patch shape (BLOCK_W) that wastes least, wider on a
+    tie (a one-row patch, BLOCK_W == BLOCK_M, feeds warpgroup MMA straight from shared memory; a multi-row box is
+    reshaped through registers: compiled TTGIR); the pointer gather when every patch is over a quarter padding.
+    A design choice, not a measurement: the search weighs every patch shape and the gather."""
+    widths = [w for w in (128, 64, 32, 16, 8) if w <= block_m]
+    width, waste = min(((w, patch_waste(problem, block_m, w)) for w in widths), key=lambda t: t[1])
+    return {"INPUT_TMA": True, "BLOCK_W": width} if waste <= 1.25 else {"INPUT_TMA": False, "BLOCK_W": 8}
+
+
 def not_wasteful(problem: ConvProblem, config: Config) -> Optional[str]:
     if config["BLOCK_N"] > clamp_pow2(problem.gemm_n, 16, 256):
         return "BLOCK_N larger than the output channels need"
@@ -211,7 +221,7 @@ class HopperConv(KernelFamily):
                 Param("BLOCK_K", (16, 32, 64, 128)),
                 Param("GROUP_M", (1, 4, 8, 16)),
                 Param("INPUT_TMA", (False, True)),
-                Param("BLOCK_W", (8, 16, 32)),
+                Param("BLOCK_W", (8, 16, 32, 64, 128)),
                 Param("WARP_SPECIALIZE", (False, True) if warp_specializes(device_info().capability) else (False,)),
                 Param("num_warps", (4, 8)),
                 Param("num_stages", (1, 2, 3, 4, 5)),
@@ -237,11 +247,7 @@ class HopperConv(KernelFamily):
             "num_stages": 3 if half else 2,
         }
         if input_tma_reason(problem) is None:
-            # Design choice, not a measurement: read the input by TMA unless the pixel patches that make that
-            # possible would be mostly padding; the search weighs it against the gather.
-            width, waste = min(((w, patch_waste(problem, config["BLOCK_M"], w)) for w in (8, 16, 32)), key=lambda t: t[1])
-            if waste <= 1.25:
-                config.update(INPUT_TMA=True, BLOCK_W=width)
+            config.update(input_patch(problem, config["BLOCK_M"]))
         while config["num_stages"] > 1 and fits_shared_memory(problem, config):
             config["num_stages"] -= 1
         return config
@@ -255,6 +261,7 @@ class HopperConv(KernelFamily):
             {**base, "BLOCK_M": 128 if base["BLOCK_M"] != 128 else 64},
             {**base, "INPUT_TMA": not base["INPUT_TMA"], "BLOCK_W": 8},
             *({**base, "INPUT_TMA": True, "BLOCK_W": w} for w in (8, 16, 32) if not input_tma_reason(problem)),
+            *({**base, "INPUT_TMA": True, "BLOCK_M": w, "BLOCK_W": w} for w in (64, 128) if not input_tma_reason(problem)),
         ]
         return self.space(problem).feasible(problem, variants)
 
