@@ -75,3 +75,31 @@ def test_64bit_indexing_variant_compiles():
     assert proc.returncode == 0, proc.stderr[-3000:]
     usage = json.loads(proc.stdout.strip().splitlines()[-1])
     assert usage["hgmma"] > 0
+
+
+def test_compile_sweeps_see_the_target_device():
+    """Defaults compiled for sm_90 are the ones an H100 would get (its families, SMs and shared memory)."""
+    from tritonconv import ConvProblem
+    from tritonconv.kernels import families_for
+    from tritonconv.runtime import COMPILE_TARGETS, INTERPRETER_DEVICE, device_info, emulated_device
+
+    problem = ConvProblem(n=8, c=64, h=28, w=28, k=64, r=3, s=3, pad_h=1, pad_w=1, dtype="float16")
+    with emulated_device(COMPILE_TARGETS[90]) as h100:
+        assert device_info() == device_info("meta") == h100 and h100.capability == (9, 0)
+        assert "hopper_implicit_gemm" in {f.name for f in families_for(problem)}
+    with emulated_device(COMPILE_TARGETS[80]):
+        assert "hopper_implicit_gemm" not in {f.name for f in families_for(problem)}
+    assert device_info("cpu") == INTERPRETER_DEVICE
+
+
+def test_random_problems_cover_the_claimed_features_and_are_valid():
+    from tritonconv.compile import random_problems
+
+    problems = random_problems(60, seed=3)
+    assert problems == random_problems(60, seed=3) and len(problems) == 60
+    assert all(p.p > 0 and p.q > 0 and p.c % p.groups == 0 and p.k % p.groups == 0 for p in problems)
+    assert {p.layout for p in problems} == {"nhwc", "nchw"}
+    assert {p.dtype for p in problems} == {"float16", "bfloat16", "float32"}
+    assert any(p.is_depthwise for p in problems) and any(1 < p.groups < p.c for p in problems)
+    assert any(p.stride_h > 1 for p in problems) and any(p.dilation_h > 1 for p in problems)
+    assert any(p.r != p.s for p in problems)

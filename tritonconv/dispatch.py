@@ -25,11 +25,18 @@ BACKENDS = ("auto", "triton", "cudnn")
 CUDNN = CudnnConv()
 
 _memo: dict[tuple, tuple[KernelFamily, Config]] = {}
+# Memo keys resolved by the default heuristic -> the lighter configs still to try should the current one spill.
+_fallbacks: dict[tuple, list[Config]] = {}
 
 
 def clear_memo() -> None:
     """Forget resolved choices (call after the cache changed)."""
     _memo.clear()
+    _fallbacks.clear()
+
+
+def _memo_key(problem: ConvProblem, config: Optional[dict[str, Any]], device: torch.device, backend: str) -> tuple:
+    return (problem, device, backend, None if config is None else tuple(sorted(config.items())))
 
 
 def default_family(problem: ConvProblem) -> KernelFamily:
@@ -69,7 +76,7 @@ def select(
     backend: "triton" always runs a Triton kernel; "cudnn" always F.conv2d; "auto" follows the cache, which
     picks cuDNN for problems where tuning measured it faster.
     """
-    key = (problem, device, backend, None if config is None else tuple(sorted(config.items())))
+    key = _memo_key(problem, config, device, backend)
     choice = _memo.get(key)
     if choice is None:
         if backend == "cudnn":
@@ -85,5 +92,19 @@ def select(
             else:
                 family = default_family(problem)
                 choice = (family, family.default_config(problem))
+                _fallbacks[key] = family.lighter_configs(problem, choice[1])
         _memo[key] = choice
     return choice
+
+
+def check_spills(
+    problem: ConvProblem, config: Optional[dict[str, Any]], device: torch.device, backend: str, kernels: list[Any]
+) -> None:
+    """After a launch of a default-heuristic choice: if Triton's compiled kernel spilled registers on this device
+    (the heuristic's register model is approximate), later calls take the next lighter config. Tuned and explicit
+    configs are left alone (the search already rejects configs that spill)."""
+    key = _memo_key(problem, config, device, backend)
+    ladder = _fallbacks.get(key)
+    if ladder and any(getattr(kernel, "n_spills", 0) for kernel in kernels):
+        _memo[key] = (_memo[key][0], ladder.pop(0))
+

@@ -246,9 +246,9 @@ def run_problem(
     family, full_config = dispatch.select(problem, config, input.device, backend)
     if full_config.get("convert_nhwc") and problem.layout == "nchw":
         input = input.contiguous(memory_format=torch.channels_last)
-    if full_config.get("precision", problem.precision) != problem.precision:
-        problem = problem.with_(precision=full_config["precision"])
+    launched = problem.with_(precision=full_config.get("precision", problem.precision))
     kernel_config = {k: v for k, v in full_config.items() if k not in dispatch.DISPATCH_OPTIONS}
     tensors = ConvTensors(input, weight, output, bias, residual, activation)
-    family.launch(problem, tensors, kernel_config)
+    kernels = family.launch(launched, tensors, kernel_config)
+    dispatch.check_spills(problem, config, input.device, backend, kernels)
     return output

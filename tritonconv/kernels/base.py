@@ -125,8 +125,9 @@ class KernelCall:
     num_warps: int = 4
     num_stages: int = 3
 
-    def launch(self) -> None:
-        self.fn[self.grid](**self.args, **self.constexprs, num_warps=self.num_warps, num_stages=self.num_stages)
+    def launch(self) -> Any:
+        """Launch; returns Triton's compiled kernel (None in the interpreter)."""
+        return self.fn[self.grid](**self.args, **self.constexprs, num_warps=self.num_warps, num_stages=self.num_stages)
 
 
 class KernelFamily:
@@ -173,9 +174,26 @@ class KernelFamily:
             raise InvalidConfigError(f"config {full} is invalid for family {self.name!r}: {reason}")
         return full
 
-    def launch(self, problem: ConvProblem, tensors: ConvTensors, config: Config) -> None:
-        for call in self.kernel_calls(problem, tensors, config):
-            call.launch()
+    def launch(self, problem: ConvProblem, tensors: ConvTensors, config: Config) -> list[Any]:
+        """Launch every kernel of (problem, config); returns Triton's compiled kernels (None in the interpreter)."""
+        return [call.launch() for call in self.kernel_calls(problem, tensors, config)]
+
+    def lighter_configs(self, problem: ConvProblem, config: Config) -> list[Config]:
+        """Progressively lighter variants of `config` for a device where it spills registers: one pipeline
+        stage fewer at a time down to 2, then BLOCK_K, BLOCK_N and BLOCK_M halved in turn (cumulatively). Only
+        variants the space accepts are kept."""
+        space = self.space(problem)
+        steps: list[tuple[str, int]] = []
+        stages = config.get("num_stages", 0)
+        steps += [("num_stages", n) for n in range(stages - 1, 1, -1)]
+        steps += [(name, config[name] // 2) for name in ("BLOCK_K", "BLOCK_N", "BLOCK_M") if name in config]
+        ladder, current = [], dict(config)
+        for name, value in steps:
+            candidate = {**current, name: value}
+            if space.violation(problem, candidate, pruning=False) is None:
+                ladder.append(candidate)
+                current = candidate
+        return ladder
 
     @functools.cached_property
     def version(self) -> str:

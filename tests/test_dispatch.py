@@ -1,0 +1,71 @@
+"""The default dispatch steps down to lighter configs when the compiled default spills registers on the device."""
+from types import SimpleNamespace
+
+import pytest
+
+from helpers import TOLERANCE, random_conv_inputs, reference_conv2d, rel_error
+
+import tritonconv
+from tritonconv import dispatch
+from tritonconv.functional import make_problem
+from tritonconv.kernels import get_family
+
+
+@pytest.fixture(autouse=True)
+def _fresh_memo():
+    dispatch.clear_memo()
+    yield
+    dispatch.clear_memo()
+
+
+def test_lighter_configs_drop_stages_then_halve_tiles_within_the_space():
+    x, w, b = random_conv_inputs(8, 64, 28, 28, 128, 64, 3, 3, channels_last=True)
+    problem = make_problem(x, w, b, padding=1, precision="tf32")
+    family = get_family("implicit_gemm")
+    default = {**family.default_config(problem), "num_stages": 4, "BLOCK_M": 128, "BLOCK_N": 128, "BLOCK_K": 32}
+    ladder = family.lighter_configs(problem, default)
+    assert [c["num_stages"] for c in ladder[:2]] == [3, 2]
+    assert [(c["BLOCK_K"], c["BLOCK_N"], c["BLOCK_M"]) for c in ladder[2:]] == [(16, 128, 128), (16, 64, 128), (16, 64, 64)]
+    space = family.space(problem)
+    assert all(space.violation(problem, c, pruning=False) is None for c in ladder)
+
+
+def test_a_spilling_default_is_replaced_by_the_next_lighter_config(monkeypatch):
+    """Triton reports spills on the compiled kernel (`n_spills`); the interpreter has none, so fake them."""
+    x, w, b = random_conv_inputs(1, 16, 6, 6, 16, 16, 3, 3, channels_last=True)
+    problem = make_problem(x, w, b, padding=1, precision="tf32x3")
+    family = dispatch.default_family(problem)
+    launched = []
+    real_launch = type(family).launch
+
+    def spilling_launch(self, p, tensors, config):
+        launched.append(dict(config))
+        real_launch(self, p, tensors, config)
+        return [SimpleNamespace(n_spills=8 if len(launched) == 1 else 0)]
+
+    monkeypatch.setattr(type(family), "launch", spilling_launch)
+    reference = reference_conv2d(x, w, b, padding=1)
+    for _ in range(3):
+        out = tritonconv.conv2d(x, w, b, padding=1, precision="tf32x3", backend="triton")
+        assert rel_error(out, reference) < TOLERANCE["tf32x3"]
+    default = family.default_config(problem)
+    lighter = family.lighter_configs(problem, default)
+    assert launched == [default, lighter[0], lighter[0]], "one step down after the spill, then it stays"
+
+
+def test_explicit_configs_are_never_changed(monkeypatch):
+    x, w, b = random_conv_inputs(1, 16, 6, 6, 16, 16, 3, 3, channels_last=True)
+    family = get_family("implicit_gemm")
+    launched = []
+    real_launch = type(family).launch
+
+    def spilling_launch(self, p, tensors, config):
+        launched.append(dict(config))
+        real_launch(self, p, tensors, config)
+        return [SimpleNamespace(n_spills=8)]
+
+    monkeypatch.setattr(type(family), "launch", spilling_launch)
+    config = {"family": "implicit_gemm", "BLOCK_M": 32, "BLOCK_N": 16, "BLOCK_K": 16, "num_stages": 3}
+    for _ in range(2):
+        tritonconv.conv2d(x, w, b, padding=1, precision="tf32x3", config=config)
+    assert launched[0] == launched[1] and launched[0]["num_stages"] == 3
