@@ -77,7 +77,7 @@ def run_suite_benchmark(args: argparse.Namespace, *, families: bool, default_dir
     out = args.out or default_dir / f"{results_name(args.dtype, args.layout)}.json"
     path = benchmark.write_results(out, records, meta, kind="conv")
     charts = report.render(path, console=console, charts=not args.no_charts)
-    console.print(f"results: {path}" + "".join(f"\nchart: {c}" for c in charts))
+    console.print(f"results: {path}" + "".join(f"\nchart: {c}" for c in charts), soft_wrap=True, highlight=False)
     return 0
 
 

@@ -29,5 +29,5 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     for chart in charts:
-        console.print(f"chart: {chart}")
+        console.print(f"chart: {chart}", soft_wrap=True, highlight=False)  # a path must stay one copyable line
     return 0

@@ -177,7 +177,7 @@ def _tune(args: argparse.Namespace) -> int:
     console.print(results_table([n for n, _ in named], results, wall, interpreted=args.interpret))
     if args.json:
         write_json(Path(args.json), [n for n, _ in named], results, wall)
-        console.print(f"results written to {args.json}")
+        console.print(f"results written to {args.json}", soft_wrap=True, highlight=False)
     return 0
 
 
