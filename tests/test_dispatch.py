@@ -11,6 +11,21 @@ from tritonconv.functional import make_problem
 from tritonconv.kernels import get_family
 
 
+def record_launches(monkeypatch, family, spills) -> list:
+    """Make `family` launch for real, record each config, and report `spills(launch_number)` spilled bytes
+    (Triton's compiled kernels carry `n_spills`; the interpreter's launches return none)."""
+    launched = []
+    real_launch = type(family).launch
+
+    def launch(self, problem, tensors, config):
+        launched.append(dict(config))
+        real_launch(self, problem, tensors, config)
+        return [SimpleNamespace(n_spills=spills(len(launched)))]
+
+    monkeypatch.setattr(type(family), "launch", launch)
+    return launched
+
+
 @pytest.fixture(autouse=True)
 def _fresh_memo():
     dispatch.clear_memo()
@@ -31,19 +46,10 @@ def test_lighter_configs_drop_stages_then_halve_tiles_within_the_space():
 
 
 def test_a_spilling_default_is_replaced_by_the_next_lighter_config(monkeypatch):
-    """Triton reports spills on the compiled kernel (`n_spills`); the interpreter has none, so fake them."""
     x, w, b = random_conv_inputs(1, 16, 6, 6, 16, 16, 3, 3, channels_last=True)
     problem = make_problem(x, w, b, padding=1, precision="tf32x3")
     family = dispatch.default_family(problem)
-    launched = []
-    real_launch = type(family).launch
-
-    def spilling_launch(self, p, tensors, config):
-        launched.append(dict(config))
-        real_launch(self, p, tensors, config)
-        return [SimpleNamespace(n_spills=8 if len(launched) == 1 else 0)]
-
-    monkeypatch.setattr(type(family), "launch", spilling_launch)
+    launched = record_launches(monkeypatch, family, lambda n: 8 if n == 1 else 0)
     reference = reference_conv2d(x, w, b, padding=1)
     for _ in range(3):
         out = tritonconv.conv2d(x, w, b, padding=1, precision="tf32x3", backend="triton")
@@ -55,16 +61,7 @@ def test_a_spilling_default_is_replaced_by_the_next_lighter_config(monkeypatch):
 
 def test_explicit_configs_are_never_changed(monkeypatch):
     x, w, b = random_conv_inputs(1, 16, 6, 6, 16, 16, 3, 3, channels_last=True)
-    family = get_family("implicit_gemm")
-    launched = []
-    real_launch = type(family).launch
-
-    def spilling_launch(self, p, tensors, config):
-        launched.append(dict(config))
-        real_launch(self, p, tensors, config)
-        return [SimpleNamespace(n_spills=8)]
-
-    monkeypatch.setattr(type(family), "launch", spilling_launch)
+    launched = record_launches(monkeypatch, get_family("implicit_gemm"), lambda n: 8)
     config = {"family": "implicit_gemm", "BLOCK_M": 32, "BLOCK_N": 16, "BLOCK_K": 16, "num_stages": 3}
     for _ in range(2):
         tritonconv.conv2d(x, w, b, padding=1, precision="tf32x3", config=config)

@@ -98,13 +98,16 @@ def select(
 
 
 def check_spills(
-    problem: ConvProblem, config: Optional[dict[str, Any]], device: torch.device, backend: str, kernels: list[Any]
+    problem: ConvProblem, config: Optional[dict[str, Any]], device: torch.device, backend: str,
+    kernels: Optional[list[Any]],
 ) -> None:
     """After a launch of a default-heuristic choice: if Triton's compiled kernel spilled registers on this device
     (the heuristic's register model is approximate), later calls take the next lighter config. Tuned and explicit
     configs are left alone (the search already rejects configs that spill)."""
+    if not any(getattr(kernel, "n_spills", 0) for kernel in kernels or ()):  # a family's launch may return None
+        return
     key = _memo_key(problem, config, device, backend)
     ladder = _fallbacks.get(key)
-    if ladder and any(getattr(kernel, "n_spills", 0) for kernel in kernels):
+    if ladder:
         _memo[key] = (_memo[key][0], ladder.pop(0))
 

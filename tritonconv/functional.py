@@ -246,7 +246,9 @@ def run_problem(
     family, full_config = dispatch.select(problem, config, input.device, backend)
     if full_config.get("convert_nhwc") and problem.layout == "nchw":
         input = input.contiguous(memory_format=torch.channels_last)
-    launched = problem.with_(precision=full_config.get("precision", problem.precision))
+    launched = problem
+    if full_config.get("precision", problem.precision) != problem.precision:
+        launched = problem.with_(precision=full_config["precision"])
     kernel_config = {k: v for k, v in full_config.items() if k not in dispatch.DISPATCH_OPTIONS}
     tensors = ConvTensors(input, weight, output, bias, residual, activation)
     kernels = family.launch(launched, tensors, kernel_config)

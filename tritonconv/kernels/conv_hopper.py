@@ -29,7 +29,7 @@ from ..weights import prepare_weight
 from .base import Config, ConfigSpace, ConvTensors, KernelCall, KernelFamily, Param, clamp_pow2, conv_io_args, epilogue_constexprs
 from .conv_implicit_gemm import ImplicitGemmConv, fits_registers, fits_shared_memory
 from .epilogue import dot_with_precision
-from .gemm import TMA_ALIGNMENT, enable_device_descriptors, hopper, store_epilogue, warp_specializes
+from .gemm import TMA_ALIGNMENT, enable_device_descriptors, hopper, store_epilogue, tma_aligned, warp_specializes
 from .tiling import swizzled_tile
 
 
@@ -158,10 +158,7 @@ def input_tma_constraint(problem: ConvProblem, config: Config) -> Optional[str]:
 
 def can_read_input_by_tma(x: torch.Tensor) -> bool:
     """The tensor-level TMA conditions: channels contiguous, 16-byte aligned base and leading strides."""
-    elem = x.element_size()
-    return x.stride(1) == 1 and all((x.stride(d) * elem) % TMA_ALIGNMENT == 0 for d in (0, 2, 3)) and (
-        x.device.type == "meta" or x.data_ptr() % TMA_ALIGNMENT == 0
-    )
+    return x.stride(1) == 1 and tma_aligned(x, [x.stride(0), x.stride(2), x.stride(3)])
 
 
 def patch_waste(problem: ConvProblem, block_m: int, block_w: int) -> float:
@@ -275,15 +272,18 @@ class HopperConv(KernelFamily):
         enable_device_descriptors()
         info = device_info(x.device) if x.device.type == "cuda" else device_info()
         num_sms = info.sm_count if info.sm_count > 1 else 132
-        tiles = triton.cdiv(problem.gemm_m, config["BLOCK_M"]) * triton.cdiv(problem.k, config["BLOCK_N"])
         args = dict(**conv_io_args(problem, tensors), w_ptr=w, C=problem.c, K=problem.k, R=problem.r, S=problem.s)
         input_tma = config["INPUT_TMA"] and can_read_input_by_tma(x)
-        if input_tma:
-            tiles = problem.n * triton.cdiv(problem.p, config["BLOCK_M"] // config["BLOCK_W"]) * triton.cdiv(
-                problem.q, config["BLOCK_W"]) * triton.cdiv(problem.k, config["BLOCK_N"])
+        if input_tma:  # M tiles are pixel patches, per image
+            block_h = config["BLOCK_M"] // config["BLOCK_W"]
+            m_tiles = problem.n * triton.cdiv(problem.p, block_h) * triton.cdiv(problem.q, config["BLOCK_W"])
+        else:
+            m_tiles = triton.cdiv(problem.gemm_m, config["BLOCK_M"])
+        tiles = m_tiles * triton.cdiv(problem.k, config["BLOCK_N"])
         constexprs = dict(
             BLOCK_M=config["BLOCK_M"], BLOCK_N=config["BLOCK_N"], BLOCK_K=config["BLOCK_K"],
-            GROUP_M=config["GROUP_M"], INPUT_TMA=input_tma, BLOCK_W=config["BLOCK_W"], NUM_SMS=num_sms, WARP_SPECIALIZE=config["WARP_SPECIALIZE"],
+            GROUP_M=config["GROUP_M"], INPUT_TMA=input_tma, BLOCK_W=config["BLOCK_W"], NUM_SMS=num_sms,
+            WARP_SPECIALIZE=config["WARP_SPECIALIZE"],
             **epilogue_constexprs(problem, tensors),
         )
         grid = (min(num_sms, tiles),)

@@ -215,6 +215,15 @@ def _tma_allocator(size: int, alignment: int, stream: Optional[int]) -> torch.Te
     return torch.empty(size, device="cuda", dtype=torch.int8)
 
 
+def tma_aligned(tensor: torch.Tensor, strides: Sequence[int]) -> bool:
+    """Whether TMA may read `tensor` through a descriptor with these leading (non-unit) element strides: each, and
+    the base pointer (not known for meta tensors), 16-byte aligned."""
+    elem = tensor.element_size()
+    return all((stride * elem) % TMA_ALIGNMENT == 0 for stride in strides) and (
+        tensor.device.type == "meta" or tensor.data_ptr() % TMA_ALIGNMENT == 0
+    )
+
+
 def enable_device_descriptors() -> None:
     """Kernels that build tensor descriptors on the device need an allocator; set it (cheap, per context)."""
     if not INTERPRET:
@@ -495,7 +504,6 @@ class GemmConv(KernelFamily):
         kernel runs instead): A must be row-major, B must have a unit stride, and base pointers and leading
         strides must be 16-byte aligned."""
         x, w, y, res = tensors.input, tensors.weight, tensors.output, tensors.residual
-        elem = x.element_size()
         sa_m = _flat_stride(operands[0], problem)
         sb_k, sb_n = b_strides
         if sb_k == 1:
@@ -504,11 +512,7 @@ class GemmConv(KernelFamily):
             b_k_major, sb_major = False, sb_k
         else:
             return None
-        aligned = (
-            x.stride(1) == 1 and sa_m is not None
-            and (sa_m * elem) % TMA_ALIGNMENT == 0 and (sb_major * elem) % TMA_ALIGNMENT == 0
-            and (x.device.type == "meta" or (x.data_ptr() % TMA_ALIGNMENT == 0 and w.data_ptr() % TMA_ALIGNMENT == 0))
-        )
+        aligned = x.stride(1) == 1 and sa_m is not None and tma_aligned(x, [sa_m]) and tma_aligned(w, [sb_major])
         if not aligned:
             return None
         enable_device_descriptors()

@@ -390,33 +390,29 @@ def _fail_interrupted_trials(study: optuna.Study) -> int:
     return len(stale)
 
 
-def _tune_one(problem: ConvProblem, runner: Runner, **kwargs: Any) -> TuneResult:
+def _tune_one(problem: ConvProblem, runner: Runner, *, precision: Optional[str], tolerance: Optional[float], layouts: str,
+              cache: Union[None, bool, str, Path], **search: Any) -> TuneResult:
     """One problem under its tuning lock: a second process tuning the same problem (same device and cache)
     waits, then finds the first one's result in the cache."""
-    options = _options(problem, kwargs["precision"], kwargs["tolerance"], kwargs["layouts"])
-    key = tuning_cache.entry_key(options.problem, device_info(runner.device).fingerprint)
-    cache_file = _cache_file(kwargs["cache"])
-    lock_dir = cache_file.parent if cache_file else Path(tuning_cache.cache_dir()) / "scratch"
-    lock_dir.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(lock_dir / f"tuning-{hashlib.sha1(key.encode()).hexdigest()[:16]}.lock")):
-        return _tune_one_locked(problem, runner, **kwargs)
-
-
-def _tune_one_locked(problem: ConvProblem, runner: Runner, *, trials: int, timeout: Optional[float], precision: Optional[str],
-                     tolerance: Optional[float], layouts: str, resume: bool, early_stop: Optional[int],
-                     cache: Union[None, bool, str, Path], retime_top: int, seed: int, compile_workers: Optional[int],
-                     on_progress: Optional[ProgressHook]) -> TuneResult:
-    started = time.perf_counter()
     options = _options(problem, precision, tolerance, layouts)
     device_fp = device_info(runner.device).fingerprint
     key = tuning_cache.entry_key(options.problem, device_fp)
     cache_file = _cache_file(cache)
+    journal_dir = cache_file.parent if cache_file else Path(tuning_cache.cache_dir()) / "scratch"
+    journal_dir.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(journal_dir / f"tuning-{hashlib.sha1(key.encode()).hexdigest()[:16]}.lock")):
+        return _tune_one_locked(options, runner, device_fp, key, cache_file, journal_dir, **search)
+
+
+def _tune_one_locked(options: _Options, runner: Runner, device_fp: str, key: str, cache_file: Optional[Path],
+                     journal_dir: Path, *, trials: int, timeout: Optional[float], resume: bool, early_stop: Optional[int],
+                     retime_top: int, seed: int, compile_workers: Optional[int], on_progress: Optional[ProgressHook]) -> TuneResult:
+    started = time.perf_counter()
     stored = tuning_cache.read_file(cache_file)["entries"].get(key) if cache_file else None
     if resume and stored is not None and tuning_cache.is_current(stored) and stored.get("search") == options.search:
         return _result_from_entry(options.problem, stored, time.perf_counter() - started)
 
     space = SearchSpace(options.problem, precisions=options.precisions, convert_options=options.convert_options)
-    journal_dir = cache_file.parent if cache_file else Path(tuning_cache.cache_dir()) / "scratch"
     study, grid = _make_study(space, options, _storage(journal_dir), key, trials, resume, seed)
     _fail_interrupted_trials(study)
     run = _Run(space, study, runner, options, grid)
