@@ -197,33 +197,40 @@ class KernelFamily:
 
     @functools.cached_property
     def version(self) -> str:
-        """Hash of the source of the family's module and of every tritonconv module it uses (shared kernels,
-        epilogue, weight layouts): a cached config is only trusted for the exact kernel it was tuned on."""
-        return source_hash(kernel_source_modules(inspect.getmodule(type(self))))
+        """Hash of the family's own module and of the source of every Triton kernel it launches, with the jit
+        helpers those call (shared tiling, epilogue, other families' kernels): a cached config is only trusted
+        for the exact kernel it was tuned on, and an edit anywhere else (a docstring in problem.py, another
+        family's heuristic) leaves it valid."""
+        module = inspect.getmodule(type(self))
+        sources = [inspect.getsource(module)] + [inspect.getsource(fn) for fn in jit_functions_used_by(module)]
+        return hashlib.sha256("\0".join(sources).encode()).hexdigest()[:12]
 
 
-def kernel_source_modules(module: ModuleType) -> list[ModuleType]:
-    """`module` and, transitively, the tritonconv modules it imports or takes functions, Triton kernels
-    (`JITFunction.fn`) or classes from."""
-    found: dict[str, ModuleType] = {}
-    pending = [module]
+def _python_function(value: Any) -> Optional[Callable]:
+    """The Python function behind one of tritonconv's Triton jit functions (compiled or interpreted), else None.
+    Triton's own library functions are covered by the Triton version in the cache key."""
+    fn = getattr(value, "fn", None)
+    is_jit = inspect.isfunction(fn) and type(value).__module__.startswith("triton.")
+    return fn if is_jit and fn.__module__.startswith("tritonconv.") else None
+
+
+def jit_functions_used_by(module: ModuleType) -> list[Callable]:
+    """The Python functions behind every Triton jit function that `module` defines or imports, and,
+    transitively, every jit function they call (found by the global and attribute names their code uses)."""
+    found: dict[str, Callable] = {}
+    pending = [fn for fn in map(_python_function, vars(module).values()) if fn is not None]
     while pending:
-        current = pending.pop()
-        if current.__name__ in found:
+        fn = pending.pop()
+        name = f"{fn.__module__}.{fn.__qualname__}"
+        if name in found:
             continue
-        found[current.__name__] = current
-        for value in vars(current).values():
-            dependency = value if isinstance(value, ModuleType) else inspect.getmodule(getattr(value, "fn", value))
-            if dependency is not None and dependency.__name__.startswith("tritonconv.") and dependency.__name__ not in found:
-                pending.append(dependency)
+        found[name] = fn
+        names = fn.__code__.co_names
+        for referenced in names:
+            value = fn.__globals__.get(referenced)
+            candidates = [value] + ([getattr(value, attr, None) for attr in names] if isinstance(value, ModuleType) else [])
+            pending += [f for f in map(_python_function, candidates) if f is not None]
     return [found[name] for name in sorted(found)]
-
-
-def source_hash(modules: list[ModuleType]) -> str:
-    digest = hashlib.sha256()
-    for module in modules:
-        digest.update(inspect.getsource(module).encode())
-    return digest.hexdigest()[:12]
 
 
 def conv_io_args(problem: ConvProblem, tensors: ConvTensors) -> dict[str, Any]:
