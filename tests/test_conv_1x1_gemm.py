@@ -4,6 +4,8 @@ from __future__ import annotations
 import pytest
 import torch
 
+import tritonconv
+
 from tritonconv.errors import InvalidConfigError
 from tritonconv.dispatch import default_family
 from tritonconv.functional import make_problem
@@ -62,3 +64,28 @@ def test_space_constraints_and_heuristics():
     configs = gemm.heuristic_configs(problem)
     assert configs[0] == gemm.default_config(problem)
     assert all(space.violation(problem, c, pruning=False) is None for c in configs)
+
+
+@pytest.mark.parametrize("n", [1, 2])
+@pytest.mark.parametrize("channels_last", [False, True], ids=["nchw", "nhwc"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16], ids=["fp32", "fp16"])
+def test_strided_1x1_every_batch_and_family(n, channels_last, dtype):
+    """Strided 1x1 convs (ResNet's downsample shortcut) at batch 1 and 2: rows must be decoded whenever the
+    stride makes them non-linear, whatever the batch (batch 1 once read them as flat rows: garbage)."""
+    from tritonconv.kernels import families_for
+
+    precision = "ieee" if dtype == torch.float32 else None
+    tolerance = TOLERANCE["ieee" if dtype == torch.float32 else "fp16"]
+    for case, (h, w, stride) in enumerate([(8, 8, 2), (7, 9, (2, 1)), (6, 5, (1, 3)), (5, 4, 3)]):
+        x, wt, b = random_conv_inputs(n, 12, h, w, 20, 12, 1, 1, dtype=dtype, channels_last=channels_last, seed=case)
+        problem = make_problem(x, wt, b, stride, precision=precision)
+        residual = torch.randn(problem.output_shape).to(dtype)
+        ref = reference_conv2d(x, wt, b, stride, activation="relu", residual=residual)
+        out = tritonconv.conv2d(x, wt, b, stride, activation="relu", residual=residual, precision=precision)
+        assert rel_error(out, ref) < tolerance, ("default dispatch", h, w, stride)
+        families = [f.name for f in families_for(problem)]
+        assert "gemm" in families
+        for family in families:
+            out = run_poisoned(x, wt, b, stride, activation="relu", residual=residual, precision=precision,
+                               config={"family": family})
+            assert rel_error(out, ref) < tolerance, (family, h, w, stride)

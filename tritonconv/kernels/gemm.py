@@ -247,6 +247,7 @@ class RowPlan:
     batches: int  # grid axis 1
     rows: int  # M per batch
     decode: bool  # rows are (p, q) pairs, not linear
+    flat: bool  # every operand's N*P*Q rows sit at one fixed stride (decided from strides, never from the batch)
 
 
 def _flat_stride(t: RowStrides, problem: ConvProblem) -> Optional[int]:
@@ -264,9 +265,9 @@ def _image_linear(t: RowStrides, problem: ConvProblem) -> bool:
 def _row_plan(problem: ConvProblem, operands: list[RowStrides]) -> RowPlan:
     if not problem.batched_weight or problem.n == 1:
         if all(_flat_stride(t, problem) is not None for t in operands):
-            return RowPlan(1, problem.gemm_m, False)
+            return RowPlan(1, problem.gemm_m, decode=False, flat=True)
     decode = not all(_image_linear(t, problem) for t in operands)
-    return RowPlan(problem.n, problem.p * problem.q, decode)
+    return RowPlan(problem.n, problem.p * problem.q, decode, flat=False)
 
 
 def _conv_rows(t: torch.Tensor, step_h: int = 1, step_w: int = 1) -> RowStrides:
@@ -454,14 +455,14 @@ class GemmConv(KernelFamily):
             HAS_BIAS=tensors.bias is not None, HAS_RESIDUAL=res is not None,
             ACTIVATION=ACTIVATIONS[tensors.activation], INDEX_64=index_64,
         )
-        if config["VARIANT"] == "tma_persistent" and plan.batches == 1:
+        if config["VARIANT"] == "tma_persistent" and plan.flat:
             call = self._tma_call(problem, tensors, config, operands, (sb_k, sb_n), epilogue)
             if call is not None:
                 return [call]
 
         def strides(t: RowStrides) -> tuple[int, int, int]:
-            if plan.batches == 1:  # flat: rows linear over all images
-                return (0, 0, _flat_stride(t, problem) or 0)
+            if plan.flat:  # rows linear over all images
+                return (0, 0, _flat_stride(t, problem))
             return (t.batch, t.p, t.q)
 
         (sa_b, sa_p, sa_q), (sc_b, sc_p, sc_q) = strides(operands[0]), strides(operands[1])
@@ -519,8 +520,8 @@ class GemmConv(KernelFamily):
         m, n = problem.gemm_m, problem.gemm_n
         num_sms = _sms()
         tiles = triton.cdiv(m, config["BLOCK_M"]) * triton.cdiv(n, config["BLOCK_N"])
-        sc_m = _flat_stride(operands[1], problem) or 0
-        sr_m = _flat_stride(operands[2], problem) or 0 if res is not None else 0
+        sc_m = _flat_stride(operands[1], problem)  # the plan is flat: every operand has one row stride
+        sr_m = _flat_stride(operands[2], problem) if res is not None else 0
         args = dict(
             a_ptr=x, b_ptr=w, c_ptr=y, bias_ptr=tensors.bias, res_ptr=res, M=m, N=n, K=problem.gemm_k,
             sa_m=sa_m, sb_major=sb_major, sc_m=sc_m, sc_n=y.stride(1),
