@@ -9,7 +9,8 @@ The kernels must be real `triton.JITFunction`s, i.e. imported without TRITON_INT
     python -m tritonconv.compile [--suite bench/suites/conv2d.json | --random N] [--targets 80,90]
 compiles every family's default config for every suite shape (or N random problems) and target, with the device
 emulated (an A100 for 80, an H100 for 90) so each family offers what it would there; exits non-zero on any
-failure.
+failure. With --report (tritonconv.compile_report) it reads the compiled SASS instead and prints, per kernel,
+registers, spills, occupancy, MMA kind, load widths and the main loop's size next to a reference GEMM's.
 """
 from __future__ import annotations
 
@@ -242,6 +243,10 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--random", type=int, default=0, help="instead of the suite, N random problems")
     parser.add_argument("--seed", type=int, default=0, help="seed of --random")
     parser.add_argument("--json", help="write the records here")
+    parser.add_argument("--report", action="store_true", help="static SASS report vs a reference GEMM (tritonconv.compile_report)")
+    parser.add_argument("--choice", default="dispatch", help="with --report: dispatch (the default pick), families (every family's default) or space (every feasible config)")
+    parser.add_argument("--space-limit", type=int, default=0, help="with --choice space: at most N configs per family")
+    parser.add_argument("--layouts", default="nhwc,nchw", help="layouts of the suite problems")
     args = parser.parse_args(argv)
     if os.environ.get("TRITON_INTERPRET", "0") not in ("", "0"):
         print("unset TRITON_INTERPRET: compiling for a target needs real Triton kernels", file=sys.stderr)
@@ -256,11 +261,16 @@ def main(argv: Optional[list[str]] = None) -> int:
         ConvProblem.from_suite_entry(e, dtype=dt, layout=layout)
         for e in shapes
         for dt in args.dtypes.split(",")
-        for layout in ("nhwc", "nchw")
+        for layout in args.layouts.split(",")
     ]
     if args.random:
         problems = random_problems(args.random, args.seed)
     families = set(args.families.split(",")) if args.families else None
+    if args.report:
+        from .compile_report import report_main
+
+        labels = {} if args.random else {p: e["name"] for p, e in zip(problems, (e for e in shapes for _ in args.dtypes.split(",") for _ in args.layouts.split(",")))}
+        return report_main(problems, [int(t) for t in args.targets.split(",")], args.choice, families, args.space_limit, labels, args.jobs, args.json)
     records = check_defaults(problems, [int(t) for t in args.targets.split(",")], families, args.jobs)
     failed = [r for r in records if not r["ok"]]
     for r in records:
