@@ -56,8 +56,8 @@ def test_conv_results_render_table_summary_and_charts(tmp_path):
         assert name in text
     assert "2.00x" in text and "0.0375" in text and "3.0e-04" in text  # a speedup, a time, the worst error
     # tuned: 2x and 4x (the failed shape has no speedup) -> geomean sqrt(8); implicit_gemm 1, 2, 3 -> worst 1.
-    assert f"tuned: geomean speedup {8 ** 0.5:.3f}x over 2 records, worst 2.000x (synthetic_dw_3x3)" in text
-    assert "implicit_gemm: geomean speedup 1.817x over 3 records, worst 1.000x (synthetic_dw_3x3)" in text
+    assert f"tuned: geomean speedup {8 ** 0.5:.2f}x over 2 records, worst 2.00x (synthetic_dw_3x3)" in text
+    assert "implicit_gemm: geomean speedup 1.82x over 3 records, worst 1.00x (synthetic_dw_3x3)" in text
     assert sorted(c.name for c in charts) == [
         "conv_synthetic_roofline.png", "conv_synthetic_speedup.png", "conv_synthetic_tflops.png",
     ]
@@ -78,13 +78,13 @@ def test_tune_results_from_tune_records(tmp_path):
     problem = ConvProblem(n=8, c=32, h=16, w=16, k=64, r=3, s=3, pad_h=1, pad_w=1)
     result = SimpleNamespace(problem=problem, family="implicit_gemm", config={"BLOCK_M": 64}, time_ms=0.5,
                              cudnn_time_ms=1.0, rel_error=1e-3, trials_run=20, wall_time_s=12.0, precision="fp16")
-    record = benchmark.tune_record(result)
+    record = benchmark.tune_record(result).to_dict()
     tuned = record["results"][1]
     assert tuned["speedup"] == pytest.approx(2.0) and tuned["family"] == "implicit_gemm"
     assert tuned["tflops"] == pytest.approx(problem.flops / 0.5e-3 / 1e12)
     path = benchmark.write_results(tmp_path / "tune.json", [record], kind="tune")
     text, charts = render_to_text(path, tmp_path)
-    assert problem.key[:20] in text and "2.00x" in text
+    assert problem.label in text and "2.00x" in text and "torch CPU ms" in text
     assert {c.name for c in charts} == {"tune_speedup.png", "tune_tflops.png"}
 
 

@@ -10,6 +10,7 @@ from torch import nn
 import tritonconv
 from tritonconv import dispatch
 from tritonconv.cli import main
+from tritonconv.results import load_results
 from tritonconv.functional import make_problem
 from tritonconv.tune_model import collect_problems, unique_problems
 
@@ -122,7 +123,7 @@ def test_cli_collect_only_and_errors(tmp_path, capsys):
     code = main(["tune-model", "tests.test_tune_model:tiny_net", "--input-shape", "2,3,8,8", "--dtype", "bf16",
                  "--collect-only", "--json", str(out)])
     assert code == 0
-    problems = json.loads(out.read_text())
+    problems = {r["name"]: r["problem"] for r in load_results(out)["records"]}
     assert list(problems) == ["0", "2", "3", "4", "5"]
     assert problems["5"]["dtype"] == "bfloat16" and problems["5"]["layout"] == "nhwc" and problems["5"]["p"] == 4
     assert "4 distinct problems" in capsys.readouterr().out

@@ -1,40 +1,20 @@
 """Benchmarks against cuDNN/cuBLAS, the roofline floor, and the results JSON every bench script writes.
 
 Generic parts (reused by bench/conv.py, bench/gemm.py, bench/models.py and `tritonconv bench`):
-  * `device_metadata()`  - GPU name, compute capability, SM count, library versions, date, command line;
   * `measure_peaks(dtype, precision)` - copy bandwidth and matmul FLOP/s measured on this GPU, in this run;
   * `floor_ms` / `roofline_floor_ms` - max(flops / peak FLOP/s, bytes / peak bandwidth);
-  * `result_entry` - one timed candidate with its derived TFLOP/s, fraction of the floor and speedup;
   * `geomean`, `summarize` - geomean speedup and worst record per candidate;
-  * `write_results` / `load_results` - the common results schema (below).
 Conv-specific parts: `load_conv_suite`, `bench_problem` (one shape: cuDNN NCHW + NHWC, every family's default
 config, the tuned choice), `run_conv_suite`.
 
-Results schema (version 1), shared by every kind of results file:
-    {"schema": "tritonconv-results", "version": 1,
-     "kind": "conv" | "gemm" | "models" | "tune",
-     "meta": {device_metadata() fields, "peaks": ..., anything the writer adds},
-     "records": [
-        {"name": "r50_l1_3x3",            # row label (shape, layer or model)
-         "baseline": "cudnn_nhwc",        # name of the result the speedups are relative to (optional)
-         "results": [                     # one entry per timed candidate (see result_entry)
-            {"name": "tuned", "role": "candidate" | "baseline", "ms": 0.1, "tflops": ..., "speedup": ...,
-             "floor_fraction": ..., "rel_error": ..., "error": None, ...}],
-         ...any other fields: "problem", "flops", "floor_ms", ...}]}
-A record without "results" is rendered as a flat row of its scalar fields. Non-finite floats are written as null.
+The results file (schema, the one writer, the loader) is `tritonconv.results`; its names are re-exported here.
 """
 from __future__ import annotations
 
 import contextlib
-import datetime as _dt
 import fnmatch
 import json
 import math
-import os
-import platform
-import shlex
-import sys
-import tempfile
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Optional, Protocol, Sequence
 
@@ -42,15 +22,15 @@ import torch
 
 from .errors import InvalidInputError, TritonConvError
 from .problem import DTYPES, ConvProblem, default_precision
+from .results import (  # noqa: F401  the results file lives in tritonconv.results; re-exported for bench/*.py
+    KINDS, SCHEMA, SCHEMA_VERSION, CandidateResult, Record, ResultRecord, device_metadata, load_results,
+    result_entry, tflops, tune_record, write_results,
+)
 
-SCHEMA = "tritonconv-results"
-SCHEMA_VERSION = 1
-KINDS = ("conv", "gemm", "models", "tune")
 
 # Shapes with at most this many FLOPs get a float64 reference; larger ones a float32 (no TF32) reference.
 FLOAT64_REFERENCE_MAX_FLOPS = 2 * 10**9
 
-Record = dict[str, Any]
 TimeFn = Callable[[Callable[[], object]], float]
 
 
@@ -66,31 +46,6 @@ def default_time_fn(fn: Callable[[], object]) -> float:
     from .timing import time_ms
 
     return time_ms(fn)
-
-
-# ---- metadata --------------------------------------------------------------------------------------------------
-def device_metadata(device: Optional[torch.device | str | int] = None) -> dict[str, Any]:
-    """Where and with what a benchmark ran: GPU, compute capability, SM count, library versions, date, command."""
-    import triton
-
-    from . import __version__
-
-    meta: dict[str, Any] = {
-        "gpu": None, "capability": None, "sm_count": None, "gpu_memory_gib": None,
-        "torch": torch.__version__, "triton": triton.__version__, "tritonconv": __version__,
-        "cuda": torch.version.cuda, "cudnn": torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None,
-        "python": platform.python_version(), "platform": platform.platform(),
-        "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "command": shlex.join(sys.argv),
-    }
-    if torch.cuda.is_available():
-        index = torch.device(device).index if isinstance(device, (str, torch.device)) else device
-        props = torch.cuda.get_device_properties(torch.cuda.current_device() if index is None else index)
-        meta.update(
-            gpu=props.name, capability=f"{props.major}.{props.minor}", sm_count=props.multi_processor_count,
-            gpu_memory_gib=round(props.total_memory / 2**30, 1),
-        )
-    return meta
 
 
 # ---- peaks and the roofline -------------------------------------------------------------------------------------
@@ -166,33 +121,6 @@ def roofline_floor_ms(problem: HasWork, peaks: dict[str, Any]) -> float:
     return floor_ms(problem.flops, problem.min_bytes, peaks)
 
 
-def tflops(flops: float, ms: float) -> float:
-    return flops / (ms * 1e-3) / 1e12
-
-
-def result_entry(
-    name: str,
-    ms: Optional[float],
-    *,
-    role: str = "candidate",
-    flops: Optional[float] = None,
-    floor: Optional[float] = None,
-    baseline_ms: Optional[float] = None,
-    rel_error: Optional[float] = None,
-    error: Optional[str] = None,
-    **extra: Any,
-) -> dict[str, Any]:
-    """One timed candidate of a record, with TFLOP/s, fraction of the floor (floor/ms) and speedup (baseline/ms)."""
-    ok = ms is not None and ms > 0 and math.isfinite(ms)
-    return {
-        "name": name, "role": role, "ms": ms if ok else None,
-        "tflops": tflops(flops, ms) if ok and flops else None,
-        "floor_fraction": floor / ms if ok and floor else None,
-        "speedup": baseline_ms / ms if ok and baseline_ms else None,
-        "rel_error": rel_error, "error": error, **extra,
-    }
-
-
 def geomean(values: Iterable[Optional[float]]) -> float:
     """Geometric mean of the positive finite values (None, NaN, inf and non-positive are skipped); NaN if none."""
     logs = [math.log(v) for v in values if v is not None and math.isfinite(v) and v > 0]
@@ -215,80 +143,6 @@ def summarize(records: Sequence[Record], metric: str = "speedup") -> dict[str, d
             "count": len(pairs),
         }
     return summary
-
-
-# ---- the results file --------------------------------------------------------------------------------------------
-def _finite(value: Any) -> Any:
-    """JSON-safe copy: non-finite floats become None, tuples lists, dtypes and paths strings."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {str(k): _finite(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_finite(v) for v in value]
-    if isinstance(value, (torch.dtype, Path)):
-        return str(value)
-    return value
-
-
-def write_results(
-    path: str | Path, records: Sequence[Record], meta: Optional[dict[str, Any]] = None, *, kind: str
-) -> Path:
-    """Write records in the common schema, with `device_metadata()` merged under `meta` (atomic replace)."""
-    if kind not in KINDS:
-        raise InvalidInputError(f"results kind must be one of {KINDS}, got {kind!r}")
-    document = {
-        "schema": SCHEMA, "version": SCHEMA_VERSION, "kind": kind,
-        "meta": _finite({**device_metadata(), **(meta or {})}), "records": _finite(list(records)),
-    }
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name, suffix=".tmp", dir=path.parent)
-    with os.fdopen(fd, "w") as f:
-        json.dump(document, f, indent=1, allow_nan=False)
-        f.write("\n")
-    os.replace(tmp, path)
-    return path
-
-
-def load_results(path: str | Path) -> dict[str, Any]:
-    """Read and validate a results file; clear InvalidInputError if it is not one."""
-    path = Path(path)
-    try:
-        document = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise InvalidInputError(f"results file {path} does not exist") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise InvalidInputError(f"results file {path} is not valid JSON: {exc}") from None
-    if not isinstance(document, dict) or document.get("schema") != SCHEMA:
-        raise InvalidInputError(f"{path} is not a tritonconv results file (no \"schema\": \"{SCHEMA}\")")
-    if document.get("version") != SCHEMA_VERSION:
-        raise InvalidInputError(f"{path} has results schema version {document.get('version')!r}; "
-                                f"this tritonconv reads version {SCHEMA_VERSION}")
-    if document.get("kind") not in KINDS:
-        raise InvalidInputError(f"{path}: unknown results kind {document.get('kind')!r}; known: {KINDS}")
-    records = document.get("records")
-    if not isinstance(records, list) or not all(isinstance(r, dict) for r in records):
-        raise InvalidInputError(f"{path}: \"records\" must be a list of objects")
-    document.setdefault("meta", {})
-    return document
-
-
-def tune_record(result: Any, name: Optional[str] = None) -> Record:
-    """A record (kind "tune") from a tritonconv.search TuneResult (read by attribute: problem, family, config,
-    time_ms, cudnn_time_ms, rel_error, trials_run, wall_time_s, precision)."""
-    problem = result.problem
-    cudnn_ms = getattr(result, "cudnn_time_ms", None)
-    flops = getattr(problem, "flops", None)
-    return {
-        "name": name or problem.key, "problem": problem.to_dict(), "baseline": "cudnn",
-        "trials_run": getattr(result, "trials_run", None), "wall_time_s": getattr(result, "wall_time_s", None),
-        "results": [
-            result_entry("cudnn", cudnn_ms, role="baseline", flops=flops, baseline_ms=cudnn_ms),
-            result_entry("tuned", result.time_ms, flops=flops, baseline_ms=cudnn_ms, rel_error=result.rel_error,
-                         family=result.family, config=result.config, precision=getattr(result, "precision", None)),
-        ],
-    }
 
 
 # ---- conv suites ---------------------------------------------------------------------------------------------

@@ -147,7 +147,8 @@ def _compile_record(job: tuple[str, ConvProblem, Config, int]) -> dict[str, Any]
     from .kernels import get_family
 
     family_name, problem, config, cc = job
-    record: dict[str, Any] = {"problem": problem.key, "family": family_name, "sm": cc, "config": config}
+    record: dict[str, Any] = {"problem": problem.key, "label": problem.long_label, "family": family_name, "sm": cc,
+                              "config": config}
     try:
         with emulated_device(COMPILE_TARGETS[cc]):
             usage = compile_config(get_family(family_name), problem, config, cc)
@@ -231,6 +232,20 @@ def call_options(calls: Iterable[KernelCall]) -> tuple:
     return tuple((c.num_warps, c.num_stages) for c in calls)
 
 
+def write_compile_results(path: Path, records: list[dict[str, Any]], **meta: Any) -> Path:
+    """The compile records as a results file (kind "compile", one flat row per kernel) for `tritonconv report`."""
+    from .results import write_results
+
+    rows = []
+    for r in records:
+        usage = r.get("usage") or [{}]
+        worst = max(usage, key=lambda u: u.get("registers", 0))
+        rows.append({"name": f"sm{r['sm']} {r['family']} {r['label']}", "ok": r["ok"], "registers": worst.get("registers"),
+                     "stack_bytes": worst.get("stack_bytes"), "shared_bytes": worst.get("shared_bytes"),
+                     "error": r.get("error"), **{k: v for k, v in r.items() if k not in ("ok", "error")}})
+    return write_results(path, rows, meta, kind="compile")
+
+
 def main(argv: Optional[list[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--suite", default=str(Path(__file__).parent / "suites" / "conv2d.json"))
@@ -282,7 +297,7 @@ def main(argv: Optional[list[str]] = None) -> int:
             detail = r["error"]
         print(f"{status} sm{r['sm']} {r['family']:<16} {r['problem']}  {detail}")
     if args.json:
-        Path(args.json).write_text(json.dumps(records, indent=1))
+        write_compile_results(Path(args.json), records, targets=args.targets)
     print(f"{len(records) - len(failed)} compiled, {len(failed)} failed")
     return 1 if failed else 0
 

@@ -181,6 +181,26 @@ class ConvProblem:
             + ("_wck" if self.weight_layout == "ck" else "")
         )
 
+    @property
+    def label(self) -> str:
+        """Short name for tables and charts, e.g. "c64→k128 3×3 s2" (stride, dilation, groups only when not 1).
+        Not unique: `long_label` adds the batch, input size, dtype and layout."""
+        text = f"c{self.c}→k{self.k} {self.r}×{self.s}"
+        if (self.stride_h, self.stride_w) != (1, 1):
+            text += f" s{self.stride_h}" if self.stride_h == self.stride_w else f" s{self.stride_h}×{self.stride_w}"
+        if (self.dilation_h, self.dilation_w) != (1, 1):
+            text += f" d{self.dilation_h}" if self.dilation_h == self.dilation_w else f" d{self.dilation_h}×{self.dilation_w}"
+        if self.groups != 1:
+            text += " dw" if self.is_depthwise else f" g{self.groups}"
+        return text
+
+    @property
+    def long_label(self) -> str:
+        """`label` with the batch, input size, dtype, layout and precision: "n8 c64→k128 3×3 s2 56×56 fp16 nhwc"."""
+        dtype = {"float16": "fp16", "bfloat16": "bf16", "float32": "fp32"}.get(self.dtype, self.dtype)
+        precision = f" {self.precision}" if self.precision and self.precision != dtype else ""
+        return f"n{self.n} {self.label} {self.h}×{self.w} {dtype}{precision} {self.layout}"
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 

@@ -3,9 +3,13 @@
 Works for every kind (conv, gemm, models, tune): records with a "results" list become one row each with a
 "ms / speedup" cell per candidate; records without one become rows of their scalar fields.
 Charts (Agg backend, one PNG each, written only when the data has the metric):
-  * <stem>_speedup.png - speedup over the baseline per record, one bar per candidate (baselines left out);
+  * <stem>_speedup.png - speedup over the baseline per record, one bar per candidate (baselines left out), on a
+    log scale (0.5x and 2x are equally far from 1x);
   * <stem>_roofline.png - achieved fraction of the roofline floor per record, every result;
   * <stem>_tflops.png   - TFLOP/s per record, every result.
+Every chart names its baseline in the title, the device, library versions and (for interpreter runs) that the
+times are CPU wall-clock in a caption, labels records by their full names (never cut into collisions), and marks
+failed candidates with a red "×" instead of leaving a gap.
 """
 from __future__ import annotations
 
@@ -16,13 +20,14 @@ from typing import Any, Optional, Sequence
 from rich.console import Console
 from rich.table import Table
 
-from .benchmark import Record, load_results, summarize
+from .benchmark import summarize
+from .results import Record, format_speedup, load_results
 
 CHARTS = {
-    # metric: (file suffix, title, y label, include baselines, reference line)
-    "speedup": ("speedup", "Speedup over the baseline (higher is better)", "speedup (x)", False, 1.0),
-    "floor_fraction": ("roofline", "Achieved fraction of the roofline floor", "floor time / time", True, 1.0),
-    "tflops": ("tflops", "Throughput", "TFLOP/s", True, None),
+    # metric: (file suffix, title ({baseline} filled in), y label, include baselines, reference line, log scale)
+    "speedup": ("speedup", "Speedup over {baseline} (higher is better)", "speedup (x, log scale)", False, 1.0, True),
+    "floor_fraction": ("roofline", "Achieved fraction of the roofline floor", "floor time / time", True, 1.0, False),
+    "tflops": ("tflops", "Throughput", "TFLOP/s", True, None, False),
 }
 
 
@@ -40,8 +45,40 @@ def _format(value: Any) -> str:
     return str(value)
 
 
-def _short(label: str, limit: int = 40) -> str:
-    return label if len(label) <= limit else label[: limit - 1] + "…"
+def record_labels(records: Sequence[Record]) -> list[str]:
+    """The records' names, made distinct (a repeated name gets its record's "label", then "#2", "#3", ...)."""
+    names = [str(r.get("name", "?")) for r in records]
+    labels = [n if names.count(n) == 1 or not r.get("label") else f"{n} ({r['label']})" for n, r in zip(names, records)]
+    seen: dict[str, int] = {}
+    for i, label in enumerate(labels):
+        seen[label] = seen.get(label, 0) + 1
+        if labels.count(label) > 1:
+            labels[i] = f"{label} #{seen[label]}"
+    return labels
+
+
+def baseline_name(document: dict[str, Any]) -> str:
+    """The baseline's name for titles: meta["baseline"], else the records' baselines, else "the baseline"."""
+    meta = document.get("meta", {})
+    if meta.get("baseline"):
+        return str(meta["baseline"])
+    names = sorted({str(r["baseline"]) for r in document["records"] if r.get("baseline")})
+    return " / ".join(names) if names else "the baseline"
+
+
+def caption(document: dict[str, Any]) -> str:
+    """Where the numbers come from: device, library versions, date; interpreter runs say so."""
+    meta = document.get("meta", {})
+    device = meta.get("gpu") or (", ".join(meta["devices"]) if meta.get("devices") else None)
+    interpreted = bool(meta.get("interpreter")) or (device is None and meta.get("torch") is not None)
+    parts = [f"device: {device or ('Triton interpreter on the CPU' if interpreted else 'CPU')}"]
+    parts += [f"{name} {meta[name]}" for name in ("tritonconv", "torch", "triton", "cudnn") if meta.get(name)]
+    if meta.get("date"):
+        parts.append(str(meta["date"])[:10])
+    text = " | ".join(parts)
+    if interpreted:
+        text += "\nTRITON INTERPRETER RUN: times are CPU wall-clock of the interpreter, not GPU performance"
+    return text
 
 
 def result_names(records: Sequence[Record], *, include_baselines: bool = True) -> list[str]:
@@ -72,7 +109,7 @@ def _cell(entry: Optional[dict[str, Any]]) -> str:
     speedup = _number(entry.get("speedup"))
     if speedup is not None and entry.get("role") != "baseline":
         color = "green" if speedup >= 1 else "red"
-        text += f"\n[{color}]{speedup:.2f}x[/{color}]"
+        text += f"\n[{color}]{format_speedup(speedup)}[/{color}]"
     return text
 
 
@@ -119,7 +156,8 @@ def results_table(document: dict[str, Any]) -> Table:
 def summary_lines(document: dict[str, Any]) -> list[str]:
     """'name: geomean 1.23x over N, worst 0.91x (shape)' for each candidate that has speedups."""
     return [
-        f"{name}: geomean speedup {s['geomean']:.3f}x over {s['count']} records, worst {s['worst']:.3f}x "
+        f"{name}: geomean speedup {format_speedup(s['geomean'])} over {s['count']} records, "
+        f"worst {format_speedup(s['worst'])} "
         f"({s['worst_record']})"
         for name, s in summarize(document["records"]).items()
     ]
@@ -127,12 +165,16 @@ def summary_lines(document: dict[str, Any]) -> list[str]:
 
 def plot_metric(
     records: Sequence[Record], metric: str, path: str | Path, *, title: str = "", ylabel: str = "",
-    include_baselines: bool = True, reference_line: Optional[float] = None,
+    include_baselines: bool = True, reference_line: Optional[float] = None, log_scale: bool = False,
+    caption_text: str = "",
 ) -> Optional[Path]:
-    """Grouped bar chart of `metric` per record (x) and result (bars); None (no file) if no result has it."""
+    """Grouped bar chart of `metric` per record (x) and result (bars); a red "×" where a result failed (it has an
+    error and no value). None (no file) if no result has the metric."""
     records = [_as_results(r) for r in records]
     names = result_names(records, include_baselines=include_baselines)
     values = {n: [_number((_entry(r, n) or {}).get(metric)) for r in records] for n in names}
+    failed = {n: [bool((_entry(r, n) or {}).get("error")) and v is None for r, v in zip(records, values[n])]
+              for n in names}
     values = {n: v for n, v in values.items() if any(x is not None for x in v)}
     if not values:
         return None
@@ -141,19 +183,37 @@ def plot_metric(
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    labels = [_short(str(r.get("name", "?"))) for r in records]
+    labels = record_labels(records)
     width = 0.8 / len(values)
-    fig, ax = plt.subplots(figsize=(max(6.0, 0.25 * len(labels) * len(values) + 2), 4.5))
+    fig, ax = plt.subplots(figsize=(max(6.5, 0.32 * len(labels) * len(values) + 2.5), 5.0))
+    if log_scale:
+        ax.set_yscale("log")
+    present = [x for series in values.values() for x in series if x is not None and x > 0]
+    marker_y = min(present + ([reference_line] if reference_line else [])) * (0.8 if log_scale else 0.0)
+    any_failed = False
     for i, (name, series) in enumerate(values.items()):
         xs = [j + (i - (len(values) - 1) / 2) * width for j in range(len(labels))]
-        ax.bar(xs, [v if v is not None else 0.0 for v in series], width, label=name)
+        bars = ax.bar([x for x, v in zip(xs, series) if v is not None], [v for v in series if v is not None], width,
+                      label=name)
+        if log_scale or len(labels) <= 12:
+            ax.bar_label(bars, labels=[format_speedup(v) if metric == "speedup" else f"{v:.3g}" for v in series
+                                       if v is not None], fontsize=7, padding=1)
+        down = [x for x, bad in zip(xs, failed[name]) if bad]
+        if down:
+            any_failed = True
+            ax.scatter(down, [marker_y] * len(down), marker="x", color="red", s=60, zorder=3)
+    if any_failed:
+        ax.scatter([], [], marker="x", color="red", label="failed (no time)")
     if reference_line is not None:
         ax.axhline(reference_line, color="black", linewidth=0.8, linestyle="--")
-    ax.set_xticks(range(len(labels)), labels, rotation=60, ha="right", fontsize=8)
+    ax.set_xticks(range(len(labels)), labels, rotation=45 if len(labels) > 3 else 0,
+                  ha="right" if len(labels) > 3 else "center", fontsize=8)
     ax.set_title(title)
     ax.set_ylabel(ylabel)
     ax.legend(fontsize=8)
     ax.grid(axis="y", alpha=0.3)
+    if caption_text:
+        fig.text(0.01, -0.01, caption_text, fontsize=7, ha="left", va="top", color="dimgray")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120, bbox_inches="tight")
@@ -163,13 +223,16 @@ def plot_metric(
 
 def write_charts(document: dict[str, Any], out_dir: str | Path, stem: str) -> list[Path]:
     """Every chart in CHARTS the document has data for, as <out_dir>/<stem>_<suffix>.png."""
-    subtitle = " | ".join(str(v) for v in (document.get("meta", {}).get("gpu"), document.get("meta", {}).get("dtype")) if v)
+    meta = document.get("meta", {})
+    subtitle = " | ".join(str(v) for v in (document.get("kind"), meta.get("gpu"), meta.get("dtype"), meta.get("layout"),
+                                           meta.get("precision")) if v)
     written = []
-    for metric, (suffix, title, ylabel, baselines, line) in CHARTS.items():
+    for metric, (suffix, title, ylabel, baselines, line, log_scale) in CHARTS.items():
+        title = title.format(baseline=baseline_name(document))
         path = plot_metric(
             document["records"], metric, Path(out_dir) / f"{stem}_{suffix}.png",
             title=f"{title}\n{subtitle}" if subtitle else title, ylabel=ylabel, include_baselines=baselines,
-            reference_line=line,
+            reference_line=line, log_scale=log_scale, caption_text=caption(document),
         )
         if path is not None:
             written.append(path)

@@ -145,6 +145,32 @@ class ModelTuneReport:
             ],
         }
 
+    @property
+    def baseline(self) -> str:
+        """What "before" was timed with: cuDNN on a GPU, PyTorch's CPU conv in the interpreter."""
+        from .results import baseline_label
+
+        return baseline_label(self.results[0].device if self.results else "")
+
+    def records(self) -> list[Any]:
+        """One `tritonconv.results.ResultRecord` per layer (baseline before, tritonconv after) for the results file."""
+        from .results import CandidateResult, ResultRecord
+
+        rows = []
+        for layer in self.layers:
+            flops = layer.problem.flops
+            rows.append(ResultRecord(
+                name=layer.name, baseline=self.baseline,
+                fields={"key": layer.problem.key, "label": layer.problem.label, "problem": layer.problem.to_dict()},
+                results=[
+                    CandidateResult.measured(self.baseline, layer.before_ms, role="baseline", flops=flops,
+                                             baseline_ms=layer.before_ms),
+                    CandidateResult.measured("tritonconv", layer.after_ms, flops=flops, baseline_ms=layer.before_ms,
+                                             family=layer.family, config=layer.config),
+                ],
+            ))
+        return rows
+
     def table(self):
         """The report as a rich Table."""
         from rich.table import Table
@@ -154,15 +180,20 @@ class ModelTuneReport:
 
         table = Table(title=f"tune_model: {len(self.layers)} conv layers, {len(self.results)} distinct problems, "
                             f"tuned in {self.wall_time_s:.1f} s")
-        for column in ("layer", "problem", "choice", "cuDNN ms", "after ms", "speedup"):
+        from .results import distinct_labels, format_speedup
+
+        baseline = self.baseline
+        for column in ("layer", "problem", "choice", f"{baseline} ms", "after ms", "speedup"):
             table.add_column(column, justify="right" if "ms" in column or column == "speedup" else "left")
-        for layer in self.layers:
-            speedup = layer.speedup
-            table.add_row(layer.name, layer.problem.key, layer.family, ms(layer.before_ms), ms(layer.after_ms),
-                          "-" if speedup is None else f"{speedup:.2f}x")
-        total = self.speedup
-        table.add_row("total", "", "", ms(self.total_before_ms), ms(self.total_after_ms),
-                      "-" if total is None else f"{total:.2f}x", style="bold")
+        labels = distinct_labels([layer.problem for layer in self.layers])
+        for layer, label in zip(self.layers, labels):
+            choice = baseline if layer.family == "cudnn" else layer.family
+            table.add_row(layer.name, label, choice, ms(layer.before_ms), ms(layer.after_ms),
+                          format_speedup(layer.speedup))
+        table.add_row("total", "", "", ms(self.total_before_ms), ms(self.total_after_ms), format_speedup(self.speedup),
+                      style="bold")
+        table.caption = (f"choice {baseline}: {baseline} measured faster, so dispatch keeps it; times are per-layer "
+                         "sums, not an end-to-end model time")
         return table
 
 

@@ -12,7 +12,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 SUITE = Path(__file__).resolve().parent.parent / "suites" / "conv2d.json"
 DTYPE_ALIASES = {"fp16": "float16", "float16": "float16", "bf16": "bfloat16", "bfloat16": "bfloat16", "fp32": "float32", "float32": "float32"}
@@ -230,15 +230,9 @@ def _caption(wall_s: float, interpreted: bool) -> str:
 
 
 def write_json(path: Path, names: list[str], results: list[Any], wall_s: float) -> None:
-    """{"kind": "tune", "wall_time_s", "records": [{name, problem, family, config, time_ms, cudnn_time_ms, ...}]}."""
-    records = []
-    for name, r in zip(names, results):
-        records.append({
-            "name": name, "key": r.problem.key, "problem": r.problem.to_dict(), "family": r.family, "config": r.config,
-            "time_ms": r.time_ms, "cudnn_time_ms": r.cudnn_time_ms, "speedup": r.speedup, "rel_error": r.rel_error,
-            "precision": r.precision, "trials_run": r.trials_run, "from_cache": r.from_cache,
-            "wall_time_s": r.wall_time_s, "device": r.device,
-        })
-    data: dict[str, Optional[Any]] = {"kind": "tune", "wall_time_s": wall_s, "records": records}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(data, indent=1))
+    """The results file (`tritonconv.results`, kind "tune") that `tritonconv report` reads."""
+    from ..results import baseline_label, tune_record, write_results
+
+    records = [tune_record(r, name if name != "shape" else None) for name, r in zip(names, results)]
+    meta = {"wall_time_s": wall_s, "baseline": baseline_label(results[0].device if results else "")}
+    write_results(path, records, meta, kind="tune")

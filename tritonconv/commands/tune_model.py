@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import json
 import sys
 from pathlib import Path
 from typing import Any, Callable
@@ -97,7 +96,11 @@ def run(args: argparse.Namespace) -> int:
                 table.add_row(name, problem.key)
             console.print(table)
             if args.json:
-                args.json.write_text(json.dumps({name: p.to_dict() for name, p in problems.items()}, indent=2))
+                from ..results import ResultRecord, write_results
+
+                rows = [ResultRecord(name, fields={"label": p.label, "key": p.key, "flops": p.flops, "problem": p.to_dict()})
+                        for name, p in problems.items()]
+                write_results(args.json, rows, {"model": args.factory, "collect_only": True}, kind="tune-model")
             return 0
         device = "cuda" if gpu_available() else "cpu"
         model = model.to(device)
@@ -109,5 +112,10 @@ def run(args: argparse.Namespace) -> int:
         return 2
     console.print(report.table())
     if args.json:
-        args.json.write_text(json.dumps(report.to_dict(), indent=2))
+        from ..results import write_results
+
+        meta = {"model": args.factory, "input_shape": list(shape), "baseline": report.baseline,
+                "wall_time_s": report.wall_time_s, "total_before_ms": report.total_before_ms,
+                "total_after_ms": report.total_after_ms, "speedup": report.speedup}
+        write_results(args.json, report.records(), meta, kind="tune-model")
     return 0

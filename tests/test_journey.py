@@ -1,0 +1,80 @@
+"""The user's journey through the real `tritonconv` console script (subprocesses, interpreter, tiny shapes):
+every JSON a command writes is a results file that `tritonconv report` renders."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from tritonconv.compile import write_compile_results
+from tritonconv.results import format_speedup, load_results
+
+REPO = Path(__file__).resolve().parent.parent
+CONSOLE_SCRIPT = Path(sys.executable).parent / "tritonconv"
+SHAPE = ["--c", "4", "--h", "5", "--w", "5", "--k", "8", "--dtype", "float32"]
+needs_no_gpu = pytest.mark.skipif(torch.cuda.is_available(), reason="runs the interpreter's CPU journey")
+
+
+def tritonconv(*args: str, cwd: Path = REPO, columns: int = 80, timeout: float = 300, **env: str):
+    """Run the installed console script as a user would; the working tree's package comes first on the path."""
+    environ = {**os.environ, "COLUMNS": str(columns), "TRITON_INTERPRET": "1", **env,
+               "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+    proc = subprocess.run([str(CONSOLE_SCRIPT), *args], cwd=cwd, env=environ, capture_output=True, text=True,
+                          timeout=timeout)
+    return proc
+
+
+def ok(proc) -> str:
+    assert proc.returncode == 0, (proc.stdout[-3000:], proc.stderr[-3000:])
+    return proc.stdout
+
+
+@needs_no_gpu
+def test_every_json_a_command_writes_is_reported(tmp_path):
+    tune_json, model_json, export_json = tmp_path / "tune.json", tmp_path / "model.json", tmp_path / "export.json"
+    ok(tritonconv("tune", *SHAPE, "--interpret", "--trials", "2", "--json", str(tune_json)))
+    ok(tritonconv("tune-model", "tests.test_tune_model:tiny_net", "--input-shape", "1,3,6,6", "--dtype", "fp32",
+                  "--trials", "1", "--json", str(model_json)))
+    ok(tritonconv("cache", "export", str(export_json)))
+    for path, kind, name in ((tune_json, "tune", "c4→k8 3×3"), (model_json, "tune-model", "c4→k8 1×1 s2"),
+                             (export_json, "cache", "c4→k8 3×3")):
+        assert load_results(path)["kind"] == kind
+        out = ok(tritonconv("report", str(path), "--out", str(tmp_path / "charts")))
+        assert "not a tritonconv results file" not in out
+        assert name in out and "torch CPU ms" in out  # the CPU baseline is not called cuDNN
+        assert f"{path.stem}_speedup.png" in out and (tmp_path / "charts" / f"{path.stem}_speedup.png").exists()
+    record = load_results(tune_json)["records"][0]
+    baseline, tuned = record["results"]
+    assert baseline["name"] == "torch CPU" and baseline["role"] == "baseline" and tuned["ms"] > 0
+    assert tuned["speedup"] == pytest.approx(baseline["ms"] / tuned["ms"])
+    assert load_results(tune_json)["meta"]["interpreter"] is True
+
+
+def test_compile_records_are_a_results_file(tmp_path):
+    records = [  # what check_defaults returns (synthetic numbers, not a measurement)
+        {"problem": "n1_c4", "label": "n1 c4→k8 3×3 5×5 fp16 nhwc", "family": "implicit_gemm", "sm": 90, "config": {},
+         "ok": True, "usage": [{"registers": 96, "stack_bytes": 0, "shared_bytes": 4096}]},
+        {"problem": "n1_c4", "label": "n1 c4→k8 3×3 5×5 fp16 nhwc", "family": "gemm", "sm": 80, "config": {},
+         "ok": False, "error": "RuntimeError: synthetic"},
+    ]
+    path = write_compile_results(tmp_path / "compile.json", records, targets="80,90")
+    document = load_results(path)
+    assert document["kind"] == "compile" and [r["registers"] for r in document["records"]] == [96, None]
+    out = ok(tritonconv("report", str(path), "--no-charts", columns=200))
+    assert "sm90 implicit_gemm n1 c4→k8 3×3" in out and "RuntimeError: synthetic" in out
+
+
+def test_report_of_a_file_that_is_not_a_results_file_is_one_line(tmp_path):
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"hello": 1}))
+    proc = tritonconv("report", str(bad))
+    assert proc.returncode == 2 and proc.stderr.strip().count("\n") == 0 and "not a tritonconv results file" in proc.stderr
+
+
+@pytest.mark.parametrize("value, text", [(2.0, "2.00x"), (0.5, "0.500x"), (0.000743, "0.000743x"), (123.4, "123x"),
+                                         (None, "-"), (float("nan"), "-")])
+def test_speedups_keep_three_significant_digits(value, text):
+    assert format_speedup(value) == text
