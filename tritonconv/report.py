@@ -113,6 +113,12 @@ def _cell(entry: Optional[dict[str, Any]]) -> str:
     return text
 
 
+def _name_cell(record: Record) -> str:
+    """The record's name, and below it the problem's short label when the name is something else (a layer)."""
+    name, label = str(record.get("name", "?")), record.get("label")
+    return f"{name}\n[dim]{label}[/dim]" if label and label != name else name
+
+
 def results_table(document: dict[str, Any]) -> Table:
     """One row per record: a cell per result (ms, and below it the speedup of candidates), the roofline floor
     (ms) if known, the worst relative error of the record's results."""
@@ -133,7 +139,7 @@ def results_table(document: dict[str, Any]) -> Table:
         for record in records:
             errors = [_number(e.get("rel_error")) for e in record.get("results", [])]
             errors = [e for e in errors if e is not None]
-            row = [str(record.get("name", "?"))] + [_cell(_entry(record, n)) for n in names]
+            row = [_name_cell(record)] + [_cell(_entry(record, n)) for n in names]
             if has_floor:
                 floor = _number(record.get("floor_ms"))
                 row.append(f"{floor:.4g}" if floor is not None else "-")
