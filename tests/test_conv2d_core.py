@@ -12,6 +12,7 @@ import random
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 import tritonconv
 from tritonconv.functional import make_problem
@@ -236,3 +237,46 @@ def test_family_version_covers_the_kernels_it_launches_and_nothing_else(monkeypa
     assert version_after_editing(implicit) != family.version
     assert version_after_editing(problem_module) == family.version
     assert version_after_editing(depthwise) == family.version
+
+
+def _nhwc_storage(n, c, h, w):
+    """A channels_last tensor whose strides say so even where the shape is ambiguous (C=1, 1x1 images)."""
+    return torch.randn(n, h, w, c).permute(0, 3, 1, 2)
+
+
+# (name, input, weight, groups): memory-format corner cases of F.conv2d's rule (input OR weight channels_last,
+# by their strides as torch.Tensor.suggest_memory_format reads them).
+MEMORY_FORMAT_CASES = [
+    ("c1_channels_last_input", lambda: _nhwc_storage(2, 1, 5, 6), lambda: torch.randn(4, 1, 3, 3), 1),
+    ("c1_channels_last_batch1", lambda: torch.empty(1, 1, 5, 6, memory_format=torch.channels_last).normal_(),
+     lambda: torch.randn(4, 1, 3, 3), 1),
+    ("channels_last_weight", lambda: torch.randn(2, 3, 5, 6), lambda: _nhwc_storage(4, 3, 3, 3), 1),
+    ("both_channels_last", lambda: _nhwc_storage(1, 3, 5, 6), lambda: _nhwc_storage(4, 3, 3, 3), 1),
+    ("ambiguous_1x1_weight", lambda: torch.randn(2, 3, 5, 6), lambda: _nhwc_storage(4, 3, 1, 1), 1),
+    ("channel_sliced_nhwc", lambda: _nhwc_storage(2, 6, 5, 6)[:, ::2], lambda: torch.randn(4, 3, 3, 3), 1),
+    ("spatial_sliced_nhwc", lambda: _nhwc_storage(2, 3, 6, 6)[:, :, ::2], lambda: torch.randn(4, 3, 3, 3), 1),
+    ("one_pixel_nhwc", lambda: _nhwc_storage(2, 3, 1, 1), lambda: torch.randn(4, 3, 1, 1), 1),
+    ("depthwise_channels_last_weight", lambda: torch.randn(2, 4, 5, 6), lambda: _nhwc_storage(8, 1, 3, 3), 4),
+    ("grouped_nhwc", lambda: _nhwc_storage(2, 4, 5, 6), lambda: torch.randn(6, 2, 3, 3), 2),
+]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16], ids=["fp32", "fp16"])
+@pytest.mark.parametrize("make_x,make_w,groups", [c[1:] for c in MEMORY_FORMAT_CASES],
+                         ids=[c[0] for c in MEMORY_FORMAT_CASES])
+def test_output_memory_format_matches_f_conv2d(make_x, make_w, groups, dtype):
+    """The output's strides are those F.conv2d (CPU, same tensors) gives, for the real op, the fake kernel
+    (meta tensors) and nn.Conv2d; values match float64 too."""
+    torch.manual_seed(0)
+    x, w = make_x().to(dtype), make_w().to(dtype)
+    assert x.dtype == dtype and w.dtype == dtype
+    truth = F.conv2d(x.float(), w.float(), None, 1, 1, 1, groups)  # .float() keeps the strides
+    out = tritonconv.conv2d(x, w, None, 1, 1, 1, groups)
+    assert out.stride() == truth.stride(), (x.stride(), w.stride())
+    assert rel_error(out, reference_conv2d(x, w, None, 1, 1, 1, groups)) <= TOLERANCE["fp16"]
+    meta = tritonconv.conv2d(x.to("meta"), w.to("meta"), None, 1, 1, 1, groups)
+    assert meta.device.type == "meta" and meta.shape == truth.shape and meta.stride() == truth.stride()
+    with torch.no_grad():
+        module = tritonconv.nn.Conv2d(x.shape[1], w.shape[0], w.shape[2:], padding=1, groups=groups, bias=False)
+        module.weight.data = w
+        assert module(x).stride() == truth.stride()

@@ -159,3 +159,26 @@ def test_cuda_graph_capture_and_replay(dtype):
     torch.cuda.synchronize()
     ref = reference_conv2d(x, wt, b, padding=1, residual=residual, activation="relu")
     assert rel_error(out, ref) < TOLERANCE["fp16" if dtype == torch.float16 else "bf16"]
+
+
+@pytest.mark.parametrize("channels_last", [False, True], ids=["nchw", "nhwc"])
+def test_meta_inputs_give_meta_outputs_with_and_without_grad(channels_last):
+    """conv2d, nn.Conv2d and matmul on meta tensors return meta outputs of the real call's shape and strides,
+    under no_grad (the eager fast path) as with requires_grad (the op and its fake kernel)."""
+    x, wt, b = _inputs((2, 4, 7, 6, 8, 2, 3, 2), "cpu", channels_last)
+    kwargs = dict(stride=(2, 1), padding="valid", dilation=(1, 2), groups=2)
+    real = tritonconv.conv2d(x, wt, b, **kwargs, activation="silu")
+    module = tritonconv.nn.Conv2d(4, 8, (3, 2), bias=True, **kwargs)
+    for grad in (False, True):
+        xm, wm, bm = (t.to("meta").requires_grad_(grad) for t in (x, wt, b))
+        with torch.set_grad_enabled(grad):
+            out = tritonconv.conv2d(xm, wm, bm, **kwargs, activation="silu")
+            assert out.device.type == "meta" and out.shape == real.shape and out.stride() == real.stride()
+            assert tritonconv.conv2d(xm[0], wm, bm, **kwargs).shape == real.shape[1:]  # unbatched
+            module_out = module.to("meta")(xm)
+            assert module_out.device.type == "meta" and module_out.stride() == real.stride()
+            for a_shape, b_shape in (((5, 3), (3, 4)), ((2, 5, 3), (3, 4)), ((2, 5, 3), (2, 3, 4))):
+                a, bm2 = torch.empty(a_shape, device="meta"), torch.empty(b_shape, device="meta")
+                y = tritonconv.matmul(a.requires_grad_(grad), bm2, bias=torch.empty(4, device="meta"),
+                                      activation="relu")
+                assert y.device.type == "meta" and y.shape == (*a_shape[:-1], 4) and y.is_contiguous()

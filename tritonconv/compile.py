@@ -129,7 +129,8 @@ def meta_tensors(problem: ConvProblem, *, bias: bool = True, residual: bool = Fa
     dt = problem.torch_dtype
     x = torch.empty(problem.n, problem.c, problem.h, problem.w, dtype=dt, device="meta", memory_format=fmt)
     w = torch.empty(problem.k, problem.c_per_group, problem.r, problem.s, dtype=dt, device="meta")
-    y = torch.empty(problem.output_shape, dtype=dt, device="meta", memory_format=fmt)
+    y_fmt = torch.channels_last if problem.output_layout == "nhwc" else torch.contiguous_format
+    y = torch.empty(problem.output_shape, dtype=dt, device="meta", memory_format=y_fmt)
     b = torch.empty(problem.k, dtype=dt, device="meta") if bias else None
     res = torch.empty(problem.output_shape, dtype=dt, device="meta", memory_format=fmt) if residual else None
     return ConvTensors(x, w, y, b, res, activation)

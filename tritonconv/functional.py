@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Any, Optional, Union
 
 import torch
+from torch._prims_common import suggest_memory_format
 
 from . import dispatch, ops
 from .errors import InvalidInputError, UnsupportedError
@@ -61,6 +62,14 @@ def _check_device(tensors: dict[str, Optional[torch.Tensor]]) -> None:
 def _layout_of(x: torch.Tensor) -> str:
     """'nhwc' for channels_last tensors, 'nchw' otherwise (ambiguous tensors, e.g. C=1, count as NCHW)."""
     if x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous():
+        return "nhwc"
+    return "nchw"
+
+
+def output_layout_of(input: torch.Tensor, weight: torch.Tensor) -> str:
+    """The output's memory format by F.conv2d's rule: channels_last when the input or the weight is, judged
+    from their strides as torch's suggest_memory_format judges them (a C=1 tensor with NHWC strides counts)."""
+    if torch.channels_last in (suggest_memory_format(input), suggest_memory_format(weight)):
         return "nhwc"
     return "nchw"
 
@@ -150,6 +159,7 @@ def make_problem(
         n=n, c=c, h=h, w=w, k=k, r=r, s=s, stride_h=stride_hw[0], stride_w=stride_hw[1],
         pad_h=pads[0][0], pad_w=pads[1][0], dilation_h=dilation_hw[0], dilation_w=dilation_hw[1],
         groups=groups, p=p, q=q, dtype=dtype, layout=_layout_of(input), precision=precision or "",
+        output_layout=output_layout_of(input, weight),
     )
 
 
@@ -181,7 +191,8 @@ def conv2d(
         backend: "auto" (default) runs the tuned choice, which is cuDNN for problems where tuning measured
             cuDNN faster; "triton" always runs a Triton kernel; "cudnn" always runs F.conv2d + the epilogue.
 
-    The output has the input's dtype and memory format (channels_last in, channels_last out). A 3-D (C, H, W)
+    The output has the input's dtype and F.conv2d's memory format (channels_last when the input or the weight
+    is channels_last). A 3-D (C, H, W)
     input is treated as a batch of one, like F.conv2d.
     """
     unbatched = isinstance(input, torch.Tensor) and input.dim() == 3
@@ -223,7 +234,7 @@ def _validated_problem(input, weight, bias, stride, padding, dilation, groups, r
 
 
 def empty_output(problem: ConvProblem, like: torch.Tensor) -> torch.Tensor:
-    memory_format = torch.channels_last if problem.layout == "nhwc" else torch.contiguous_format
+    memory_format = torch.channels_last if problem.output_layout == "nhwc" else torch.contiguous_format
     return torch.empty(problem.output_shape, dtype=like.dtype, device=like.device, memory_format=memory_format)
 
 
@@ -241,7 +252,7 @@ def run_problem(
     """Launch an already-validated problem: choose family and config, allocate the output, launch."""
     if output is None:
         output = empty_output(problem, input)
-    if output.numel() == 0:
+    if output.numel() == 0 or output.device.type == "meta":  # nothing to compute; meta: shape and strides only
         return output
     family, full_config = dispatch.select(problem, config, input.device, backend)
     if full_config.get("convert_nhwc") and problem.layout == "nchw":

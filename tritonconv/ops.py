@@ -5,8 +5,8 @@ opaque, well-described operation.
 
 * The op's arguments are schema-friendly: tensors, int lists, ints and strings (an explicit config travels as a
   JSON string). The problem is rebuilt from them inside the op (memoised, no re-validation).
-* The fake (meta) implementation gives the exact output shape and strides: channels_last in, channels_last out,
-  so torch.compile(fullgraph=True) traces converted models without graph breaks.
+* The fake (meta) implementation gives the exact output shape and strides (F.conv2d's memory-format rule:
+  channels_last when the input or the weight is), so torch.compile(fullgraph=True) traces converted models without graph breaks.
 * Dispatch never synchronises with the GPU and never tunes: it uses the cached (or default) config, so a warmed-up
   call can be captured in a CUDA graph and replayed.
 * Autograd: the backward pass goes through the fused epilogue (activation derivative, residual and bias
@@ -40,7 +40,7 @@ def explicit_padding(problem: ConvProblem) -> list[int]:
 def _problem_key(input: torch.Tensor, weight: torch.Tensor, stride, padding, dilation, groups, precision) -> tuple:
     return (
         tuple(input.shape), tuple(weight.shape), input.dtype, _functional._layout_of(input),
-        tuple(stride), tuple(padding), tuple(dilation), groups, precision,
+        _functional.output_layout_of(input, weight), tuple(stride), tuple(padding), tuple(dilation), groups, precision,
     )
 
 
@@ -66,6 +66,7 @@ def _problem_for(input, weight, stride, padding, dilation, groups, precision) ->
             p=conv_output_size(h, r, stride[0], top, bottom, dilation[0]),
             q=conv_output_size(w, s, stride[1], left, right, dilation[1]),
             dtype=DTYPE_NAMES[input.dtype], layout=_functional._layout_of(input), precision=precision,
+            output_layout=_functional.output_layout_of(input, weight),
         )
         _problems[key] = problem
     return problem
@@ -118,7 +119,7 @@ def _conv2d_fake(input, weight, bias, residual, stride, padding, dilation, group
     top, left, bottom, right = padding
     p = conv_output_size(h, r, stride[0], top, bottom, dilation[0])
     q = conv_output_size(w, s, stride[1], left, right, dilation[1])
-    channels_last = _functional._layout_of(input) == "nhwc"
+    channels_last = _functional.output_layout_of(input, weight) == "nhwc"
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
     return input.new_empty((n, k, p, q)).contiguous(memory_format=memory_format)
 

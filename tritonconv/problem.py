@@ -77,6 +77,9 @@ class ConvProblem:
     # Which weight axis is contiguous: "kc" (C, i.e. the reduction: conv weights, matmul B = W.t()) or "ck" (K:
     # a row-major matmul B [k, n]). Kernels read either through strides, but run (and are tuned) differently.
     weight_layout: str = "kc"
+    # The output's memory format: F.conv2d's rule (channels_last when the input or the weight is), so it differs
+    # from `layout` for e.g. a channels_last weight with an NCHW input. "" means the input's layout.
+    output_layout: str = ""
 
     def __post_init__(self) -> None:
         if not self.p:
@@ -89,6 +92,8 @@ class ConvProblem:
             )
         if not self.precision:
             object.__setattr__(self, "precision", default_precision(self.dtype))
+        if not self.output_layout:
+            object.__setattr__(self, "output_layout", self.layout)
 
     # ---- derived sizes -------------------------------------------------------------------------------------
     @property
@@ -179,6 +184,7 @@ class ConvProblem:
             f"_dil{self.dilation_h}x{self.dilation_w}_g{self.groups}_{self.dtype}_{self.layout}_{self.precision}"
             + ("_bw" if self.batched_weight else "")
             + ("_wck" if self.weight_layout == "ck" else "")
+            + (f"_y{self.output_layout}" if self.output_layout != self.layout else "")
         )
 
     @property
