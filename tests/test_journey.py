@@ -35,9 +35,18 @@ def ok(proc) -> str:
 @needs_no_gpu
 def test_every_json_a_command_writes_is_reported(tmp_path):
     tune_json, model_json, export_json = tmp_path / "tune.json", tmp_path / "model.json", tmp_path / "export.json"
-    ok(tritonconv("tune", *SHAPE, "--interpret", "--trials", "2", "--json", str(tune_json)))
-    ok(tritonconv("tune-model", "tests.test_tune_model:tiny_net", "--input-shape", "1,3,6,6", "--dtype", "fp32",
-                  "--trials", "1", "--json", str(model_json)))
+    cache_dir = Path(os.environ["TRITONCONV_CACHE_DIR"])
+    tuned = ok(tritonconv("tune", *SHAPE, "--interpret", "--trials", "2", "--json", str(tune_json)))
+    # The end-of-run summary: where the winners are, that they are used, how to share them, cost and gain.
+    assert f"1 winner cached at {cache_dir / 'tuning-cache.json'}" in tuned
+    assert "used automatically by tritonconv.conv2d, tritonconv.nn.Conv2d and tritonconv.convert" in tuned
+    assert "tritonconv cache export tuned.json" in tuned and "2 trials run" in tuned
+    assert "best speedup vs torch CPU" in tuned and "(c4→k8 3×3)" in tuned
+    assert f"optuna-dashboard {cache_dir / 'studies.journal'}" in tuned and (cache_dir / "studies.journal").exists()
+
+    modelled = ok(tritonconv("tune-model", "tests.test_tune_model:tiny_net", "--input-shape", "1,3,6,6", "--dtype",
+                             "fp32", "--trials", "2", "--json", str(model_json)))
+    assert "4 winners cached at" in modelled and "trials run" in modelled and "torch CPU ms" in modelled
     ok(tritonconv("cache", "export", str(export_json)))
     for path, kind, name in ((tune_json, "tune", "c4→k8 3×3"), (model_json, "tune-model", "c4→k8 1×1 s2"),
                              (export_json, "cache", "c4→k8 3×3")):
@@ -78,3 +87,18 @@ def test_report_of_a_file_that_is_not_a_results_file_is_one_line(tmp_path):
                                          (None, "-"), (float("nan"), "-")])
 def test_speedups_keep_three_significant_digits(value, text):
     assert format_speedup(value) == text
+
+
+def test_info_and_version():
+    out = ok(tritonconv("info", columns=200))
+    rows = dict(line.split(None, 1) for line in out.splitlines())
+    import triton
+
+    from tritonconv import __version__
+    from tritonconv.runtime import device_info
+
+    assert rows["tritonconv"] == __version__ and rows["torch"] == torch.__version__ and rows["triton"] == triton.__version__
+    assert rows["fingerprint"] == device_info().fingerprint and rows["interpreter"].startswith("active")
+    assert rows["cache"].startswith(os.environ["TRITONCONV_CACHE_DIR"]) and "studies.journal" in rows["journal"]
+    assert rows["entries"].startswith("0 ")
+    assert ok(tritonconv("--version")).strip() == f"tritonconv {__version__}"

@@ -8,11 +8,12 @@ import pkgutil
 import sys
 from typing import Optional
 
-from . import commands
+from . import __version__, commands
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tritonconv", description="Tuned Triton conv2d and GEMM kernels for PyTorch.")
+    parser.add_argument("--version", action="version", version=f"tritonconv {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for info in sorted(pkgutil.iter_modules(commands.__path__), key=lambda m: m.name):
         module = importlib.import_module(f"{commands.__name__}.{info.name}")

@@ -155,6 +155,7 @@ def _tune(args: argparse.Namespace) -> int:
 
     from ..errors import TritonConvError
     from ..search import tune_many
+    from ..summary import RunSummary
 
     console = Console(width=None if sys.stdout.isatty() else 160)
     try:
@@ -175,6 +176,7 @@ def _tune(args: argparse.Namespace) -> int:
         return 1
     wall = time.perf_counter() - started
     console.print(results_table([n for n, _ in named], results, wall, interpreted=args.interpret))
+    RunSummary.of(results, wall).print(console)
     if args.json:
         write_json(Path(args.json), [n for n, _ in named], results, wall)
         console.print(f"results written to {args.json}", soft_wrap=True, highlight=False)

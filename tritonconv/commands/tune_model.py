@@ -69,6 +69,7 @@ def run(args: argparse.Namespace) -> int:
 
     from ..errors import TritonConvError
     from ..runtime import INTERPRET, gpu_available
+    from ..summary import RunSummary
     from ..tune_model import collect_problems, resolve_dtype, tune_model, unique_problems
 
     console = Console()
@@ -111,6 +112,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     console.print(report.table())
+    RunSummary.of(report.results, report.wall_time_s).print(console)
     if args.json:
         from ..results import write_results
 

@@ -1,0 +1,67 @@
+"""What a user reads at the end of `tritonconv tune` and `tritonconv tune-model`: where the winners went, that
+they are used from now on, how to share them, what the run cost and gained, where the study journal is."""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .results import baseline_label, format_speedup
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    """The end-of-run facts of one tuning command."""
+
+    winners: int  # distinct problems with a cached winner after the run
+    newly_tuned: int  # of those, tuned by this run (the others were already cached)
+    trials_run: int
+    wall_time_s: float
+    best_speedup: float | None
+    best_label: str
+    keep_baseline: int  # winners where the baseline measured faster: dispatch keeps calling it there
+    baseline: str  # "cuDNN" or "torch CPU"
+    device: str  # hardware fingerprint the winners belong to
+    cache_file: Path
+    journal_file: Path
+
+    @classmethod
+    def of(cls, results: Sequence[Any], wall_time_s: float) -> RunSummary:
+        """From tritonconv.search TuneResults (duplicates by problem key counted once)."""
+        from . import cache
+        from .search.study import JOURNAL_FILE
+
+        unique = list({r.problem.key: r for r in results}.values())
+        speedups = [(r.speedup, r.problem.label) for r in unique if r.speedup is not None]
+        best, label = max(speedups) if speedups else (None, "")
+        device = unique[0].device if unique else cache.fingerprint()
+        return cls(
+            winners=len(unique), newly_tuned=sum(not r.from_cache for r in unique),
+            trials_run=sum(r.trials_run for r in unique), wall_time_s=wall_time_s, best_speedup=best,
+            best_label=label, keep_baseline=sum(r.backend == "cudnn" for r in unique), baseline=baseline_label(device), device=device, cache_file=cache.cache_path(),
+            journal_file=cache.cache_dir() / JOURNAL_FILE,
+        )
+
+    def lines(self) -> list[str]:
+        already = self.winners - self.newly_tuned
+        cached = f"{self.winners} winner{'s' if self.winners != 1 else ''} cached at {self.cache_file}"
+        if already:
+            cached += f" ({self.newly_tuned} tuned now, {already} already cached)"
+        best = (f"best speedup vs {self.baseline} {format_speedup(self.best_speedup)} ({self.best_label})"
+                if self.best_speedup is not None else f"no {self.baseline} time to compare with")
+        lines = [
+            cached,
+            f"  used automatically by tritonconv.conv2d, tritonconv.nn.Conv2d and tritonconv.convert on this device "
+            f"({self.device})" + (f"; {self.keep_baseline} of them keep {self.baseline}, which measured faster"
+                                  if self.keep_baseline else ""),
+            "  share them: tritonconv cache export tuned.json   (elsewhere: tritonconv cache import tuned.json)",
+            f"time {self.wall_time_s:.1f} s, {self.trials_run} trials run, {best}",
+        ]
+        if self.journal_file.exists():
+            lines.append(f"study journal: {self.journal_file}   (view: optuna-dashboard {self.journal_file})")
+        return lines
+
+    def print(self, console: Any) -> None:
+        for line in self.lines():
+            console.print(line, soft_wrap=True, highlight=False, markup=False)  # paths stay one copyable line
