@@ -4,7 +4,7 @@ Resolved choices are memoised per (problem, device), so a repeated shape costs o
 """
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import torch
 
@@ -23,6 +23,10 @@ DISPATCH_OPTIONS: dict[str, tuple[Any, ...]] = {"convert_nhwc": (False, True), "
 
 BACKENDS = ("auto", "triton", "cudnn")
 CUDNN = CudnnConv()
+
+# Set by tritonconv.first_call while tuning on first call is on: called for a problem with no cached winner;
+# answers "tuned" (look the cache up again), "later" (use the default, do not memoise it) or "never".
+untuned_hook: Optional[Callable[[ConvProblem, torch.device], str]] = None
 
 _memo: dict[tuple, tuple[KernelFamily, Config]] = {}
 # Memo keys resolved by the default heuristic -> the lighter configs still to try should the current one spill.
@@ -85,6 +89,13 @@ def select(
             choice = resolve_config(problem, config)
         else:
             tuned = cache.lookup_config(problem, device, backend)
+            if tuned is None and untuned_hook is not None:
+                answer = untuned_hook(problem, device)
+                if answer == "tuned":
+                    tuned = cache.lookup_config(problem, device, backend)
+                elif answer == "later":
+                    family = default_family(problem)
+                    return family, family.default_config(problem)
             if tuned is not None and tuned.get("family") == CUDNN.name:
                 choice = (CUDNN, {})
             elif tuned is not None:
