@@ -114,3 +114,33 @@ def test_errors_are_also_standard_exception_types(xw):
         tritonconv.conv2d(x, w, groups=3)
     with pytest.raises(NotImplementedError):
         tritonconv.conv2d(x.double(), w.double())
+
+
+def test_integer_like_hyper_parameters_are_accepted_like_f_conv2d(device):
+    """numpy and 0-d tensor integers pass operator.index, so F.conv2d takes them; so does tritonconv."""
+    import numpy as np
+
+    from .helpers import TOLERANCE, reference_conv2d, rel_error
+
+    x, w, b = random_conv_inputs(1, 4, 7, 6, 6, 2, 3, 3, device=device)
+    for kwargs in (
+        dict(stride=np.int64(2), groups=np.int64(2)),
+        dict(stride=(np.int32(2), 1), padding=np.int64(1), dilation=(1, np.int64(2)), groups=2),
+        dict(stride=torch.tensor(2), padding=[np.int16(1)], groups=torch.tensor(2)),
+    ):
+        out = tritonconv.conv2d(x, w, b, **kwargs, precision="ieee")
+        assert rel_error(out, reference_conv2d(x, w, b, **kwargs)) <= TOLERANCE["ieee"], kwargs
+        if any(isinstance(v, torch.Tensor) for v in kwargs.values()):
+            continue  # torch.nn.Conv2d's constructor itself takes no tensors
+        module = tritonconv.nn.Conv2d(4, 6, 3, **kwargs)
+        assert module(x).shape == torch.nn.Conv2d(4, 6, 3, **kwargs)(x).shape
+
+
+@pytest.mark.parametrize("kwargs", [dict(stride=True), dict(groups=True), dict(stride=2.0), dict(groups=2.0),
+                                    dict(padding=(1.0, 1)), dict(dilation=(True, 1))])
+def test_bool_and_float_hyper_parameters_are_rejected_like_f_conv2d(xw, kwargs):
+    x, w, b = xw
+    with pytest.raises(TypeError):  # what F.conv2d raises
+        torch.nn.functional.conv2d(x, w, b, **kwargs)
+    with pytest.raises(InvalidInputError, match=f"{next(iter(kwargs))} must be"):
+        tritonconv.conv2d(x, w, b, **kwargs)

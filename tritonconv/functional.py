@@ -5,6 +5,7 @@ The one dispatch path:  conv2d() -> validate -> ConvProblem -> custom op tritonc
 """
 from __future__ import annotations
 
+import operator
 from typing import Any, Optional, Union
 
 import torch
@@ -20,15 +21,22 @@ from .runtime import INTERPRET
 IntOrPair = Union[int, tuple[int, int], list[int]]
 
 
+def _index(value: Any) -> Optional[int]:
+    """`value` as an int if it is integer-like (operator.index: int, numpy integer, 0-d integer tensor), like the
+    ints F.conv2d accepts; None for anything else, bools included (F.conv2d rejects those too)."""
+    if isinstance(value, bool) or type(value).__name__ == "bool_":
+        return None
+    try:
+        return operator.index(value)
+    except TypeError:
+        return None
+
+
 def _pair(value: Any, name: str) -> tuple[int, int]:
-    if isinstance(value, bool):
-        raise InvalidInputError(f"{name} must be an int or a pair of ints, got {value!r}")
-    if isinstance(value, int):
-        return (value, value)
-    if isinstance(value, (tuple, list)) and len(value) == 1 and isinstance(value[0], int):
-        return (value[0], value[0])
-    if isinstance(value, (tuple, list)) and len(value) == 2 and all(isinstance(v, int) for v in value):
-        return (int(value[0]), int(value[1]))
+    values = list(value) if isinstance(value, (tuple, list)) else [value]
+    ints = [_index(v) for v in values]
+    if len(ints) in (1, 2) and None not in ints:
+        return (ints[0], ints[-1])
     raise InvalidInputError(f"{name} must be an int or a pair of ints, got {value!r}")
 
 
@@ -94,20 +102,15 @@ def make_problem(
         raise InvalidInputError(f"input must be 4-D (N, C, H, W) or 3-D (C, H, W), got shape {tuple(input.shape)}")
     if weight.dim() != 4:
         raise InvalidInputError(f"weight must be 4-D (K, C/groups, R, S), got shape {tuple(weight.shape)}")
-    dtype = _check_tensor_dtype(input, "input")
-    for name, t in (("weight", weight), ("bias", bias), ("residual", residual)):
-        if t is not None and t.dtype != input.dtype:
-            raise InvalidInputError(f"{name} dtype {t.dtype} does not match input dtype {input.dtype}")
-    _check_device({"input": input, "weight": weight, "bias": bias, "residual": residual})
-
-    if isinstance(groups, bool) or not isinstance(groups, int) or groups < 1:
+    group_count = _index(groups)
+    if group_count is None or group_count < 1:
         raise InvalidInputError(f"groups must be a positive int, got {groups!r}")
+    groups = group_count
     stride_hw, dilation_hw = _pair(stride, "stride"), _pair(dilation, "dilation")
     if min(stride_hw) < 1:
         raise InvalidInputError(f"stride must be positive, got {stride!r}")
     if min(dilation_hw) < 1:
         raise InvalidInputError(f"dilation must be positive, got {dilation!r}")
-
     n, c, h, w = input.shape
     k, c_per_group, r, s = weight.shape
     if c % groups:
@@ -152,6 +155,12 @@ def make_problem(
         raise InvalidInputError(f"residual must have the output's shape {(n, k, p, q)}, got {tuple(residual.shape)}")
     if activation is not None and activation not in ACTIVATIONS:
         raise InvalidInputError(f"activation must be one of {sorted(ACTIVATIONS)} or None, got {activation!r}")
+    # Dtypes after the arguments: a bad argument is named whatever the dtype; mismatches before unsupported types.
+    for name, t in (("weight", weight), ("bias", bias), ("residual", residual)):
+        if t is not None and t.dtype != input.dtype:
+            raise InvalidInputError(f"{name} dtype {t.dtype} does not match input dtype {input.dtype}")
+    dtype = _check_tensor_dtype(input, "input")
+    _check_device({"input": input, "weight": weight, "bias": bias, "residual": residual})
     if precision is not None and precision not in PRECISIONS[dtype]:
         raise InvalidInputError(f"precision {precision!r} is not available for {dtype}; choose from {PRECISIONS[dtype]}")
 
