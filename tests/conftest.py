@@ -13,9 +13,21 @@ HAS_GPU = torch.cuda.is_available()
 if not HAS_GPU:
     os.environ["TRITON_INTERPRET"] = "1"
 
-import pytest  # noqa: E402
+import pytest
 
 DEVICE = "cuda" if HAS_GPU else "cpu"
+
+
+def pytest_addoption(parser):
+    parser.addoption(
+        "--deep", action="store_true", default=False,
+        help="differential sweeps (tests/test_sweeps.py) run thousands of random cases instead of the CI subset",
+    )
+
+
+@pytest.fixture
+def deep(request) -> bool:
+    return request.config.getoption("--deep")
 
 
 def pytest_collection_modifyitems(config, items):
