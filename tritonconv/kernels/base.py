@@ -267,3 +267,13 @@ def next_power_of_2(x: int) -> int:
 def clamp_pow2(x: int, lo: int, hi: int) -> int:
     """The power of two >= x, clamped to [lo, hi]."""
     return max(lo, min(hi, next_power_of_2(x)))
+
+
+def pow2_divisor(values: Sequence[int], cap: int = 16) -> int:
+    """The largest power of two (at most `cap`) dividing every value: an alignment hint (`tl.multiple_of`) for
+    strides that Triton's launcher only marks when they are multiples of 16 (e.g. 24- or 40-channel NHWC)."""
+    align = cap
+    for value in values:
+        while align > 1 and int(value) % align:
+            align //= 2
+    return align

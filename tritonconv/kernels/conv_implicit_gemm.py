@@ -18,7 +18,10 @@ import triton.language as tl
 from ..problem import ConvProblem
 from ..runtime import device_info
 from ..weights import prepare_weight
-from .base import Config, ConfigSpace, ConvTensors, KernelCall, KernelFamily, Param, clamp_pow2, conv_io_args, epilogue_constexprs
+from .base import (
+    Config, ConfigSpace, ConvTensors, KernelCall, KernelFamily, Param, clamp_pow2, conv_io_args, epilogue_constexprs,
+    pow2_divisor,
+)
 from .epilogue import dot_with_precision, store_conv_tile
 from .tiling import output_pixels, swizzled_tile
 
@@ -28,14 +31,18 @@ LOOP_ORDERS = ("filter_outer", "channel_outer")
 @triton.jit
 def conv2d_implicit_gemm_kernel(
     x_ptr, w_ptr, y_ptr, bias_ptr, res_ptr,
-    N, H, W, Cg, Kg, P, Q, R, S,
+    N, H, W, Cg, Kg, P, Q,
     stride_h, stride_w, pad_h, pad_w, dil_h, dil_w,
     sxn, sxc, sxh, sxw,  # input strides (n, c, h, w)
     swk, swc, swr, sws,  # weight strides (k, c, r, s)
     syn, syk, syp, syq,  # output strides (n, k, p, q)
     srn, srk, srp, srq,  # residual strides (n, k, p, q)
+    R: tl.constexpr, S: tl.constexpr,  # filter size: constant, so tap loops and the (c, r, s) decode fold
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, GROUP_M: tl.constexpr,
     LOOP_ORDER: tl.constexpr,  # 0: filter position outer, channel inner; 1: channel outer, flattened (c, r, s)
+    EVEN_C: tl.constexpr,  # Cg % BLOCK_K == 0: filter-outer channel blocks need no channel mask
+    EVEN_K: tl.constexpr,  # Kg % BLOCK_N == 0: no output-channel mask on the weight loads
+    CHANNEL_ALIGN: tl.constexpr,  # a power of two dividing the channel-run strides (sxn, sxh, sxw, swk, ...)
     HAS_BIAS: tl.constexpr, HAS_RESIDUAL: tl.constexpr, ACTIVATION: tl.constexpr,
     PRECISION: tl.constexpr, INDEX_64: tl.constexpr,
 ):
@@ -62,28 +69,68 @@ def conv2d_implicit_gemm_kernel(
 
     acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
     if LOOP_ORDER == 0:
-        # Reduction step t covers filter tap (r, s) and channels [c0, c0 + BLOCK_K): t = (r * S + s) * ncb + cb.
-        # One flat loop (not three nested) so that Triton software-pipelines it across taps.
+        # Reduction step t covers filter tap (r, s) and channels [c0, c0 + BLOCK_K), advanced incrementally (no
+        # div/mod per step). One flat loop (not nested) so that Triton software-pipelines it across taps. Every
+        # address is one loop-invariant offset vector plus a scalar per step (the tap's and channel block's).
+        sxh = tl.multiple_of(sxh, CHANNEL_ALIGN)
+        sxw = tl.multiple_of(sxw, CHANNEL_ALIGN)
+        swk = tl.multiple_of(swk, CHANNEL_ALIGN)
+        sws = tl.multiple_of(sws, CHANNEL_ALIGN)
+        swr = tl.multiple_of(swr, CHANNEL_ALIGN)
+        a_rows = n_idx * tl.multiple_of(sxn, CHANNEL_ALIGN) + ih0 * sxh + iw0 * sxw + (g * Cg) * sxc
+        b_cols = (g * Kg + offs_n) * swk
+        offs_c = tl.arange(0, BLOCK_K)
+        a_c = offs_c * sxc
+        b_c = offs_c * swc
+        # Bit r * S + s of a row's `taps` is set iff that tap reads inside the image (padding otherwise): the
+        # bounds checks run once here, and each step tests one bit per row.
+        if R * S > 31:
+            taps = tl.zeros((BLOCK_M,), dtype=tl.int64)
+            tap_bit = tl.full((), 1, tl.int64)
+        else:
+            taps = tl.zeros((BLOCK_M,), dtype=tl.int32)
+            tap_bit = tl.full((), 1, tl.int32)
+        for tr in tl.static_range(R):
+            ih = ih0 + tr * dil_h
+            row_in = mask_m & (ih >= 0) & (ih < H)
+            for ts in tl.static_range(S):
+                iw = iw0 + ts * dil_w
+                inside = row_in & (iw >= 0) & (iw < W)
+                taps |= inside.to(taps.dtype) << (tr * S + ts)
         ncb = tl.cdiv(Cg, BLOCK_K)
-        for t in range(0, R * S * ncb):
-            rs = t // ncb
-            c0 = (t - rs * ncb) * BLOCK_K
-            r = rs // S
-            s = rs - r * S
-            ih = ih0 + r * dil_h
-            iw = iw0 + s * dil_w
-            row_ok = mask_m & (ih >= 0) & (ih < H) & (iw >= 0) & (iw < W)
-            offs_c = c0 + tl.arange(0, BLOCK_K)
-            c_ok = offs_c < Cg
-            a = tl.load(
-                x_rows[:, None] + (ih * sxh + iw * sxw)[:, None] + offs_c[None, :] * sxc,
-                mask=row_ok[:, None] & c_ok[None, :], other=0.0,
-            )
-            b = tl.load(
-                w_cols[None, :] + offs_c[:, None] * swc + (r * swr + s * sws),
-                mask=c_ok[:, None] & mask_n[None, :], other=0.0,
-            )
+        c0 = 0
+        r = 0
+        s = 0
+        for _ in range(0, R * S * ncb):
+            row_ok = (taps & tap_bit) != 0
+            a_step = r * dil_h * sxh + s * dil_w * sxw + c0 * sxc
+            b_step = r * swr + s * sws + c0 * swc
+            if INDEX_64:
+                a_step = (r * dil_h).to(tl.int64) * sxh + (s * dil_w).to(tl.int64) * sxw + c0.to(tl.int64) * sxc
+                b_step = r.to(tl.int64) * swr + s.to(tl.int64) * sws + c0.to(tl.int64) * swc
+            a_ptrs = x_ptr + (a_rows + a_step)[:, None] + a_c[None, :]
+            b_ptrs = w_ptr + b_cols[None, :] + (b_c + b_step)[:, None]
+            if EVEN_C:
+                a_mask = row_ok[:, None]
+                b_mask = mask_n[None, :]
+            else:
+                c_ok = (c0 + offs_c) < Cg
+                a_mask = row_ok[:, None] & c_ok[None, :]
+                b_mask = c_ok[:, None] & mask_n[None, :]
+            if EVEN_K and EVEN_C:
+                b = tl.load(b_ptrs)
+            else:
+                b = tl.load(b_ptrs, mask=b_mask, other=0.0)
+            a = tl.load(a_ptrs, mask=a_mask, other=0.0)
             acc = dot_with_precision(a, b, acc, PRECISION)
+            c0 += BLOCK_K
+            next_tap = c0 >= Cg
+            c0 = tl.where(next_tap, 0, c0)
+            tap_bit = tl.where(next_tap, tap_bit << 1, tap_bit)
+            s = tl.where(next_tap, s + 1, s)
+            next_row = s >= S
+            s = tl.where(next_row, 0, s)
+            r = tl.where(next_row, r + 1, r)
     else:
         # Reduction index kk = c * (R * S) + r * S + s, decoded per element: no padding of C up to BLOCK_K,
         # which suits few channels per group (C=3 stems, 4-channel ResNeXt groups).
@@ -241,18 +288,21 @@ class ImplicitGemmConv(KernelFamily):
 
     def kernel_calls(self, problem: ConvProblem, tensors: ConvTensors, config: Config) -> Sequence[KernelCall]:
         w = prepare_weight(tensors.weight, config["WEIGHT_LAYOUT"], problem.operand_dtype)
+        x = tensors.input
         grid = (
             triton.cdiv(problem.gemm_m, config["BLOCK_M"]) * triton.cdiv(problem.gemm_n, config["BLOCK_N"]),
             problem.groups,
         )
         args = dict(
             **conv_io_args(problem, tensors), w_ptr=w,
-            Cg=problem.c_per_group, Kg=problem.k_per_group, R=problem.r, S=problem.s,
+            Cg=problem.c_per_group, Kg=problem.k_per_group,
             swk=w.stride(0), swc=w.stride(1), swr=w.stride(2), sws=w.stride(3),
         )
         constexprs = dict(
             BLOCK_M=config["BLOCK_M"], BLOCK_N=config["BLOCK_N"], BLOCK_K=config["BLOCK_K"],
-            GROUP_M=config["GROUP_M"], LOOP_ORDER=LOOP_ORDERS.index(config["LOOP_ORDER"]),
+            GROUP_M=config["GROUP_M"], LOOP_ORDER=LOOP_ORDERS.index(config["LOOP_ORDER"]), R=problem.r, S=problem.s,
+            EVEN_C=problem.c_per_group % config["BLOCK_K"] == 0, EVEN_K=problem.k_per_group % config["BLOCK_N"] == 0,
+            CHANNEL_ALIGN=pow2_divisor((x.stride(0), x.stride(2), x.stride(3), w.stride(0), w.stride(2), w.stride(3), problem.c_per_group)),
             **epilogue_constexprs(problem, tensors),
         )
         return [KernelCall(conv2d_implicit_gemm_kernel, grid, args, constexprs, config["num_warps"], config["num_stages"])]
