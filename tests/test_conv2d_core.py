@@ -280,3 +280,40 @@ def test_output_memory_format_matches_f_conv2d(make_x, make_w, groups, dtype):
         module = tritonconv.nn.Conv2d(x.shape[1], w.shape[0], w.shape[2:], padding=1, groups=groups, bias=False)
         module.weight.data = w
         assert module(x).stride() == truth.stride()
+
+
+def _strided_biases(k: int) -> dict[str, torch.Tensor]:
+    gen = torch.Generator().manual_seed(k)
+    return {
+        "every_other": torch.randn(2 * k, generator=gen)[::2],
+        "expanded": torch.randn(1, generator=gen).expand(k),
+        "matrix_column": torch.randn(k, 3, generator=gen)[:, 1],
+    }
+
+
+# (n, c, h, w, k, groups, r, s): problems the gemm, depthwise, small_group and implicit_gemm families support.
+BIAS_PROBLEMS = [(1, 6, 5, 4, 8, 1, 1, 1), (2, 4, 5, 5, 8, 4, 3, 3), (1, 8, 5, 6, 8, 4, 3, 3)]
+
+
+@pytest.mark.parametrize("shape", BIAS_PROBLEMS, ids=lambda s: "x".join(map(str, s)))
+@pytest.mark.parametrize("channels_last", [False, True], ids=["nchw", "nhwc"])
+def test_non_contiguous_bias_and_residual_in_every_family(shape, channels_last):
+    """A bias view with a non-unit stride (a slice, an expanded scalar, a matrix column) is read as the values
+    it shows, in every family that supports the problem; so is a non-contiguous residual view."""
+    from tritonconv.kernels import families_for
+
+    n, c, h, w, k, groups, r, s = shape
+    x, wt, _ = random_conv_inputs(n, c, h, w, k, c // groups, r, s, channels_last=channels_last, seed=k)
+    pad = 0 if (r, s) == (1, 1) else 1  # the gemm family runs unpadded 1x1 convs
+    problem = make_problem(x, wt, None, 1, pad, 1, groups, precision="ieee")
+    families = [f.name for f in families_for(problem)]
+    residual = torch.randn(n, problem.p, k, 2 * problem.q).permute(0, 2, 1, 3)[..., ::2]  # neither NCHW nor NHWC
+    for name, bias in _strided_biases(k).items():
+        assert not bias.is_contiguous()
+        ref = reference_conv2d(x, wt, bias, 1, pad, 1, groups, activation="relu", residual=residual)
+        for family in families:
+            out = run_poisoned(x, wt, bias, 1, pad, 1, groups, activation="relu", residual=residual, precision="ieee",
+                               config={"family": family})
+            assert rel_error(out, ref) <= TOLERANCE["ieee"], (name, family)
+        out = tritonconv.conv2d(x, wt, bias, 1, pad, 1, groups, precision="ieee", activation="relu", residual=residual)
+        assert rel_error(out, ref) <= TOLERANCE["ieee"], (name, "default dispatch")

@@ -207,3 +207,15 @@ def test_a_batched_matmul_problem_tunes_and_its_winner_serves_matmul(device):
         assert rel_error(out, _reference(a, b)) <= TOLERANCE["ieee"]
     finally:
         cache.invalidate()
+
+
+def test_non_contiguous_bias_and_residual_views():
+    a, b = _inputs((2, 5, 40), (40, 6), seed=3)
+    residual = torch.randn(2, 12, 5).transpose(1, 2)[:, :, ::2]
+    biases = {"every_other": torch.randn(12)[::2], "expanded": torch.randn(1).expand(6),
+              "matrix_column": torch.randn(6, 3)[:, 2]}
+    for name, bias in biases.items():
+        for config in CONFIGS[:3]:
+            out = _poisoned_matmul(a, b, bias=bias, residual=residual, activation="gelu", precision="ieee",
+                                   config=config)
+            assert rel_error(out, _reference(a, b, bias, residual, "gelu")) < TOLERANCE["ieee"], (name, config)

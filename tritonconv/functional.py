@@ -17,6 +17,7 @@ from .kernels import ConvTensors
 from .kernels.epilogue import ACTIVATIONS
 from .problem import DTYPE_NAMES, PRECISIONS, ConvProblem, conv_output_size
 from .runtime import INTERPRET
+from .weights import contiguous_vector
 
 IntOrPair = Union[int, tuple[int, int], list[int]]
 
@@ -270,6 +271,8 @@ def run_problem(
     if full_config.get("precision", problem.precision) != problem.precision:
         launched = problem.with_(precision=full_config["precision"])
     kernel_config = {k: v for k, v in full_config.items() if k not in dispatch.DISPATCH_OPTIONS}
+    if bias is not None:
+        bias = contiguous_vector(bias)  # the kernels read bias[k] at bias_ptr + k
     tensors = ConvTensors(input, weight, output, bias, residual, activation)
     kernels = family.launch(launched, tensors, kernel_config)
     dispatch.check_spills(problem, config, input.device, backend, kernels)

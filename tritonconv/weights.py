@@ -1,4 +1,5 @@
-"""Weights re-laid-out for a kernel (KRSC or KCRS, optionally cast), prepared once and cached per weight tensor.
+"""Weights re-laid-out for a kernel (KRSC or KCRS, optionally cast), and biases made contiguous, prepared once and
+cached per tensor.
 
 The cache is keyed by the weight tensor object (weakly) and its in-place version counter, so an optimizer step
 or `copy_` invalidates it, and a freed weight frees its prepared copies.
@@ -43,6 +44,23 @@ def prepare_weight(weight: torch.Tensor, layout: str, dtype: Optional[torch.dtyp
             del entries[stale]
         prepared = _relayout(weight.detach(), layout, dtype)
         entries[key] = prepared
+    return prepared
+
+
+def contiguous_vector(vector: torch.Tensor) -> torch.Tensor:
+    """A 1-D tensor (a bias) with unit stride: itself when it has one, else a contiguous copy prepared once per
+    tensor version (kernels read a bias as `ptr + index`; a slice, an expanded scalar or a matrix column has
+    another stride)."""
+    if vector.is_contiguous():
+        return vector
+    if vector.device.type == "meta" or torch.compiler.is_compiling():
+        return vector.contiguous()
+    key = ("contiguous", vector.dtype, vector._version, vector.data_ptr())
+    entries = _entries_for(vector)
+    prepared = entries.get(key)
+    if prepared is None:
+        entries.clear()  # older versions of this view
+        prepared = entries[key] = vector.detach().contiguous()
     return prepared
 
 
