@@ -317,3 +317,62 @@ def test_non_contiguous_bias_and_residual_in_every_family(shape, channels_last):
             assert rel_error(out, ref) <= TOLERANCE["ieee"], (name, family)
         out = tritonconv.conv2d(x, wt, bias, 1, pad, 1, groups, precision="ieee", activation="relu", residual=residual)
         assert rel_error(out, ref) <= TOLERANCE["ieee"], (name, "default dispatch")
+
+
+# (n, c, h, w, k, groups, r, s) covering the families that run in the interpreter, as in BIAS_PROBLEMS.
+INDEX_PROBLEMS = BIAS_PROBLEMS
+
+
+@pytest.mark.parametrize("shape", INDEX_PROBLEMS, ids=lambda s: "x".join(map(str, s)))
+def test_int64_indexing_is_decided_from_the_largest_offset_of_each_view(shape):
+    """A view with few elements but a huge stride (largest element offset >= 2^31) gets 64-bit offsets in every
+    family; the same problem on dense tensors keeps 32-bit ones (meta tensors: nothing is allocated)."""
+    from tritonconv.compile import meta_tensors
+    from tritonconv.kernels import ConvTensors, families_for
+    from tritonconv.kernels.base import max_element_offset
+
+    n, c, h, w, k, groups, r, s = shape
+    pad = 0 if (r, s) == (1, 1) else 1
+    problem = tritonconv.ConvProblem(2, c, h, w, k, r, s, pad_h=pad, pad_w=pad, groups=groups, dtype="float32",
+                                     layout="nchw", precision="ieee")
+    assert not problem.needs_int64
+    dense = meta_tensors(problem, residual=True)
+    far = 2**31 // 3  # one image step: the second image of a batch of 2 starts past 2^31 - 1 only with 3 of them
+    huge_input = torch.empty_strided((2, c, h, w), (3 * far, h * w, w, 1), device="meta")
+    huge_residual = torch.empty_strided(problem.output_shape, (3 * far, problem.p * problem.q, problem.q, 1),
+                                        device="meta")
+    assert huge_input.numel() < 10_000 and max_element_offset(huge_input) > 2**31 - 1
+    families = families_for(problem)
+    assert families
+    for family in families:
+        config = family.default_config(problem)
+        assert not any(call.constexprs["INDEX_64"] for call in family.kernel_calls(problem, dense, config))
+        for view in ("input", "residual"):
+            tensors = ConvTensors(**{**vars(dense), view: huge_input if view == "input" else huge_residual})
+            calls = family.kernel_calls(problem, tensors, config)
+            assert all(call.constexprs["INDEX_64"] for call in calls), (family.name, view)
+
+
+def test_int64_indexing_of_a_strided_view_computes_correctly(monkeypatch):
+    """The 64-bit path chosen for a strided view (threshold lowered so a small view crosses it) is correct."""
+    import tritonconv.kernels.base as base
+    from tritonconv.kernels import families_for
+
+    monkeypatch.setattr(base, "INT32_MAX", 2000)
+    launched = []
+    real_launch = base.KernelCall.launch
+    monkeypatch.setattr(base.KernelCall, "launch", lambda call: launched.append(call.constexprs["INDEX_64"])
+                        or real_launch(call))
+    for n, c, h, w, k, groups, r, s in INDEX_PROBLEMS:
+        x, wt, b = random_conv_inputs(n, c, h, w, k, c // groups, r, s, seed=c)
+        x = torch.zeros(*x.shape, 40).select(-1, 7).copy_(x)  # stride 40: the largest offset crosses 2000
+        assert max(x.numel(), wt.numel(), n * k * h * w) < 2000 < base.max_element_offset(x)
+        pad = 0 if (r, s) == (1, 1) else 1
+        problem = make_problem(x, wt, b, 1, pad, 1, groups, precision="ieee")
+        ref = reference_conv2d(x, wt, b, 1, pad, 1, groups, activation="gelu")
+        for family in families_for(problem):
+            launched.clear()
+            out = run_poisoned(x, wt, b, 1, pad, 1, groups, activation="gelu", precision="ieee",
+                               config={"family": family.name})
+            assert launched and all(launched), family.name
+            assert rel_error(out, ref) <= TOLERANCE["ieee"], family.name

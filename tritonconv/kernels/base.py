@@ -21,7 +21,7 @@ from typing import Any, Callable, Iterator, Optional, Sequence
 import torch
 
 from ..errors import InvalidConfigError
-from ..problem import ConvProblem
+from ..problem import INT32_MAX, ConvProblem
 
 Config = dict[str, Any]
 
@@ -256,8 +256,23 @@ def epilogue_constexprs(problem: ConvProblem, tensors: ConvTensors) -> dict[str,
     return dict(
         HAS_BIAS=tensors.bias is not None, HAS_RESIDUAL=tensors.residual is not None,
         ACTIVATION=ACTIVATIONS[tensors.activation], PRECISION=PRECISION_CODES[problem.precision],
-        INDEX_64=problem.needs_int64,
+        INDEX_64=needs_int64(problem, tensors),
     )
+
+
+def max_element_offset(tensor: Optional[torch.Tensor]) -> int:
+    """The largest element offset `tensor` reaches from its data pointer: the sum over dims of (size-1)*|stride|.
+    A strided view with few elements can reach far (a huge stride), so offsets, not element counts, decide."""
+    if tensor is None or tensor.numel() == 0:
+        return 0
+    return sum((size - 1) * abs(stride) for size, stride in zip(tensor.shape, tensor.stride()))
+
+
+def needs_int64(problem: ConvProblem, tensors: ConvTensors, *extra: Optional[torch.Tensor]) -> bool:
+    """Whether a launch must compute offsets in 64 bits: some tensor it reads or writes (the problem's own
+    dense tensors, the actual views passed, any `extra` workspace) reaches an element offset past 2^31 - 1."""
+    views = (tensors.input, tensors.weight, tensors.output, tensors.bias, tensors.residual, *extra)
+    return problem.needs_int64 or any(max_element_offset(t) > INT32_MAX for t in views)
 
 
 def next_power_of_2(x: int) -> int:

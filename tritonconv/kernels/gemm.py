@@ -26,7 +26,7 @@ import triton.language as tl
 
 from ..problem import INT32_MAX, ConvProblem
 from ..runtime import INTERPRET, device_info
-from .base import Config, ConfigSpace, ConvTensors, KernelCall, KernelFamily, Param, clamp_pow2
+from .base import Config, ConfigSpace, ConvTensors, KernelCall, KernelFamily, Param, clamp_pow2, needs_int64
 from .conv_implicit_gemm import fits_registers, fits_shared_memory
 from .epilogue import ACTIVATIONS, PRECISION_CODES, apply_activation, dot_with_precision
 from .tiling import swizzled_tile
@@ -450,7 +450,9 @@ class GemmConv(KernelFamily):
         if res is not None:
             operands.append(_conv_rows(res))
         plan = _row_plan(problem, operands)
-        index_64 = problem.needs_int64 or (weight_batched and w.numel() > INT32_MAX)
+        split_k = config["SPLIT_K"]
+        workspace_elements = split_k * plan.batches * plan.rows * problem.gemm_n if split_k > 1 else 0
+        index_64 = needs_int64(problem, tensors) or workspace_elements > INT32_MAX
         epilogue = dict(
             HAS_BIAS=tensors.bias is not None, HAS_RESIDUAL=res is not None,
             ACTIVATION=ACTIVATIONS[tensors.activation], INDEX_64=index_64,
@@ -468,7 +470,7 @@ class GemmConv(KernelFamily):
         (sa_b, sa_p, sa_q), (sc_b, sc_p, sc_q) = strides(operands[0]), strides(operands[1])
         sr_b, sr_p, sr_q = strides(operands[2]) if res is not None else (0, 0, 0)
         sr_n = res.stride(1) if res is not None else 0
-        m, n, k, split_k = plan.rows, problem.gemm_n, problem.gemm_k, config["SPLIT_K"]
+        m, n, k = plan.rows, problem.gemm_n, problem.gemm_k
         ws = None
         if split_k > 1:
             ws = torch.empty((split_k, plan.batches, m, n), device=y.device, dtype=torch.float32)
