@@ -182,3 +182,38 @@ def test_meta_inputs_give_meta_outputs_with_and_without_grad(channels_last):
                 y = tritonconv.matmul(a.requires_grad_(grad), bm2, bias=torch.empty(4, device="meta"),
                                       activation="relu")
                 assert y.device.type == "meta" and y.shape == (*a_shape[:-1], 4) and y.is_contiguous()
+
+
+def _second_order_grads(conv, x, wt, b, residual, grad_out, probe):
+    """d/d(inputs, grad_out) of <first-order grads, probe>: what double backward (and gradgradcheck) computes."""
+    leaves = [t.detach().clone().requires_grad_() for t in (x, wt, b, residual, grad_out)]
+    y = conv(*leaves[:4])
+    first = torch.autograd.grad(y, leaves[:4], leaves[4], create_graph=True)
+    total = sum((g * p).sum() for g, p in zip(first, probe))
+    return [t.double() for t in torch.autograd.grad(total, leaves, allow_unused=True, materialize_grads=True)]
+
+
+@pytest.mark.parametrize("activation", ["none", "relu", "relu6", "silu", "gelu"])
+def test_double_backward_matches_float64_f_conv2d(activation):
+    """Second-order gradients through every fused activation (silu_backward has no derivative of its own, so the
+    backward is written in differentiable ops) against float64 F.conv2d. tritonconv refuses float64, so
+    gradgradcheck's float64 finite differences cannot run; this compares the analytic values instead."""
+    kwargs = dict(stride=(2, 1), padding=1, dilation=(1, 2), groups=2)
+    x, wt, b = _inputs((1, 4, 6, 7, 4, 2, 3, 2), "cpu", seed=5)
+    with torch.no_grad():
+        out_shape = F.conv2d(x, wt, b, **kwargs).shape
+    gen = torch.Generator().manual_seed(1)
+    residual, grad_out = (torch.randn(out_shape, generator=gen) for _ in range(2))
+    probe = [torch.randn(t.shape, generator=gen) for t in (x, wt, b, residual)]
+
+    def ours(x, wt, b, residual):
+        return tritonconv.conv2d(x, wt, b, **kwargs, activation=activation, residual=residual, precision="ieee")
+
+    def reference(x, wt, b, residual):
+        return ACTIVATION_FNS[activation](F.conv2d(x, wt, b, **kwargs) + residual)
+
+    got = _second_order_grads(ours, x, wt, b, residual, grad_out, probe)
+    want = _second_order_grads(reference, *(t.double() for t in (x, wt, b, residual, grad_out)),
+                               [p.double() for p in probe])
+    for name, g, r in zip(("input", "weight", "bias", "residual", "grad_output"), got, want):
+        assert rel_error(g, r) < 1e-4 or (r.abs().max() == 0 and g.abs().max() == 0), (activation, name)

@@ -150,8 +150,11 @@ def _preactivation_grad(ctx, grad: torch.Tensor) -> torch.Tensor:
     if activation in _RECOMPUTES:
         z = conv2d_op(input, weight, bias, residual, stride, padding, dilation, groups, "none", precision, config, backend)
         if activation == "silu":
-            return torch.ops.aten.silu_backward(grad, z)
-        return torch.ops.aten.gelu_backward(grad, z, approximate="none")
+            # silu'(z) = sigmoid(z) * (1 + z * (1 - sigmoid(z))), in differentiable ops: aten.silu_backward has no
+            # derivative of its own, so double backward would fail through it.
+            sig = torch.sigmoid(z)
+            return grad * sig * (1 + z * (1 - sig))
+        return torch.ops.aten.gelu_backward(grad, z, approximate="none")  # differentiable (double backward works)
     return grad
 
 
