@@ -15,7 +15,9 @@ registers, spills, occupancy, MMA kind, load widths and the main loop's size nex
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import multiprocessing
 import os
 import re
 import subprocess
@@ -23,7 +25,7 @@ import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Optional
+from typing import Any, Iterable, Iterator, Optional
 
 import torch
 
@@ -57,77 +59,163 @@ def _tool(name: str) -> str:
     return str(Path(triton.__file__).parent / "backends" / "nvidia" / "bin" / name)
 
 
-def ast_source(call: KernelCall):
-    """The ASTSource Triton's launcher would build for `call`, with the same specialisations (ints equal to 1
-    become constants; pointers and ints divisible by 16 are marked so)."""
+def _backend(capability: int):
+    from triton.backends.compiler import GPUTarget
+    from triton.compiler import make_backend
+
+    return make_backend(GPUTarget("cuda", capability, 32))
+
+
+_BINDERS: dict[tuple[int, int], Any] = {}
+
+
+def _launch_kwargs(call: KernelCall) -> dict[str, Any]:
+    """The keyword arguments `JITFunction.run` passes on to the specialisation (it adds debug and
+    instrumentation_mode itself, from the function and Triton's knobs)."""
+    from triton import knobs
+
+    return {
+        **call.args, **call.constexprs, "num_warps": call.num_warps, "num_stages": call.num_stages,
+        "debug": call.fn.debug or knobs.runtime.debug, "instrumentation_mode": knobs.compilation.instrumentation_mode,
+    }
+
+
+def launch_specialization(call: KernelCall, capability: int):
+    """(ASTSource, options) exactly as Triton's launcher builds them for `call` on a `capability` GPU: the same
+    binder `JITFunction.run` uses (ints equal to 1 become constants; pointers and ints are marked divisible by
+    16, or get an empty attribute list when they are not; bools are u1), so a precompiled binary lands under the
+    cache key the launch looks up and each candidate is compiled once."""
     from triton.compiler import ASTSource
+    from triton.runtime.jit import create_function_from_signature
 
     if not hasattr(call.fn, "arg_names"):
         raise RuntimeError("compiling for a target needs real Triton kernels: import tritonconv without TRITON_INTERPRET=1")
-    signature: dict[str, str] = {}
-    constexprs: dict[str, Any] = {}
-    attrs: dict[tuple[int, ...], list] = {}
-    values = {**call.args, **call.constexprs}
-    for index, name in enumerate(call.fn.arg_names):
-        value = values[name]
-        if name in call.constexprs or value is None:
-            signature[name], constexprs[name] = "constexpr", value
-        elif isinstance(value, torch.Tensor):
-            signature[name] = "*" + _TRITON_TYPES[value.dtype]
-            attrs[(index,)] = [["tt.divisibility", 16]]
-        elif isinstance(value, bool):
-            signature[name] = "i1"
-        elif isinstance(value, int):
-            if value == 1:
-                signature[name], constexprs[name] = "constexpr", 1
-                continue
-            signature[name] = "i32" if -(2**31) <= value < 2**31 else "i64"
-            if value % 16 == 0:
-                attrs[(index,)] = [["tt.divisibility", 16]]
-        elif isinstance(value, float):
-            signature[name] = "fp32"
-        else:
-            raise TypeError(f"cannot describe argument {name}={value!r} for compilation")
-    return ASTSource(call.fn, signature, constexprs, attrs)
+    backend = _backend(capability)
+    binder_key = (id(call.fn), capability)
+    if binder_key not in _BINDERS:
+        _BINDERS[binder_key] = create_function_from_signature(call.fn.signature, call.fn.params, backend)
+    kwargs = _launch_kwargs(call)
+    bound, specialization, options = _BINDERS[binder_key](**kwargs)
+    options, signature, constexprs, attrs = call.fn._pack_args(backend, kwargs, bound, specialization, options)
+    return ASTSource(call.fn, signature, constexprs, attrs), options
+
+
+def ast_source(call: KernelCall, capability: int = 90):
+    """The ASTSource Triton's launcher would build for `call` (see `launch_specialization`)."""
+    return launch_specialization(call, capability)[0]
+
+
+def _cache_hash(src, options, capability: int) -> str:
+    import hashlib
+
+    from triton._C.libtriton import get_cache_invalidating_env_vars
+    from triton.runtime.cache import get_cache_key
+
+    backend = _backend(capability)
+    options = backend.parse_options(dict(options.__dict__, **src.parse_options()))
+    key = get_cache_key(src, backend, options, env_vars=get_cache_invalidating_env_vars())
+    return hashlib.sha256(key.encode("utf-8")).hexdigest()
+
+
+def cache_hash(call: KernelCall, capability: int) -> str:
+    """The on-disk cache hash `compile_call(call, capability)` compiles under (CompiledKernel.hash)."""
+    src, options = launch_specialization(call, capability)
+    return _cache_hash(src, options, capability)
 
 
 def compile_call(call: KernelCall, capability: int):
-    """Compile one launch for compute capability `capability` (e.g. 80, 90); returns Triton's CompiledKernel."""
+    """Compile one launch for compute capability `capability` (e.g. 80, 90); returns Triton's CompiledKernel,
+    stored in Triton's cache under the key the launch on such a GPU looks up."""
     import triton
     from triton.backends.compiler import GPUTarget
 
-    return triton.compile(
-        ast_source(call),
-        target=GPUTarget("cuda", capability, 32),
-        options={"num_warps": call.num_warps, "num_stages": call.num_stages},
-    )
+    src, options = launch_specialization(call, capability)
+    return triton.compile(src, target=GPUTarget("cuda", capability, 32), options=options.__dict__)
 
 
-def resource_usage(compiled) -> ResourceUsage:
-    """Registers, stack (spills), shared memory and MMA instruction counts of a compiled kernel's cubin."""
+class _ProbeDriver:
+    """A stand-in for Triton's CUDA driver: the launcher runs up to the compile and reports the target."""
+
+    def __init__(self, capability: int):
+        from triton.backends.compiler import GPUTarget
+
+        self.target, self.device = GPUTarget("cuda", capability, 32), f"tritonconv-launch-probe-sm{capability}"
+
+    def get_current_device(self):
+        return self.device
+
+    def get_current_stream(self, device=None):
+        return 0
+
+    def get_current_target(self):
+        return self.target
+
+
+@contextlib.contextmanager
+def launch_hashes(capability: int) -> Iterator[list[str]]:
+    """Within the block, kernel launches (`fn[grid](...)`) do not run: Triton's own launcher specialises them for
+    a `capability` GPU and stops before compiling; the list receives the cache hash each launch would compile
+    under (the key check, without a GPU). Not thread-safe: swaps Triton's active driver."""
+    import json as _json
+
+    from triton import knobs
+    from triton.compiler import ASTSource
+    from triton.runtime.driver import driver
+
+    probe, hashes, backend = _ProbeDriver(capability), [], _backend(capability)
+    touched: list[Any] = []
+
+    def hook(*, fn, compile, **_: Any) -> bool:
+        options = {k: tuple(v) if isinstance(v, list) else v for k, v in _json.loads(compile["specialization_data"])["options"].items()}
+        src = ASTSource(fn.jit_function, compile["signature"], compile["constants"], compile["configs"][0])
+        hashes.append(_cache_hash(src, backend.parse_options(options), capability))
+        touched.append(fn.jit_function)
+        return True  # skip the compile: the launch returns None
+
+    previous_hook, previous_driver = knobs.runtime.jit_cache_hook, driver._active
+    knobs.runtime.jit_cache_hook, driver._active = hook, probe
+    try:
+        yield hashes
+    finally:
+        knobs.runtime.jit_cache_hook, driver._active = previous_hook, previous_driver
+        for fn in touched:
+            fn.device_caches.pop(probe.device, None)
+
+
+def resource_usage(compiled, *, sass: bool = True) -> ResourceUsage:
+    """Registers, stack (spills), shared memory and, with `sass`, MMA and load instruction counts of a compiled
+    kernel. Shared memory comes from Triton's metadata; registers and spills from Triton's `n_regs`/`n_spills`
+    where the kernel was loaded on a GPU, else from one `cuobjdump --dump-resource-usage` of the cubin (Triton
+    reads them only when it loads the binary). `sass=False` skips the disassembly (the tuner's feasibility check)."""
     with tempfile.NamedTemporaryFile(suffix=".cubin") as f:
         f.write(compiled.asm["cubin"])
         f.flush()
-        usage = subprocess.run([_tool("cuobjdump"), "--dump-resource-usage", f.name], capture_output=True, text=True, check=True).stdout
-        sass = subprocess.run([_tool("cuobjdump"), "--dump-sass", f.name], capture_output=True, text=True, check=True).stdout
-    reg = re.search(r"REG:(\d+)", usage)
-    stack = re.search(r"STACK:(\d+)", usage)
+        if getattr(compiled, "n_regs", None) is not None and getattr(compiled, "n_spills", None) is not None:
+            registers, stack = int(compiled.n_regs), 4 * int(compiled.n_spills)  # Triton counts 4-byte words
+        else:
+            usage = subprocess.run([_tool("cuobjdump"), "--dump-resource-usage", f.name], capture_output=True, text=True, check=True).stdout
+            reg, spill = re.search(r"REG:(\d+)", usage), re.search(r"STACK:(\d+)", usage)
+            registers, stack = int(reg.group(1)) if reg else 0, int(spill.group(1)) if spill else 0
+        text = subprocess.run([_tool("cuobjdump"), "--dump-sass", f.name], capture_output=True, text=True, check=True).stdout if sass else ""
     return ResourceUsage(
-        registers=int(reg.group(1)) if reg else 0,
-        stack_bytes=int(stack.group(1)) if stack else 0,
+        registers=registers,
+        stack_bytes=stack,
         shared_bytes=int(compiled.metadata.shared),
-        hgmma=len(re.findall(r"\bHGMMA\b", sass)),
-        hmma=len(re.findall(r"\bHMMA\b", sass)),
-        wide_loads=len(re.findall(r"\bLDG(?:STS)?\.E[.\w]*\.128\b", sass)),
-        narrow_loads=len(re.findall(r"\bLDG(?:STS)?\.E[.\w]*\.(?:U8|S8|U16|S16)\b", sass)),
+        hgmma=len(re.findall(r"\bHGMMA\b", text)),
+        hmma=len(re.findall(r"\bHMMA\b", text)),
+        wide_loads=len(re.findall(r"\bLDG(?:STS)?\.E[.\w]*\.128\b", text)),
+        narrow_loads=len(re.findall(r"\bLDG(?:STS)?\.E[.\w]*\.(?:U8|S8|U16|S16)\b", text)),
     )
 
 
-def meta_tensors(problem: ConvProblem, *, bias: bool = True, residual: bool = False, activation: str = "relu") -> ConvTensors:
-    """Shape-and-stride-only tensors for `problem` (device "meta"): enough to describe a launch, no data."""
+def meta_tensors(problem: ConvProblem, *, bias: bool = True, residual: bool = False, activation: str = "relu",
+                 convert_nhwc: bool = False) -> ConvTensors:
+    """Shape-and-stride-only tensors for `problem` (device "meta"): enough to describe a launch, no data.
+    `convert_nhwc`: an NCHW problem whose input the dispatcher converts to channels_last first (the output stays NCHW)."""
     fmt = torch.channels_last if problem.layout == "nhwc" else torch.contiguous_format
     dt = problem.torch_dtype
-    x = torch.empty(problem.n, problem.c, problem.h, problem.w, dtype=dt, device="meta", memory_format=fmt)
+    input_fmt = torch.channels_last if convert_nhwc else fmt
+    x = torch.empty(problem.n, problem.c, problem.h, problem.w, dtype=dt, device="meta", memory_format=input_fmt)
     w = torch.empty(problem.k, problem.c_per_group, problem.r, problem.s, dtype=dt, device="meta")
     y_fmt = torch.channels_last if problem.output_layout == "nhwc" else torch.contiguous_format
     y = torch.empty(problem.output_shape, dtype=dt, device="meta", memory_format=y_fmt)
@@ -137,11 +225,12 @@ def meta_tensors(problem: ConvProblem, *, bias: bool = True, residual: bool = Fa
 
 
 def compile_config(
-    family: KernelFamily, problem: ConvProblem, config: Config, capability: int, **tensor_options: Any
+    family: KernelFamily, problem: ConvProblem, config: Config, capability: int, *, sass: bool = True, **tensor_options: Any
 ) -> list[ResourceUsage]:
-    """Compile every launch of `family` for (problem, config) for `capability`; resource usage of each."""
+    """Compile every launch of `family` for (problem, config) for `capability`; resource usage of each
+    (`sass=False`: registers, spills and shared memory only, no disassembly)."""
     calls = family.kernel_calls(problem, meta_tensors(problem, **tensor_options), config)
-    return [resource_usage(compile_call(call, capability)) for call in calls]
+    return [resource_usage(compile_call(call, capability), sass=sass) for call in calls]
 
 
 def _compile_record(job: tuple[str, ConvProblem, Config, int]) -> dict[str, Any]:
@@ -181,13 +270,15 @@ def check_defaults(
                         continue
                     config = family.default_config(problem)
                     calls = family.kernel_calls(problem, meta_tensors(problem), config)
-                    identity = (cc, tuple(ast_source(call).hash() for call in calls), call_options(calls))
+                    identity = (cc, tuple(cache_hash(call, cc) for call in calls))
                     if identity not in seen:
                         seen.add(identity)
                         work.append((family.name, problem, config, cc))
     if jobs <= 1:
         return [_compile_record(job) for job in work]
-    with ProcessPoolExecutor(jobs) as pool:
+    # spawn: a forked child of a process that initialised CUDA cannot use it; the children compile for the
+    # emulated target and never query the GPU.
+    with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
         return list(pool.map(_compile_record, work))
 
 
@@ -227,10 +318,6 @@ def random_problems(count: int, seed: int = 0) -> list[ConvProblem]:
         if problem.p > 0 and problem.q > 0:
             problems.append(problem)
     return problems
-
-
-def call_options(calls: Iterable[KernelCall]) -> tuple:
-    return tuple((c.num_warps, c.num_stages) for c in calls)
 
 
 def write_compile_results(path: Path, records: list[dict[str, Any]], **meta: Any) -> Path:

@@ -51,7 +51,8 @@ _emulated: Optional[DeviceInfo] = None
 
 @contextlib.contextmanager
 def emulated_device(info: DeviceInfo) -> Iterator[DeviceInfo]:
-    """Within the block, device_info() of a non-CUDA device answers `info`: only for compiling for a target."""
+    """Within the block, device_info() with no device or a non-CUDA one answers `info` (also on a machine with a
+    GPU, which is then never queried): only for compiling for a target."""
     global _emulated
     previous, _emulated = _emulated, info
     try:
@@ -63,9 +64,11 @@ def emulated_device(info: DeviceInfo) -> Iterator[DeviceInfo]:
 def device_info(device: torch.device | str | int | None = None) -> DeviceInfo:
     """Properties of `device` (default: the current CUDA device, or the interpreter on a CPU tensor)."""
     if device is None:
+        if _emulated is not None:  # compiling for a target: never query (or initialise) a real GPU
+            return _emulated
         if torch.cuda.is_available():
             return _cuda_device_info(torch.cuda.current_device())
-        return _emulated or INTERPRETER_DEVICE
+        return INTERPRETER_DEVICE
     device = torch.device(device) if not isinstance(device, int) else torch.device("cuda", device)
     if device.type == "cuda":
         return _cuda_device_info(device.index if device.index is not None else torch.cuda.current_device())

@@ -1,30 +1,58 @@
 """Compiling candidates in parallel worker processes while the GPU benchmarks serially.
 
-Compiling for the current GPU's capability fills Triton's on-disk cache, so the benchmark worker's launch finds
-the kernel already built, and the compiled resource usage (register spills, shared memory over the device
-limit) rejects candidates before they reach the GPU. Workers must import Triton without TRITON_INTERPRET.
+The workers compile for the benchmark GPU's capability under the exact cache key Triton's launcher looks up
+(`tritonconv.compile.launch_specialization`), so the benchmark worker's launch finds each candidate already built
+(one compile per candidate), and the compiled resource usage (register spills, shared memory over the device
+limit) rejects candidates before they reach the GPU. The workers are spawned and never touch CUDA: they see the
+benchmark GPU through `emulated_device` (its capability, SM count and shared memory), so families choose the
+launches they would choose there. One pool serves every problem of a `tune_many` / `tune_model` call.
 """
 from __future__ import annotations
 
 import multiprocessing
+import time
 from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
 
+from ..kernels.base import KernelCall
 from ..problem import ConvProblem
+from ..runtime import DeviceInfo
 
 
-def compile_candidate(problem_dict: dict[str, Any], family: str, kernel_config: dict[str, Any], capability: int) -> dict[str, Any]:
-    """Worker: compile every launch of (family, config) for `capability`; resource usage or the error."""
-    from ..compile import compile_config
+def candidate_calls(problem: ConvProblem, family: str, config: dict[str, Any]) -> Sequence[KernelCall]:
+    """The launches the benchmark runner makes for a candidate (no bias, no residual, no activation; an NCHW
+    input converted to channels_last when the config says `convert_nhwc`), on meta tensors."""
+    from ..compile import meta_tensors
     from ..kernels import get_family
 
+    kernel_config = {k: v for k, v in config.items() if k not in ("family", "convert_nhwc", "precision")}
+    convert = bool(config.get("convert_nhwc")) and problem.layout == "nchw"
+    tensors = meta_tensors(problem, bias=False, activation="none", convert_nhwc=convert)
+    return get_family(family).kernel_calls(problem, tensors, kernel_config)
+
+
+def compile_candidate(problem_dict: dict[str, Any], family: str, config: dict[str, Any], device: DeviceInfo) -> dict[str, Any]:
+    """Worker: compile every launch of (family, config) for `device`; resource usage (no SASS) or the error."""
+    from ..compile import compile_call, resource_usage
+    from ..runtime import emulated_device
+
+    started = time.perf_counter()
     problem = ConvProblem.from_dict(problem_dict)
+    capability = device.capability[0] * 10 + device.capability[1]
     try:
-        usage = compile_config(get_family(family), problem, kernel_config, capability, bias=False, activation="none")
+        with emulated_device(device):
+            usage = [resource_usage(compile_call(call, capability), sass=False) for call in candidate_calls(problem, family, config)]
     except Exception as exc:  # noqa: BLE001 - a failed compile is a recorded result
-        return {"ok": False, "error": f"compile failed: {type(exc).__name__}: {str(exc)[:400]}"}
-    return {"ok": True, "usage": [u.__dict__ for u in usage]}
+        return {"ok": False, "error": f"compile failed: {type(exc).__name__}: {str(exc)[:400]}", "compile_s": time.perf_counter() - started}
+    return {"ok": True, "usage": [u.__dict__ for u in usage], "compile_s": time.perf_counter() - started}
+
+
+def _warm_up() -> None:
+    """Import Triton, torch and every family in a fresh worker (so the first candidate does not pay for it)."""
+    from .. import compile as _compile  # noqa: F401
+    from ..kernels import FAMILIES  # noqa: F401
 
 
 @dataclass
@@ -32,35 +60,44 @@ class CompileVerdict:
     infeasible: Optional[str] = None  # compiled, but would spill or not fit: never benchmarked
     error: Optional[str] = None  # did not compile
     usage: Optional[list[dict[str, Any]]] = None
+    compile_s: float = 0.0  # the worker's time compiling this candidate (0 when it failed before)
 
 
 class Precompiler:
-    """A pool of compile workers for one target capability (e.g. 90) and its shared-memory limit in bytes."""
+    """A pool of compile workers for one target device (its capability and shared-memory limit).
 
-    def __init__(self, capability: int, shared_memory_limit: int, workers: int = 4, *, reject_spills: bool = True):
-        self.capability, self.shared_memory_limit, self.reject_spills = capability, shared_memory_limit, reject_spills
-        self.workers = workers
-        self.pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+    `submit` returns at once; `verdict` waits for that candidate. Keep one Precompiler across problems (the
+    workers' imports are paid once); `close` when done.
+    """
 
-    def submit(self, problem: ConvProblem, family: str, kernel_config: dict[str, Any]) -> Future:
-        return self.pool.submit(compile_candidate, problem.to_dict(), family, kernel_config, self.capability)
+    def __init__(self, device: DeviceInfo, workers: int = 4, *, reject_spills: bool = True):
+        self.device, self.reject_spills, self.workers = device, reject_spills, max(1, workers)
+        self.shared_memory_limit = device.shared_memory_per_block
+        self.pool = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"), initializer=_warm_up)
 
-    def verdict(self, future: Future) -> CompileVerdict:
+    def submit(self, problem: ConvProblem, family: str, config: dict[str, Any]) -> Future:
+        return self.pool.submit(compile_candidate, problem.to_dict(), family, config, self.device)
+
+    def verdict(self, future: Future, timeout: Optional[float] = None) -> CompileVerdict:
         try:
-            result = future.result()
+            result = future.result(timeout)
+        except FutureTimeout:
+            future.cancel()
+            return CompileVerdict(error=f"compile took more than {timeout:g} s")
         except Exception as exc:  # noqa: BLE001 - a dead compile worker only loses this candidate
             return CompileVerdict(error=f"compile worker failed: {type(exc).__name__}: {exc}")
+        seconds = float(result.get("compile_s", 0.0))
         if not result["ok"]:
-            return CompileVerdict(error=result["error"])
+            return CompileVerdict(error=result["error"], compile_s=seconds)
         for usage in result["usage"]:
             if self.reject_spills and usage["stack_bytes"] > 0:
-                return CompileVerdict(infeasible=f"spills registers ({usage['stack_bytes']} B of stack)", usage=result["usage"])
+                return CompileVerdict(infeasible=f"spills registers ({usage['stack_bytes']} B of stack)", usage=result["usage"], compile_s=seconds)
             if usage["shared_bytes"] > self.shared_memory_limit:
                 return CompileVerdict(
                     infeasible=f"uses {usage['shared_bytes']} B of shared memory, device allows {self.shared_memory_limit}",
-                    usage=result["usage"],
+                    usage=result["usage"], compile_s=seconds,
                 )
-        return CompileVerdict(usage=result["usage"])
+        return CompileVerdict(usage=result["usage"], compile_s=seconds)
 
     def close(self) -> None:
         self.pool.shutdown(wait=False, cancel_futures=True)

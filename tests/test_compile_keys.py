@@ -1,0 +1,92 @@
+"""Compile each candidate once: the precompile's cache key is the one Triton's launcher looks up.
+
+For every family (and both targets), the launches the benchmark runner makes (`run_problem` on real CPU tensors,
+through Triton's own `JITFunction.run` with a stand-in driver that stops before compiling) must specialise to the
+same cache hash as the compile pool's precompile of that candidate on meta tensors. Before the fix only 1 of 67
+suite launches matched (ints not divisible by 16 got no empty attribute entry, bools were i1): every candidate
+compiled twice. Runs in a subprocess because kernels must be imported without TRITON_INTERPRET=1."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+from test_compile_targets import ROOT, _env
+
+SCRIPT = r"""
+import json
+from tritonconv import ConvProblem
+from tritonconv.compile import cache_hash, compile_call, launch_hashes
+from tritonconv.functional import empty_output, run_problem
+from tritonconv.kernels import families_for
+from tritonconv.runtime import COMPILE_TARGETS, emulated_device
+from tritonconv.search.compile_pool import candidate_calls
+
+problems = [
+    ConvProblem(n=1, c=3, h=13, w=13, k=24, r=3, s=3, stride_h=2, stride_w=2, pad_h=1, pad_w=1, dtype="float16", layout="nhwc"),
+    ConvProblem(n=2, c=64, h=14, w=14, k=64, r=3, s=3, pad_h=1, pad_w=1, dtype="float16", layout="nhwc"),
+    ConvProblem(n=2, c=64, h=14, w=14, k=64, r=3, s=3, pad_h=1, pad_w=1, dtype="bfloat16", layout="nchw"),
+    ConvProblem(n=1, c=32, h=9, w=11, k=32, r=5, s=5, pad_h=2, pad_w=2, groups=32, dtype="bfloat16", layout="nhwc"),
+    ConvProblem(n=2, c=64, h=7, w=7, k=64, r=3, s=3, pad_h=1, pad_w=1, groups=8, dtype="float16", layout="nhwc"),
+    ConvProblem(n=1, c=48, h=7, w=7, k=40, r=1, s=1, dtype="float32", layout="nchw"),
+    ConvProblem(n=1, c=17, h=10, w=10, k=19, r=3, s=3, pad_h=2, pad_w=2, dilation_h=2, dilation_w=2, dtype="float32", layout="nhwc", precision="tf32"),
+]
+rows = []
+for cc in (80, 90):
+    with emulated_device(COMPILE_TARGETS[cc]):
+        for problem in problems:
+            x, w = problem.make_tensors("cpu", seed=0)
+            for family in families_for(problem):
+                configs = [family.default_config(problem)] + family.heuristic_configs(problem)[:2]
+                converts = (False, True) if problem.layout == "nchw" else (False,)
+                for config in configs:
+                    for convert in converts:
+                        candidate = {"family": family.name, **config, **({"convert_nhwc": True} if convert else {})}
+                        with launch_hashes(cc) as launched:
+                            run_problem(problem, x, w, None, None, "none", candidate, output=empty_output(problem, x), backend="triton")
+                        precompiled = [cache_hash(call, cc) for call in candidate_calls(problem, family.name, candidate)]
+                        rows.append({"sm": cc, "family": family.name, "problem": problem.key, "config": candidate,
+                                     "launched": launched, "precompiled": precompiled})
+# the precompile really stores the kernel under that hash (one real compile)
+call = candidate_calls(problems[0], "implicit_gemm", {"family": "implicit_gemm", **families_for(problems[0])[0].default_config(problems[0])})[0]
+with emulated_device(COMPILE_TARGETS[90]):
+    compiled_hash = compile_call(call, 90).hash
+print(json.dumps({"rows": rows, "compiled": compiled_hash, "expected": cache_hash(call, 90)}))
+"""
+
+
+@pytest.fixture(scope="module")
+def key_rows():
+    proc = subprocess.run([sys.executable, "-c", SCRIPT], check=False, cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def test_precompile_key_equals_launch_key_for_every_family(key_rows):
+    rows = key_rows["rows"]
+    assert {r["family"] for r in rows} >= {"implicit_gemm", "hopper_implicit_gemm", "gemm", "depthwise", "small_group"}
+    assert {r["sm"] for r in rows} == {80, 90}
+    assert any(r["config"].get("convert_nhwc") for r in rows)
+    mismatched = [r for r in rows if not r["launched"] or r["launched"] != r["precompiled"]]
+    assert not mismatched, mismatched[:3]
+
+
+def test_precompile_stores_the_kernel_under_that_key(key_rows):
+    assert key_rows["compiled"] == key_rows["expected"]
+
+
+def test_emulated_device_never_queries_the_gpu(monkeypatch):
+    """On a CUDA machine the compile children (and `compile --jobs`) must not touch CUDA: under emulation,
+    device_info() answers the target without asking torch.cuda (a forked child that did would fail)."""
+    import torch
+
+    from tritonconv.runtime import COMPILE_TARGETS, device_info, emulated_device
+
+    def no_cuda(*_args, **_kwargs):
+        raise AssertionError("queried CUDA while compiling for a target")
+
+    monkeypatch.setattr(torch.cuda, "is_available", no_cuda)
+    monkeypatch.setattr(torch.cuda, "current_device", no_cuda)
+    with emulated_device(COMPILE_TARGETS[90]) as h100:
+        assert device_info() is h100 and device_info("meta") is h100
