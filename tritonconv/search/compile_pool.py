@@ -70,8 +70,9 @@ class Precompiler:
     workers' imports are paid once); `close` when done.
     """
 
-    def __init__(self, device: DeviceInfo, workers: int = 4, *, reject_spills: bool = True):
+    def __init__(self, device: DeviceInfo, workers: int = 4, *, reject_spills: bool = True, compile_timeout_s: float = 120.0):
         self.device, self.reject_spills, self.workers = device, reject_spills, max(1, workers)
+        self.compile_timeout_s = compile_timeout_s  # a candidate compiling longer than this is failed
         self.shared_memory_limit = device.shared_memory_per_block
         self.pool = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"), initializer=_warm_up)
 

@@ -32,6 +32,9 @@ class Measurement:
     rel_error: Optional[float] = None
     error: Optional[str] = None
     crashed: bool = False  # the worker process died or hung; it was restarted
+    check_s: Optional[float] = None  # wall seconds of the checked run (kernel load, or a compile the precompile missed)
+    time_s: Optional[float] = None  # wall seconds spent timing
+    compiles: Optional[int] = None  # Triton compiles (on-disk cache misses) during this job; 0 when precompiled
 
     @property
     def ok(self) -> bool:
@@ -131,12 +134,16 @@ class Bench:
         def run() -> None:
             run_problem(problem, data.input, data.weight, None, None, "none", config, output=out, backend="triton")
 
+        started = time.perf_counter()
         run()
         self._sync()
         err = rel_error(out, data.reference)
+        check_s = time.perf_counter() - started
         if not err <= tolerance:
-            return Measurement(rel_error=err, error=f"wrong result: relative error {err:.3g} > tolerance {tolerance:.3g}")
-        return Measurement(time_ms=self.timer(run), rel_error=err)
+            return Measurement(rel_error=err, error=f"wrong result: relative error {err:.3g} > tolerance {tolerance:.3g}", check_s=check_s)
+        started = time.perf_counter()
+        time_ms = self.timer(run)
+        return Measurement(time_ms=time_ms, rel_error=err, check_s=check_s, time_s=time.perf_counter() - started)
 
     def baseline(self, problem: ConvProblem) -> Measurement:
         """cuDNN (F.conv2d, cudnn.benchmark on) in both layouts, the faster kept; on a CPU it is PyTorch's CPU conv."""
@@ -164,11 +171,35 @@ class Bench:
         return best
 
 
-def _guarded(fn: Callable[[], Measurement]) -> Measurement:
+class CompileCounter:
+    """Counts Triton's real compiles (on-disk cache misses) in this process, through Triton's compilation
+    listener: a candidate the precompile built counts 0 here."""
+
+    def __init__(self) -> None:
+        self.misses = 0
+        try:
+            from triton import knobs
+        except ImportError:  # pragma: no cover - triton is a dependency
+            return
+        previous = knobs.compilation.listener
+
+        def listener(*, cache_hit: bool, **kwargs: Any) -> None:
+            self.misses += 0 if cache_hit else 1
+            if previous is not None:
+                previous(cache_hit=cache_hit, **kwargs)
+
+        knobs.compilation.listener = listener
+
+
+def _guarded(fn: Callable[[], Measurement], counter: Optional[CompileCounter] = None) -> Measurement:
+    before = counter.misses if counter else 0
     try:
-        return fn()
+        m = fn()
     except Exception as exc:  # noqa: BLE001 - any failure of a candidate is a recorded result, not a stop
-        return Measurement(error=f"{type(exc).__name__}: {str(exc)[:400]}")
+        m = Measurement(error=f"{type(exc).__name__}: {str(exc)[:400]}")
+    if counter is not None:
+        m.compiles = counter.misses - before
+    return m
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -184,12 +215,37 @@ class InProcessRunner:
         self.device = device or default_device()
         timer = timer or ("auto" if self.device == "cuda" else "single")
         self.bench = Bench(self.device, TIMERS[timer] if isinstance(timer, str) else timer)
+        self.compiles = CompileCounter() if self.device == "cuda" else None
 
     def benchmark(self, problem: ConvProblem, config: dict[str, Any], tolerance: float) -> Measurement:
-        return _guarded(lambda: self.bench.candidate(problem, config, tolerance))
+        return _guarded(lambda: self.bench.candidate(problem, config, tolerance), self.compiles)
 
     def baseline(self, problem: ConvProblem) -> Measurement:
-        return _guarded(lambda: self.bench.baseline(problem))
+        return _guarded(lambda: self.bench.baseline(problem), self.compiles)
+
+    def close(self) -> None:
+        pass
+
+
+class FakeRunner:
+    """A zero-cost runner: every candidate "runs" at once with a deterministic made-up time (a hash of the
+    config), so a study measures only the tuner's own work and the compile pool (`compile_target`: the device
+    the precompile builds for). For tuning-throughput benchmarks on any machine; never a performance number."""
+
+    device = "cpu"
+
+    def __init__(self, compile_target: Any = None):
+        self.compile_target = compile_target
+
+    def benchmark(self, problem: ConvProblem, config: dict[str, Any], tolerance: float) -> Measurement:
+        import hashlib
+        import json
+
+        digest = hashlib.sha256(json.dumps([problem.key, config], sort_keys=True, default=str).encode()).digest()
+        return Measurement(time_ms=0.5 + digest[0] / 255.0, rel_error=0.0, check_s=0.0, time_s=0.0, compiles=0)
+
+    def baseline(self, problem: ConvProblem) -> Measurement:
+        return Measurement(time_ms=1.0, rel_error=0.0, check_s=0.0, time_s=0.0, compiles=0)
 
     def close(self) -> None:
         pass
@@ -201,6 +257,7 @@ WorkerHook = Callable[[str, ConvProblem, dict[str, Any]], None]
 def _worker_main(conn, timer: Union[str, Timer], hook: Optional[WorkerHook]) -> None:
     """Benchmark worker loop: ("candidate"|"baseline", problem dict, config, tolerance) -> Measurement dict."""
     bench = Bench(default_device(), TIMERS[timer] if isinstance(timer, str) else timer)
+    compiles = CompileCounter()
     while True:
         try:
             message = conn.recv()
@@ -218,7 +275,7 @@ def _worker_main(conn, timer: Union[str, Timer], hook: Optional[WorkerHook]) -> 
                 return bench.baseline(problem)
             return bench.candidate(problem, config, tolerance)
 
-        conn.send(asdict(_guarded(job)))
+        conn.send(asdict(_guarded(job, compiles)))
 
 
 class SubprocessRunner:
@@ -226,15 +283,28 @@ class SubprocessRunner:
 
     `timer`/`hook` must be picklable (a TIMERS name, module-level functions); `hook(kind, problem, config)` runs in
     the worker before each job (fault injection in tests).
+
+    Hang timeout per job: once a baseline (cuDNN) job has run, a candidate may take `compile_bound_s` (a compile
+    the precompile missed) plus `timeout_factor` times the baseline job's wall time, capped at `job_timeout_s`;
+    before any baseline, `job_timeout_s`.
     """
 
-    def __init__(self, timer: Union[str, Timer, None] = None, *, hook: Optional[WorkerHook] = None, job_timeout_s: float = 300.0):
+    def __init__(self, timer: Union[str, Timer, None] = None, *, hook: Optional[WorkerHook] = None, job_timeout_s: float = 300.0,
+                 compile_bound_s: float = 60.0, timeout_factor: float = 10.0):
         self.device = default_device()
         self.timer = timer or ("auto" if self.device == "cuda" else "single")
         self.hook, self.job_timeout_s = hook, job_timeout_s
+        self.compile_bound_s, self.timeout_factor = compile_bound_s, timeout_factor
+        self.baseline_job_s: Optional[float] = None
         self.restarts = 0
         self._process = None
         self._conn = None
+
+    def candidate_timeout_s(self) -> float:
+        """The hang timeout of the next candidate job (see the class docstring)."""
+        if self.baseline_job_s is None:
+            return self.job_timeout_s
+        return min(self.job_timeout_s, self.compile_bound_s + self.timeout_factor * self.baseline_job_s)
 
     def _start(self) -> None:
         context = multiprocessing.get_context("spawn")
@@ -255,13 +325,17 @@ class SubprocessRunner:
     def _call(self, kind: str, problem: ConvProblem, config: dict[str, Any], tolerance: float) -> Measurement:
         if self._process is None or not self._process.is_alive():
             self._start()
+        limit = self.job_timeout_s if kind == "baseline" else self.candidate_timeout_s()
+        started = time.perf_counter()
         try:
             self._conn.send((kind, problem.to_dict(), config, tolerance))
-            if not self._conn.poll(self.job_timeout_s):
+            if not self._conn.poll(limit):
                 self._stop()
                 self.restarts += 1
-                return Measurement(error=f"benchmark hung for more than {self.job_timeout_s:g} s; worker restarted", crashed=True)
+                return Measurement(error=f"benchmark hung for more than {limit:g} s; worker restarted", crashed=True)
             result = Measurement(**self._conn.recv())
+            if kind == "baseline" and result.ok:
+                self.baseline_job_s = time.perf_counter() - started
         except (EOFError, BrokenPipeError, ConnectionResetError, OSError):
             self._process.join(5)
             code = self._process.exitcode

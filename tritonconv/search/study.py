@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import time
 import warnings
-from collections import Counter
+from collections import Counter, deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Optional, Union
@@ -70,6 +71,7 @@ class TuneResult:
     from_cache: bool = False
     benchmarks_run: int = 0  # runner calls made by this call (candidates, re-timings, cuDNN)
     device: str = ""  # the hardware fingerprint the times belong to
+    timeline: list[dict[str, Any]] = field(default_factory=list)  # per trial of this call: compile / check / time seconds
 
     @property
     def speedup(self) -> Optional[float]:
@@ -217,13 +219,14 @@ class _Run:
             return True
         return False
 
-    def measure(self, trial: optuna.Trial, candidate: Candidate) -> Measurement:
+    def measure(self, trial: optuna.Trial, candidate: Candidate, compile_s: Optional[float] = None) -> Measurement:
         self.benchmarks += 1
         m = self.runner.benchmark(self.space.problem_for(candidate), _runner_config(candidate), self.options.tolerance)
+        timing = {k: v for k, v in (("compile_s", compile_s), ("check_s", m.check_s), ("time_s", m.time_s), ("compiles", m.compiles)) if v is not None}
         if m.ok:
-            self.finish(trial, value=m.time_ms, attrs={"rel_error": m.rel_error})
+            self.finish(trial, value=m.time_ms, attrs={"rel_error": m.rel_error, **timing})
         else:
-            attrs = {"error": m.error, "crashed": m.crashed}
+            attrs = {"error": m.error, "crashed": m.crashed, **timing}
             if m.rel_error is not None:
                 attrs["rel_error"] = m.rel_error
             self.finish(trial, state=TrialState.FAIL, attrs=attrs)
@@ -282,50 +285,72 @@ def _make_study(space: SearchSpace, options: _Options, storage: JournalStorage, 
     return study, grid
 
 
+def _ask(run: _Run) -> Optional[tuple[optuna.Trial, Candidate]]:
+    """Ask the sampler for one trial; None when it was infeasible or answered from what is known."""
+    trial = run.study.ask()
+    if run.grid:
+        candidate = run.space.candidate({GRID_PARAM: trial.suggest_categorical(GRID_PARAM, run.grid)})
+    else:
+        candidate = run.space.suggest(trial)
+    reason = run.space.violation(candidate, pruning=not trial.user_attrs.get("seed"))
+    if reason:
+        run.finish(trial, state=TrialState.PRUNED, attrs={"infeasible": reason}, counts=False)
+    elif not run.answer_known(trial, candidate):
+        return trial, candidate
+    return None
+
+
 def _search(run: _Run, trials: int, timeout: Optional[float], early_stop: Optional[int], precompiler: Optional[Precompiler],
             on_progress: Optional[ProgressHook]) -> None:
-    """Ask, reject, answer or measure, tell: until the budget, the timeout, early stopping or an exhausted grid."""
+    """Ask, reject, answer or measure, tell: until the budget, the timeout, early stopping or an exhausted grid.
+
+    Pipelined: up to two candidates per compile worker are compiling while the runner measures the oldest one,
+    so the GPU and the compile pool work at the same time. Candidates still in flight when the search stops are
+    told PRUNED ("not run") and cost nothing."""
     start = time.monotonic()
     done = _trials_spent(run.study)
-    batch_size = precompiler.workers if precompiler else 1
-    while done + run.finished < trials and run.infeasible < MAX_INFEASIBLE_PER_TRIAL * trials:
-        if timeout is not None and time.monotonic() - start > timeout:
+    depth = 2 * precompiler.workers if precompiler else 1
+    pending: deque[tuple[optuna.Trial, Candidate, Any]] = deque()
+
+    def stopping() -> bool:
+        return (
+            (timeout is not None and time.monotonic() - start > timeout)
+            or bool(early_stop and run.best is not None and run.since_best >= early_stop)
+            or run.infeasible >= MAX_INFEASIBLE_PER_TRIAL * trials
+        )
+
+    while not stopping():
+        while (len(pending) < depth and done + run.finished + len(pending) < trials
+               and run.infeasible < MAX_INFEASIBLE_PER_TRIAL * trials
+               and not (run.grid and run.study.sampler.is_exhausted(run.study))):  # type: ignore[attr-defined]
+            asked = _ask(run)
+            if asked is not None:
+                trial, candidate = asked
+                future = precompiler.submit(run.space.problem_for(candidate), candidate[FAMILY], _runner_config(candidate)) if precompiler else None
+                pending.append((trial, candidate, future))
+        if not pending:
             break
-        if early_stop and run.best is not None and run.since_best >= early_stop:
-            break
-        if run.grid and run.study.sampler.is_exhausted(run.study):  # type: ignore[attr-defined]
-            break
-        batch = []
-        for _ in range(min(batch_size, trials - done - run.finished)):
-            trial = run.study.ask()
-            if run.grid:
-                candidate = run.space.candidate({GRID_PARAM: trial.suggest_categorical(GRID_PARAM, run.grid)})
-            else:
-                candidate = run.space.suggest(trial)
-            reason = run.space.violation(candidate, pruning=not trial.user_attrs.get("seed"))
-            if reason:
-                run.finish(trial, state=TrialState.PRUNED, attrs={"infeasible": reason}, counts=False)
-            elif not run.answer_known(trial, candidate):
-                batch.append((trial, candidate))
-        compiled = [
-            precompiler.submit(run.space.problem_for(c), c[FAMILY], run.space.kernel_config(c)) if precompiler else None
-            for _, c in batch
-        ]
-        for (trial, candidate), future in zip(batch, compiled):
-            if future is not None:
-                verdict = precompiler.verdict(future)  # type: ignore[union-attr]
-                if verdict.infeasible:
-                    run.finish(trial, state=TrialState.PRUNED, attrs={"infeasible": verdict.infeasible}, counts=False)
-                    continue
-                if verdict.error:
-                    run.finish(trial, state=TrialState.FAIL, attrs={"error": verdict.error})
-                    continue
-            if _params_key(trial.params) in run.known:  # an identical candidate earlier in this batch
-                run.answer_known(trial, candidate)
+        trial, candidate, future = pending.popleft()
+        compile_s = None
+        if future is not None:
+            verdict = precompiler.verdict(future, timeout=precompiler.compile_timeout_s)  # type: ignore[union-attr]
+            compile_s = verdict.compile_s
+            if verdict.infeasible:
+                run.finish(trial, state=TrialState.PRUNED, attrs={"infeasible": verdict.infeasible, "compile_s": compile_s}, counts=False)
                 continue
-            run.measure(trial, candidate)
-            if on_progress:
-                on_progress(done + run.finished, trials, run.best)
+            if verdict.error:
+                run.finish(trial, state=TrialState.FAIL, attrs={"error": verdict.error, "compile_s": compile_s})
+                continue
+        if _params_key(trial.params) in run.known:  # an identical candidate asked earlier in this pipeline
+            run.answer_known(trial, candidate)
+            continue
+        run.measure(trial, candidate, compile_s)
+        if on_progress:
+            on_progress(done + run.finished, trials, run.best)
+    for trial, _, future in pending:
+        if future is not None:
+            future.cancel()
+        run.study.tell(trial, None, state=TrialState.PRUNED)
 
 
 def _winner(run: _Run, retime_top: int) -> tuple[Candidate, Measurement]:
@@ -352,6 +377,23 @@ def _winner(run: _Run, retime_top: int) -> tuple[Candidate, Measurement]:
     if best is None:
         raise TuningError(f"none of the {len(top)} best candidates for {run.options.problem.key} ran again when re-timed")
     return best
+
+
+TIMELINE_ATTRS = ("compile_s", "check_s", "time_s", "compiles", "infeasible", "error", "repeat_of", "from_cache", "seed")
+
+
+def _timeline(study: optuna.Study) -> list[dict[str, Any]]:
+    """Every finished trial in order: state, value, when, and the compile / check / time split (seconds)."""
+    rows = []
+    for t in study.get_trials(deepcopy=False):
+        if t.state == TrialState.RUNNING:
+            continue
+        row = {"number": t.number, "state": t.state.name, "time_ms": t.value,
+               "start": t.datetime_start.timestamp() if t.datetime_start else None,
+               "end": t.datetime_complete.timestamp() if t.datetime_complete else None}
+        row.update({k: t.user_attrs[k] for k in TIMELINE_ATTRS if k in t.user_attrs})
+        rows.append(row)
+    return rows
 
 
 def _trial_records(run: _Run) -> list[dict[str, Any]]:
@@ -406,7 +448,7 @@ def _tune_one(problem: ConvProblem, runner: Runner, *, precision: Optional[str],
 
 def _tune_one_locked(options: _Options, runner: Runner, device_fp: str, key: str, cache_file: Optional[Path],
                      journal_dir: Path, *, trials: int, timeout: Optional[float], resume: bool, early_stop: Optional[int],
-                     retime_top: int, seed: int, compile_workers: Optional[int], on_progress: Optional[ProgressHook]) -> TuneResult:
+                     retime_top: int, seed: int, precompiler: Optional[Precompiler], on_progress: Optional[ProgressHook]) -> TuneResult:
     started = time.perf_counter()
     stored = tuning_cache.read_file(cache_file)["entries"].get(key) if cache_file else None
     if resume and stored is not None and tuning_cache.is_current(stored) and stored.get("search") == options.search:
@@ -422,26 +464,19 @@ def _tune_one_locked(options: _Options, runner: Runner, device_fp: str, key: str
             if family is not None and family.version == record.get("family_version"):
                 run.prior[_candidate_key(record["config"])] = record
 
-    precompiler = None
-    if runner.device == "cuda" and compile_workers != 0:
-        info = device_info(runner.device)
-        precompiler = Precompiler(info.capability[0] * 10 + info.capability[1], info.shared_memory_per_block, compile_workers or 4)
-    try:
-        _search(run, trials, timeout, early_stop, precompiler, on_progress)
-    finally:
-        if precompiler:
-            precompiler.close()
-    candidate, measured = _winner(run, retime_top)
+    # cuDNN first: its time bounds how long a candidate may run (SubprocessRunner's adaptive hang timeout)
     run.benchmarks += 1
     baseline = runner.baseline(options.problem)
     cudnn_ms = baseline.time_ms if baseline.ok else None
+    _search(run, trials, timeout, early_stop, precompiler, on_progress)
+    candidate, measured = _winner(run, retime_top)
 
     config = {k: v for k, v in candidate.items() if k != FAMILY}
     result = TuneResult(
         problem=options.problem, family=candidate[FAMILY], config=config, time_ms=float(measured.time_ms),  # type: ignore[arg-type]
         cudnn_time_ms=cudnn_ms, rel_error=float(measured.rel_error or 0.0), trials_run=run.finished,
         wall_time_s=time.perf_counter() - started, precision=space.problem_for(candidate).precision,
-        benchmarks_run=run.benchmarks, device=device_fp,
+        benchmarks_run=run.benchmarks, device=device_fp, timeline=_timeline(run.study),
     )
     if cache_file:
         entry = {
@@ -491,7 +526,8 @@ def tune(
         early_stop: stop after this many measured trials without a new best (None: never).
         runner: how candidates are run and timed (default: a GPU worker subprocess; the interpreter on a CPU).
         cache: None/True: the default cache dir; a directory path; False: neither read nor write the cache.
-        compile_workers: processes compiling candidates ahead of the GPU (default 4; 0 disables).
+        compile_workers: processes compiling candidates ahead of the GPU (default: all cores but one; 0
+            disables); one pool serves every problem of a tune_many call.
     """
     return tune_many([problem], trials=trials, timeout=timeout, precision=precision, tolerance=tolerance,
                      layouts=layouts, resume=resume, early_stop=early_stop, runner=runner, cache=cache,
@@ -510,6 +546,7 @@ def tune_many(problems: Iterable[ConvProblem], *, progress: bool = True, runner:
     problems = list(problems)
     owned = runner is None
     runner = runner or default_runner()
+    precompiler: Optional[Precompiler] = None
     unique: dict[str, ConvProblem] = {}
     for p in problems:
         unique.setdefault(p.key, p)
@@ -520,7 +557,9 @@ def tune_many(problems: Iterable[ConvProblem], *, progress: bool = True, runner:
     if unknown:
         raise TypeError(f"unknown tuning option(s) {sorted(unknown)}")
     settings = {**defaults, **options}
+    compile_workers = settings.pop("compile_workers")
     try:
+        precompiler = _precompiler(runner, compile_workers)
         with _progress_bar(progress) as bar:
             overall = bar.add_task("problems", total=len(unique)) if bar else None
             for key, problem in unique.items():
@@ -531,14 +570,30 @@ def tune_many(problems: Iterable[ConvProblem], *, progress: bool = True, runner:
                         best_text = f"best {best:.4g} ms" if best is not None else "no valid candidate yet"
                         bar.update(task, completed=done, description=f"{key[:48]} {best_text}")
 
-                results[key] = _tune_one(problem, runner, on_progress=on_progress, **settings)
+                results[key] = _tune_one(problem, runner, on_progress=on_progress, precompiler=precompiler, **settings)
                 if bar is not None:
                     bar.update(task, completed=settings["trials"], visible=False)
                     bar.advance(overall)
     finally:
+        if precompiler is not None:
+            precompiler.close()
         if owned:
             runner.close()
     return [results[p.key] for p in problems]
+
+
+def default_compile_workers() -> int:
+    """Compile processes beside the benchmark worker: every core but one (the GPU process), at least one."""
+    return max(1, (os.cpu_count() or 2) - 1)
+
+
+def _precompiler(runner: Runner, workers: Optional[int]) -> Optional[Precompiler]:
+    """The compile pool for the runner's device: a CUDA runner's GPU, or a runner's `compile_target` (the fake
+    runner of bench/tune_speed.py); none in the interpreter or with `workers == 0`."""
+    target = getattr(runner, "compile_target", None)
+    if workers == 0 or (target is None and (runner.device != "cuda" or INTERPRET)):
+        return None
+    return Precompiler(target or device_info(runner.device), workers or default_compile_workers())
 
 
 class _NoBar:
