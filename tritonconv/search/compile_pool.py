@@ -13,6 +13,7 @@ import multiprocessing
 import time
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from typing import Any, Optional, Sequence
 
@@ -74,10 +75,24 @@ class Precompiler:
         self.device, self.reject_spills, self.workers = device, reject_spills, max(1, workers)
         self.compile_timeout_s = compile_timeout_s  # a candidate compiling longer than this is failed
         self.shared_memory_limit = device.shared_memory_per_block
-        self.pool = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"), initializer=_warm_up)
+        self.pool = self._new_pool()
 
     def submit(self, problem: ConvProblem, family: str, config: dict[str, Any]) -> Future:
-        return self.pool.submit(compile_candidate, problem.to_dict(), family, config, self.device)
+        """Start compiling; a broken pool (a worker died) is replaced once per failure, the candidate retried."""
+        try:
+            return self.pool.submit(compile_candidate, problem.to_dict(), family, config, self.device)
+        except BrokenProcessPool:
+            self.pool.shutdown(wait=False, cancel_futures=True)
+            self.pool = self._new_pool()
+            try:
+                return self.pool.submit(compile_candidate, problem.to_dict(), family, config, self.device)
+            except BrokenProcessPool as exc:  # the workers cannot start at all: every candidate fails with this
+                failed: Future = Future()
+                failed.set_exception(exc)
+                return failed
+
+    def _new_pool(self) -> ProcessPoolExecutor:
+        return ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"), initializer=_warm_up)
 
     def verdict(self, future: Future, timeout: Optional[float] = None) -> CompileVerdict:
         try:

@@ -1,0 +1,50 @@
+"""bench/gpu_session.sh --dry-run: the GPU session's stages on the CPU (interpreter, tiny shapes) write the same six
+files a GPU run writes, every stage finishes inside its budget, and the precompile == launch key check passes,
+so the script cannot be broken when a GPU finally comes."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+FILES = {"session.jsonl", "correctness.jsonl", "speed.jsonl", "tuning.jsonl", "extras.jsonl", "pytest.log"}
+
+
+def _rows(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def test_dry_run_writes_every_stage(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    out = tmp_path / "out"
+    proc = subprocess.run(["bash", "bench/gpu_session.sh", "--dry-run", "--out", str(out)], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=400, check=False)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert {p.name for p in out.iterdir()} == FILES
+
+    session = _rows(out / "session.jsonl")
+    exits = {r["name"]: r for r in session if r["kind"] == "stage_exit"}
+    assert set(exits) == {"env", "correctness", "speed", "tuning", "extras", "pytest"}
+    assert not any(r["timed_out"] for r in exits.values()), exits
+    keys = [r for r in session if r["kind"] == "key"]
+    assert {r["family"] for r in keys} >= {"implicit_gemm", "hopper_implicit_gemm", "gemm", "depthwise", "small_group"}
+    assert all(r["match"] for r in keys), [r for r in keys if not r["match"]]
+    assert any(r["compiled_hash"] for r in keys)  # one real sm_90 compile under the launch's hash
+
+    for name in ("correctness", "speed", "tuning", "extras"):
+        rows = _rows(out / f"{name}.jsonl")
+        assert rows[0]["kind"] == "start" and rows[-1] == {**rows[-1], "kind": "end", "ok": True}, rows[-3:]
+    cases = [r for r in _rows(out / "correctness.jsonl") if r["kind"] == "case"]
+    assert cases and all(r["status"] == "ok" for r in cases), cases
+    layers = [r for r in _rows(out / "speed.jsonl") if r["kind"] == "layer"]
+    assert layers and all({e["name"] for e in r["results"]} >= {"cudnn_nchw", "cudnn_nhwc"} for r in layers)
+    assert all(e["rel_error"] is not None and e["rel_error"] < 1e-2 for r in layers for e in r["results"] if e["role"] == "candidate")
+    tuning = _rows(out / "tuning.jsonl")
+    trials = [r for r in tuning if r["kind"] == "trial" and r["state"] == "COMPLETE"]
+    assert trials and all(r["check_s"] > 0 and r["time_s"] > 0 for r in trials)
+    assert any(r["kind"] == "exhaustive" and r["best_ms"] for r in tuning)
+    extras = {r["kind"] for r in _rows(out / "extras.jsonl")}
+    assert {"matmul", "cuda_graph", "model"} <= extras
+    assert "collected" in (out / "pytest.log").read_text()
