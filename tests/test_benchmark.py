@@ -151,8 +151,10 @@ def test_load_conv_suite_filters_and_converts():
     assert all(p.dtype == "float32" and p.layout == "nchw" and p.precision == "tf32" for _, p in r50)
     name, conv1 = next((n, p) for n, p in r50 if n == "r50_conv1")
     assert (conv1.c, conv1.r, conv1.stride_h, conv1.pad_h, conv1.p) == (3, 7, 2, 3, 112)
-    assert {n for n, _ in benchmark.load_conv_suite(suite, shapes=["l1_3x3"])} >= {"r50_l1_3x3"}
-    with pytest.raises(InvalidInputError, match="no shape"):
+    assert {n for n, _ in benchmark.load_conv_suite(suite, shapes=["*l1_3x3"])} == {"r50_l1_3x3"}
+    with pytest.raises(InvalidInputError, match="matches no shape"):  # globs on whole names, not substrings
+        benchmark.load_conv_suite(suite, shapes=["l1_3x3"])
+    with pytest.raises(InvalidInputError, match="no_such_layer"):
         benchmark.load_conv_suite(suite, shapes=["no_such_layer"])
     with pytest.raises(InvalidInputError, match="dtype"):
         benchmark.load_conv_suite(suite, dtype="int8")
@@ -284,8 +286,9 @@ def test_bench_scripts_refuse_clearly_without_gpu(script):
 @pytest.mark.parametrize(
     "argv, message",
     [(["--dtype", "fp16", "--precision", "tf32"], "not available for fp16"),
-     (["--suite", "no/such/suite.json"], "does not exist"),
-     (["--shapes", "no_such_layer"], "no shape")],
+     (["--suite", "no/such/suite.json"], "no such file"),
+     (["no/such/suite.json"], "no such file"),
+     (["--shapes", "no_such_layer"], "matches no shape")],
 )
 def test_bench_rejects_bad_options_before_looking_for_a_gpu(argv, message, capsys):
     from tritonconv.cli import main as cli_main

@@ -20,6 +20,8 @@ from typing import Any, Callable, Iterable, Iterator, Optional, Protocol, Sequen
 
 import torch
 
+from . import suite
+from .dtypes import DTYPE_ALIASES, canonical_dtype  # noqa: F401  DTYPE_ALIASES: re-exported for bench scripts
 from .errors import InvalidInputError, TritonConvError
 from .problem import DTYPES, ConvProblem, default_precision
 from .results import (  # noqa: F401  the results file lives in tritonconv.results; re-exported for bench/*.py
@@ -146,39 +148,22 @@ def summarize(records: Sequence[Record], metric: str = "speedup") -> dict[str, d
 
 
 # ---- conv suites ---------------------------------------------------------------------------------------------
-DTYPE_ALIASES = {"fp16": "float16", "bf16": "bfloat16", "fp32": "float32",
-                 "float16": "float16", "bfloat16": "bfloat16", "float32": "float32"}
-
-
 def matches(name: str, patterns: Optional[Sequence[str]]) -> bool:
-    """True if `name` matches any pattern (a glob like 'r50_*', or a plain substring); no patterns match all."""
+    """True if `name` matches any glob pattern ('r50_*', '*dw*'); no patterns match all."""
     if not patterns:
         return True
-    return any(fnmatch.fnmatchcase(name, p) or p in name for p in patterns)
+    return any(fnmatch.fnmatchcase(name, p) for p in patterns)
 
 
 def load_conv_suite(
     path: str | Path, *, dtype: str = "float16", layout: str = "nhwc", precision: str = "",
     shapes: Optional[Sequence[str]] = None,
 ) -> list[tuple[str, ConvProblem]]:
-    """(name, ConvProblem) for each suite entry whose name matches `shapes` (globs or substrings)."""
-    path = Path(path)
-    try:
-        entries = json.loads(path.read_text())["shapes"]
-    except FileNotFoundError:
-        raise InvalidInputError(f"suite file {path} does not exist") from None
-    except (json.JSONDecodeError, KeyError, TypeError) as exc:
-        raise InvalidInputError(f"suite file {path} is not a suite (JSON with a \"shapes\" list): {exc}") from None
-    dtype = DTYPE_ALIASES.get(dtype, dtype)
-    if dtype not in DTYPES:
-        raise InvalidInputError(f"dtype must be one of fp16, bf16, fp32, got {dtype!r}")
-    selected = [
-        (e.get("name", f"shape{i}"), ConvProblem.from_suite_entry(e, dtype=dtype, layout=layout, precision=precision))
-        for i, e in enumerate(entries) if matches(e.get("name", f"shape{i}"), shapes)
-    ]
-    if not selected:
-        raise InvalidInputError(f"no shape in {path} matches {list(shapes or [])}")
-    return selected
+    """(name, ConvProblem) for each shape of the suite file (validated: tritonconv.suite) whose name matches one
+    of the glob patterns `shapes` (all without patterns)."""
+    dtype = canonical_dtype(dtype)
+    selected = suite.select(suite.load_suite(path), shapes, source=str(path))
+    return [(s.name, s.problem(dtype=dtype, layout=layout, precision=precision)) for s in selected]
 
 
 def relative_error(out: torch.Tensor, ref: torch.Tensor) -> float:

@@ -221,19 +221,11 @@ class ConvProblem:
     def from_suite_entry(
         cls, entry: dict[str, Any], *, dtype: str = "float16", layout: Layout = "nhwc", precision: str = ""
     ) -> "ConvProblem":
-        """Build from a suite-file row: n c h w k r s stride pad dilation groups (ints, or [h, w] pairs)."""
+        """Build from a suite-file row (validated against the schema in tritonconv.suite)."""
+        from .suite import parse_shape
 
-        def pair(name: str, default: int) -> tuple[int, int]:
-            v = entry.get(name, default)
-            return (int(v[0]), int(v[1])) if isinstance(v, (list, tuple)) else (int(v), int(v))
-
-        stride, pad, dilation = pair("stride", 1), pair("pad", 0), pair("dilation", 1)
-        return cls(
-            n=int(entry["n"]), c=int(entry["c"]), h=int(entry["h"]), w=int(entry["w"]), k=int(entry["k"]),
-            r=int(entry["r"]), s=int(entry["s"]), stride_h=stride[0], stride_w=stride[1], pad_h=pad[0],
-            pad_w=pad[1], dilation_h=dilation[0], dilation_w=dilation[1], groups=int(entry.get("groups", 1)),
-            dtype=dtype, layout=layout, precision=precision,
-        )
+        shape = parse_shape(entry, where="suite entry")
+        return shape.problem(dtype=dtype, layout=layout, precision=precision)
 
     def make_tensors(
         self, device: str | torch.device = "cuda", *, seed: int = 0

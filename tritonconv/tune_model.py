@@ -17,20 +17,21 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import dispatch
-from .benchmark import DTYPE_ALIASES
-from .errors import InvalidInputError
+from .dtypes import canonical_dtype
+from .errors import UnsupportedError
 from .functional import make_problem
 from .problem import DTYPES, ConvProblem
 
 
 def resolve_dtype(dtype: Union[str, torch.dtype, None]) -> Optional[torch.dtype]:
     """A torch dtype from a torch dtype or a name ("fp16", "bfloat16", ...); None stays None."""
-    if dtype is None or isinstance(dtype, torch.dtype):
+    if dtype is None:
+        return None
+    if isinstance(dtype, torch.dtype):
+        if dtype not in DTYPES.values():
+            raise UnsupportedError(f"dtype {dtype}: tritonconv supports float16, bfloat16 and float32")
         return dtype
-    name = DTYPE_ALIASES.get(dtype, dtype)
-    if name not in DTYPES:
-        raise InvalidInputError(f"dtype must be one of fp16, bf16, fp32 (or float16, bfloat16, float32), got {dtype!r}")
-    return DTYPES[name]
+    return DTYPES[canonical_dtype(dtype)]
 
 
 def conv_problem(module: nn.Conv2d, input: torch.Tensor, precision: Optional[str] = None) -> ConvProblem:

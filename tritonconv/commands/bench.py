@@ -7,8 +7,11 @@ from __future__ import annotations
 
 import argparse
 import re
-import sys
 from pathlib import Path
+
+from ._options import (
+    PRECISION_CHOICES, add_dtype_argument, add_suite_argument, output_file, resolve_suite,
+)
 
 SUITES_DIR = Path(__file__).resolve().parent.parent / "suites"
 NO_GPU_MESSAGE = (
@@ -19,14 +22,13 @@ NO_GPU_MESSAGE = (
 
 def add_suite_arguments(parser: argparse.ArgumentParser, *, default_suite: Path) -> None:
     """Options shared by `tritonconv bench` and bench/conv.py: which shapes, in which dtype/layout/precision."""
-    parser.add_argument("--suite", type=Path, default=default_suite, help=f"suite JSON (default: {default_suite})")
-    parser.add_argument("--dtype", choices=("fp16", "bf16", "fp32"), default="fp16")
+    add_suite_argument(parser, default=default_suite)
+    add_dtype_argument(parser, default="fp16")
     parser.add_argument("--layout", choices=("nhwc", "nchw"), default="nhwc", help="tritonconv's input layout")
-    parser.add_argument("--precision", default=None,
-                        help="operand precision for fp32 (ieee, tf32, tf32x3, fp16, bf16; default tf32)")
-    parser.add_argument("--shapes", nargs="+", default=None, metavar="PATTERN",
-                        help="only shapes whose name matches a glob or contains a substring, e.g. 'r50_*' dw")
-    parser.add_argument("--out", type=Path, default=None, help="results JSON path (charts go next to it)")
+    parser.add_argument("--precision", default=None, choices=PRECISION_CHOICES[1:],
+                        help="operand precision for fp32 (default: tf32)")
+    parser.add_argument("--out", type=output_file, default=None,
+                        help="results JSON path, charts go next to it (default: a name from GPU, dtype and layout)")
     parser.add_argument("--no-charts", action="store_true", help="skip the PNG charts")
 
 
@@ -41,30 +43,29 @@ def results_name(dtype: str, layout: str) -> str:
 def run_suite_benchmark(args: argparse.Namespace, *, families: bool, default_dir: Path, what: str) -> int:
     """Load the suite (bad options: exit 2), refuse without a GPU (exit 2), benchmark, print table + summary,
     write JSON + charts."""
-    from rich.console import Console
-
     from .. import benchmark, report
-    from ..errors import TritonConvError
     from ..problem import PRECISIONS
+    from ..text import safe_console
 
-    dtype = benchmark.DTYPE_ALIASES[args.dtype]
+    from ..dtypes import canonical_dtype
+    from ..errors import InvalidInputError
+    from ..suite import split_patterns
+
+    resolve_suite(args)
+    suite = args.suite or args.default_suite
+    dtype = canonical_dtype(args.dtype)
     precision = args.precision or ("tf32" if dtype == "float32" else "")
-    try:
-        if precision and precision not in PRECISIONS[dtype]:
-            raise TritonConvError(f"precision {precision!r} is not available for {args.dtype}; "
-                                  f"choose from {PRECISIONS[dtype]}")
-        problems = benchmark.load_conv_suite(args.suite, dtype=dtype, layout=args.layout, precision=precision,
-                                             shapes=args.shapes)
-    except TritonConvError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    if precision and precision not in PRECISIONS[dtype]:
+        raise InvalidInputError(f"--precision {precision} is not available for {args.dtype}; "
+                                f"choose from {', '.join(PRECISIONS[dtype])}")
+    problems = benchmark.load_conv_suite(suite, dtype=dtype, layout=args.layout, precision=precision,
+                                         shapes=split_patterns(args.shapes))
 
     import torch
 
     if not torch.cuda.is_available():
-        print(NO_GPU_MESSAGE.format(what=what), file=sys.stderr)
-        return 2
-    console = Console()
+        raise InvalidInputError(NO_GPU_MESSAGE.format(what=what))
+    console = safe_console()
 
     def progress(record: benchmark.Record) -> None:
         done = [e for e in record["results"] if e["ms"] is not None]
@@ -73,19 +74,17 @@ def run_suite_benchmark(args: argparse.Namespace, *, families: bool, default_dir
                     + (f" {best['ms']:.4g} ms" if best else ""))
 
     records, meta = benchmark.run_conv_suite(problems, families=families, on_record=progress)
-    meta["suite"] = str(args.suite)
+    meta["suite"] = str(suite)
     out = args.out or default_dir / f"{results_name(args.dtype, args.layout)}.json"
     path = benchmark.write_results(out, records, meta, kind="conv")
     charts = report.render(path, console=console, charts=not args.no_charts)
-    console.print(f"results: {path}" + "".join(f"\nchart: {c}" for c in charts), soft_wrap=True, highlight=False)
+    console.print(f"results: {path}" + "".join(f"\nchart: {c}" for c in charts), soft_wrap=True)
     return 0
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
-        "bench", help="time the tuned choice against cuDNN on a suite (GPU)",
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = subparsers.add_parser("bench", help="time the tuned choice against cuDNN on a suite (GPU)",
+                                   description=__doc__)
     add_suite_arguments(parser, default_suite=SUITES_DIR / "conv2d.json")
     parser.add_argument("--families", action="store_true", help="also time every family's default config")
     parser.set_defaults(func=run)
