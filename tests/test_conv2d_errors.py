@@ -144,3 +144,40 @@ def test_bool_and_float_hyper_parameters_are_rejected_like_f_conv2d(xw, kwargs):
         torch.nn.functional.conv2d(x, w, b, **kwargs)
     with pytest.raises(InvalidInputError, match=f"{next(iter(kwargs))} must be"):
         tritonconv.conv2d(x, w, b, **kwargs)
+
+
+INTERPRETER_BF16 = "Triton interpreter .*bf16"
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="the refusal is about the Triton interpreter (CPU runs)")
+def test_bf16_matrix_products_are_refused_in_the_interpreter():
+    """The interpreter computes tl.dot on bf16 operands wrongly (relative error ~1e10): every path that would run
+    one raises a tritonconv error saying so; bf16 paths without tl.dot (depthwise, small_group's direct FMA)
+    still compute, correctly."""
+    from tritonconv.errors import TritonConvError
+
+    from .helpers import TOLERANCE, reference_conv2d, rel_error
+
+    x, w, b = random_conv_inputs(1, 8, 6, 6, 8, 8, 3, 3, seed=2)
+    refused = [
+        lambda: tritonconv.conv2d(x.bfloat16(), w.bfloat16(), b.bfloat16(), padding=1),
+        lambda: tritonconv.conv2d(x, w, b, padding=1, precision="bf16"),
+        lambda: tritonconv.conv2d(x.bfloat16(), w[:, :, :1, :1].bfloat16().contiguous()),  # 1x1: gemm family
+        lambda: tritonconv.conv2d(x.bfloat16(), w.bfloat16(), padding=1, config={"family": "implicit_gemm"}),
+        lambda: tritonconv.conv2d(x.bfloat16(), w[:, :4].bfloat16(), groups=2,
+                                  config={"family": "small_group", "MODE": "block_diag"}),
+        lambda: tritonconv.nn.Conv2d(8, 8, 3).bfloat16()(x.bfloat16()),
+        lambda: tritonconv.matmul(torch.randn(5, 8).bfloat16(), torch.randn(8, 3).bfloat16()),
+        lambda: tritonconv.matmul(torch.randn(5, 8), torch.randn(8, 3), precision="bf16"),
+        lambda: tritonconv.matmul(torch.randn(2, 5, 8), torch.randn(2, 8, 3), precision="bf16"),
+    ]
+    for index, call in enumerate(refused):
+        with pytest.raises(TritonConvError, match=INTERPRETER_BF16):
+            call()
+    depthwise_w = w[:, :1].contiguous()
+    out = tritonconv.conv2d(x.bfloat16(), depthwise_w.bfloat16(), b.bfloat16(), padding=1, groups=8)
+    assert rel_error(out, reference_conv2d(x.bfloat16(), depthwise_w.bfloat16(), b.bfloat16(), 1, 1, 1, 8)) \
+        <= TOLERANCE["bf16"]
+    direct = tritonconv.conv2d(x, w[:, :2].contiguous(), b, padding=1, groups=4, precision="bf16",
+                               config={"family": "small_group", "MODE": "direct"})
+    assert rel_error(direct, reference_conv2d(x, w[:, :2], b, 1, 1, 1, 4)) <= TOLERANCE["bf16"]

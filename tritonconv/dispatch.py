@@ -11,7 +11,7 @@ import torch
 from . import cache
 from .cudnn import CudnnConv
 from .errors import InvalidConfigError, UnsupportedError
-from .kernels import DEFAULT_FAMILY, KernelFamily, families_for, get_family
+from .kernels import DEFAULT_FAMILY, FAMILIES, KernelFamily, families_for, get_family
 from .kernels.base import Config
 from .kernels.epilogue import PRECISION_CODES
 from .problem import PRECISIONS, ConvProblem
@@ -47,7 +47,8 @@ def default_family(problem: ConvProblem) -> KernelFamily:
     """The supporting family that expects to be fastest on an untuned problem (highest `preference`)."""
     candidates = families_for(problem)
     if not candidates:
-        raise UnsupportedError(f"no kernel family supports {problem.key}")
+        reasons = "; ".join(f"{f.name}: {f.supports(problem) or 'no batched weight'}" for f in FAMILIES.values())
+        raise UnsupportedError(f"no kernel family supports {problem.key} ({reasons})")
     return max(candidates, key=lambda f: (f.preference(problem), f.name == DEFAULT_FAMILY))
 
 

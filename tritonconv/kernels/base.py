@@ -22,6 +22,7 @@ import torch
 
 from ..errors import InvalidConfigError
 from ..problem import INT32_MAX, ConvProblem
+from ..runtime import INTERPRET
 
 Config = dict[str, Any]
 
@@ -258,6 +259,16 @@ def epilogue_constexprs(problem: ConvProblem, tensors: ConvTensors) -> dict[str,
         ACTIVATION=ACTIVATIONS[tensors.activation], PRECISION=PRECISION_CODES[problem.precision],
         INDEX_64=needs_int64(problem, tensors),
     )
+
+
+def interpreter_dot_reason(problem: ConvProblem) -> Optional[str]:
+    """Why a kernel that multiplies with tl.dot must not run `problem` here: the Triton interpreter computes tl.dot
+    on bf16 operands wrongly (relative error ~1e10 with Triton 3.6), so such launches are refused, never run.
+    fp16 and the float32 precisions (tf32/tf32x3 are computed as ieee float32 there) are right."""
+    if INTERPRET and problem.operand_dtype == torch.bfloat16:
+        return ("the Triton interpreter (TRITON_INTERPRET=1) computes bf16 matrix products (tl.dot) wrongly; "
+                "run bf16 on a CUDA GPU, or use float16/float32 on the CPU")
+    return None
 
 
 def max_element_offset(tensor: Optional[torch.Tensor]) -> int:

@@ -20,7 +20,7 @@ from ..runtime import device_info
 from ..weights import prepare_weight
 from .base import (
     Config, ConfigSpace, ConvTensors, KernelCall, KernelFamily, Param, clamp_pow2, conv_io_args, epilogue_constexprs,
-    pow2_divisor,
+    interpreter_dot_reason, pow2_divisor,
 )
 from .epilogue import dot_with_precision, store_conv_tile
 from .tiling import output_pixels, swizzled_tile
@@ -220,6 +220,8 @@ class ImplicitGemmConv(KernelFamily):
     description = "implicit-GEMM conv2d: any groups/stride/padding/dilation/filter, NCHW or NHWC"
 
     def supports(self, problem: ConvProblem) -> Optional[str]:
+        if interpreter_dot_reason(problem):
+            return interpreter_dot_reason(problem)
         if problem.groups > MAX_GRID_Y:
             return f"groups={problem.groups} exceeds the launch grid's limit of {MAX_GRID_Y}"
         return None

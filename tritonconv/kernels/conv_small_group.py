@@ -24,7 +24,10 @@ import triton.language as tl
 from ..problem import ConvProblem
 from ..runtime import device_info
 from ..weights import prepare_weight
-from .base import Config, ConfigSpace, ConvTensors, KernelCall, KernelFamily, Param, clamp_pow2, conv_io_args, epilogue_constexprs
+from .base import (
+    Config, ConfigSpace, ConvTensors, KernelCall, KernelFamily, Param, clamp_pow2, conv_io_args, epilogue_constexprs,
+    interpreter_dot_reason,
+)
 from .conv_depthwise import as_operand
 from .epilogue import dot_with_precision, store_conv_tile
 from .tiling import output_pixels
@@ -142,6 +145,8 @@ def channels_spanned(problem: ConvProblem, block_n: int) -> int:
 
 
 def fits_tensor_cores(problem: ConvProblem, config: Config) -> Optional[str]:
+    if config["MODE"] == "block_diag" and interpreter_dot_reason(problem):
+        return interpreter_dot_reason(problem)
     if config["MODE"] == "block_diag" and min(config["BLOCK_M"], config["BLOCK_N"], config["BLOCK_K"]) < 16:
         return "block_diag mode needs BLOCK_M, BLOCK_N and BLOCK_K >= 16 (tensor-core tile)"
     return None
@@ -223,8 +228,9 @@ class SmallGroupConv(KernelFamily):
 
     def default_config(self, problem: ConvProblem) -> Config:
         """block_diag packs enough groups to fill a 16-deep MMA step; direct FMA only for channel-multiplier-like
-        groups (Cg <= 2 and Kg <= 4), where packing would mostly multiply zeros and the gather is cheap."""
-        direct = problem.c_per_group <= 2 and problem.k_per_group <= 4
+        groups (Cg <= 2 and Kg <= 4), where packing would mostly multiply zeros and the gather is cheap, and wherever
+        tl.dot cannot be trusted (bf16 in the Triton interpreter)."""
+        direct = (problem.c_per_group <= 2 and problem.k_per_group <= 4) or interpreter_dot_reason(problem) is not None
         if direct:
             block_n = clamp_pow2(problem.k, 8, 32)
             block_k, stages = 16, 1

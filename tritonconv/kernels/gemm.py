@@ -26,7 +26,7 @@ import triton.language as tl
 
 from ..problem import INT32_MAX, ConvProblem
 from ..runtime import INTERPRET, device_info
-from .base import Config, ConfigSpace, ConvTensors, KernelCall, KernelFamily, Param, clamp_pow2, needs_int64
+from .base import Config, ConfigSpace, ConvTensors, KernelCall, KernelFamily, Param, clamp_pow2, interpreter_dot_reason, needs_int64
 from .conv_implicit_gemm import fits_registers, fits_shared_memory
 from .epilogue import ACTIVATIONS, PRECISION_CODES, apply_activation, dot_with_precision
 from .tiling import swizzled_tile
@@ -408,6 +408,8 @@ class GemmConv(KernelFamily):
     def supports(self, problem: ConvProblem) -> Optional[str]:
         if (problem.r, problem.s) != (1, 1):
             return "GEMM family only runs 1x1 filters"
+        if interpreter_dot_reason(problem):
+            return interpreter_dot_reason(problem)
         if problem.groups != 1:
             return "GEMM family needs groups=1"
         if (problem.pad_h, problem.pad_w) != (0, 0):
