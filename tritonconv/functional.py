@@ -112,6 +112,15 @@ def make_problem(
         raise InvalidInputError(f"stride must be positive, got {stride!r}")
     if min(dilation_hw) < 1:
         raise InvalidInputError(f"dilation must be positive, got {dilation!r}")
+    if isinstance(padding, str):
+        if padding not in ("same", "valid"):
+            raise InvalidInputError(f"padding must be 'same', 'valid', an int or a pair of ints, got {padding!r}")
+        if padding == "same" and stride_hw != (1, 1):
+            raise InvalidInputError("padding='same' is not supported for strided convolutions (as in F.conv2d)")
+    else:
+        padding_hw = _pair(padding, "padding")
+        if min(padding_hw) < 0:
+            raise InvalidInputError(f"padding must be non-negative, got {padding!r}")
     n, c, h, w = input.shape
     k, c_per_group, r, s = weight.shape
     if c % groups:
@@ -129,21 +138,13 @@ def make_problem(
         raise InvalidInputError(f"bias must have shape ({k},), got {tuple(bias.shape)}")
 
     # Padding: ints/pairs are symmetric; "same" pads the total dilation*(R-1) with the extra one at the end.
-    if isinstance(padding, str):
-        if padding == "valid":
-            pads = ((0, 0), (0, 0))
-        elif padding == "same":
-            if stride_hw != (1, 1):
-                raise InvalidInputError("padding='same' is not supported for strided convolutions (as in F.conv2d)")
-            total = (dilation_hw[0] * (r - 1), dilation_hw[1] * (s - 1))
-            pads = ((total[0] // 2, total[0] - total[0] // 2), (total[1] // 2, total[1] - total[1] // 2))
-        else:
-            raise InvalidInputError(f"padding must be 'same', 'valid', an int or a pair of ints, got {padding!r}")
+    if isinstance(padding, str) and padding == "valid":
+        pads = ((0, 0), (0, 0))
+    elif isinstance(padding, str):  # "same"
+        total = (dilation_hw[0] * (r - 1), dilation_hw[1] * (s - 1))
+        pads = ((total[0] // 2, total[0] - total[0] // 2), (total[1] // 2, total[1] - total[1] // 2))
     else:
-        ph, pw = _pair(padding, "padding")
-        if min(ph, pw) < 0:
-            raise InvalidInputError(f"padding must be non-negative, got {padding!r}")
-        pads = ((ph, ph), (pw, pw))
+        pads = ((padding_hw[0], padding_hw[0]), (padding_hw[1], padding_hw[1]))
     p = conv_output_size(h, r, stride_hw[0], pads[0][0], pads[0][1], dilation_hw[0])
     q = conv_output_size(w, s, stride_hw[1], pads[1][0], pads[1][1], dilation_hw[1])
     if p <= 0 or q <= 0:

@@ -26,7 +26,9 @@ import triton.language as tl
 
 from ..problem import INT32_MAX, ConvProblem
 from ..runtime import INTERPRET, device_info
-from .base import Config, ConfigSpace, ConvTensors, KernelCall, KernelFamily, Param, clamp_pow2, interpreter_dot_reason, needs_int64
+from .base import (
+    Config, ConfigSpace, ConvTensors, KernelCall, KernelFamily, Param, clamp_pow2, interpreter_dot_reason, needs_int64,
+)
 from .conv_implicit_gemm import fits_registers, fits_shared_memory
 from .epilogue import ACTIVATIONS, PRECISION_CODES, apply_activation, dot_with_precision
 from .tiling import swizzled_tile
