@@ -71,6 +71,9 @@ def run_command(func, args: argparse.Namespace) -> int:
     except OSError as error:
         report_error(os_error_message(error))
         return 1
+    except KeyboardInterrupt as error:
+        print(f"interrupted{': ' + one_line(error) if str(error) else ''}", file=sys.stderr, flush=True)
+        return 130
 
 
 def main(argv: Optional[list[str]] = None) -> int:

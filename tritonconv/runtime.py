@@ -4,8 +4,12 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
+import signal
+import subprocess
+import sys
 from dataclasses import dataclass
-from typing import Iterator, Optional
+from pathlib import Path
+from typing import Callable, Iterator, Optional
 
 import torch
 
@@ -77,3 +81,50 @@ def device_info(device: torch.device | str | int | None = None) -> DeviceInfo:
 
 def gpu_available() -> bool:
     return torch.cuda.is_available()
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Running the command line again under the interpreter
+# ------------------------------------------------------------------------------------------------------------
+# The child's entry point: never the current directory first on the import path (a ./optuna.py must not be
+# imported), the directory holding this package last (it is found when it was only importable from there).
+_CHILD_CODE = (
+    "import sys\n"
+    "if not sys.flags.safe_path: del sys.path[0]\n"
+    "sys.path.append({package_parent!r})\n"
+    "from tritonconv.cli import main\n"
+    "sys.exit(main(sys.argv[1:]))\n"
+)
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> Optional[Callable[[], None]]:
+    """A preexec_fn making the child get SIGTERM when this process dies (Linux prctl); None elsewhere."""
+    if not sys.platform.startswith("linux"):
+        return None
+    import ctypes
+
+    prctl = ctypes.CDLL(None, use_errno=True).prctl  # looked up before fork: the child only calls it
+    parent = os.getpid()
+
+    def preexec() -> None:
+        prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+        if os.getppid() != parent:  # the parent died before prctl took effect
+            os._exit(1)
+
+    return preexec
+
+
+def run_cli_interpreted(cli_args: list[str]) -> int:
+    """Run `tritonconv <cli_args>` in a child process with TRITON_INTERPRET=1 (Triton reads it when kernels are
+    defined, i.e. when tritonconv is imported) and return its exit code. The child dies with this process; Ctrl-C
+    reaches it (same process group) and it reports it, while this process waits without a traceback of its own."""
+    package_parent = str(Path(__file__).resolve().parent.parent)
+    command = [sys.executable, "-c", _CHILD_CODE.format(package_parent=package_parent), *cli_args]
+    child = subprocess.Popen(command, env={**os.environ, "TRITON_INTERPRET": "1"}, preexec_fn=_die_with_parent())
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        code = child.wait()
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    return 128 - code if code < 0 else code

@@ -120,11 +120,11 @@ def _import(args: argparse.Namespace) -> int:
 
 def _clear(args: argparse.Namespace) -> int:
     from .. import cache
-    from ..search.study import JOURNAL_FILE
+    from ..search.journal import remove_studies
 
     count = cache.clear()
-    journal = cache.cache_dir() / JOURNAL_FILE
-    if journal.exists():
-        journal.unlink()
-    print(f"cleared {count} entries from {cache.cache_path()}")
+    studies = remove_studies(cache.cache_dir())
+    print(f"cleared {count} entries from {cache.cache_path()} and {studies.removed} stored studies")
+    if studies.busy:
+        print(f"kept {len(studies.busy)} studies being tuned right now (their tuners will cache their winners)")
     return 0

@@ -9,8 +9,6 @@ wall-clock times, not GPU performance.
 from __future__ import annotations
 
 import argparse
-import os
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -120,11 +118,11 @@ def _argv(args: argparse.Namespace) -> list[str]:
 
 
 def _reexec_in_interpreter(args: argparse.Namespace) -> int:
-    """Run this command again in a fresh process with TRITON_INTERPRET=1 (only when Triton was imported before
+    """Run this command again in a child process with TRITON_INTERPRET=1 (only when Triton was imported before
     the command decided to interpret, i.e. `main()` called from a process that already uses tritonconv)."""
-    env = {**os.environ, "TRITON_INTERPRET": "1"}
-    command = [sys.executable, "-m", "tritonconv.cli", *_argv(args)]
-    return subprocess.call(command, env=env)
+    from ..runtime import run_cli_interpreted
+
+    return run_cli_interpreted(_argv(args))
 
 
 def _gpu_available() -> bool:
@@ -242,11 +240,16 @@ def _tune(args: argparse.Namespace) -> int:
     if args.interpret and not args.demo:
         _warn_if_huge(named, trials)
     started = time.perf_counter()
-    results = tune_many(
-        [p for _, p in named], trials=trials, timeout=args.timeout, precision=args.precision,
-        tolerance=args.tolerance, layouts="auto" if args.layout == "auto" else "native", resume=args.resume,
-        early_stop=args.early_stop, progress=True, retime_top=1 if args.demo else 3,
-    )
+    try:
+        results = tune_many(
+            [p for _, p in named], trials=trials, timeout=args.timeout, precision=args.precision,
+            tolerance=args.tolerance, layouts="auto" if args.layout == "auto" else "native", resume=args.resume,
+            early_stop=args.early_stop, progress=True, retime_top=1 if args.demo else 3,
+        )
+    except KeyboardInterrupt as exc:
+        print(f"interrupted: {exc or 'tuning stopped'}. Run the same command again to resume "
+              f"(--no-resume starts over).", file=sys.stderr)
+        return 130
     wall = time.perf_counter() - started
     console.print(results_table([n for n, _ in named], results, wall, interpreted=args.interpret))
     RunSummary.of(results, wall).print(console)

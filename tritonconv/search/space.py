@@ -6,7 +6,6 @@ In Optuna the family is a categorical dimension and each family's params live in
 """
 from __future__ import annotations
 
-import json
 from functools import lru_cache
 from typing import Any, Iterator, Optional
 
@@ -19,7 +18,6 @@ from ..problem import ConvProblem
 
 Candidate = dict[str, Any]
 FAMILY, PRECISION, CONVERT = "family", "precision", "convert_nhwc"
-GRID_PARAM = "candidate"  # the one parameter of a grid study: a JSON-encoded feasible candidate
 
 
 class SearchSpace:
@@ -74,9 +72,7 @@ class SearchSpace:
         return params
 
     def candidate(self, params: dict[str, Any]) -> Candidate:
-        """The candidate of a finished trial's params (either study kind)."""
-        if GRID_PARAM in params:
-            return json.loads(params[GRID_PARAM])
+        """The candidate of a trial's params (inverse of `params`)."""
         family = params[FAMILY]
         candidate: Candidate = {FAMILY: family}
         candidate.update({k.split(".", 1)[1]: v for k, v in params.items() if k.startswith(family + ".")})

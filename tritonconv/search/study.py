@@ -2,9 +2,11 @@
 
 One tuning run:
   1. a warm cache entry for the same problem, device, kernel sources and search options answers at once;
-  2. otherwise a study (persisted in a JournalStorage file beside the cache, so a killed run resumes) samples
-     candidates: a GridSampler over all feasible candidates when they fit the trial budget, else TPE
-     (multivariate, group) seeded with each family's default and heuristic configs;
+     unless a bigger trial budget is asked for: then its study resumes and adds the missing trials;
+  2. otherwise a study (one Optuna journal file per study beside the cache, see journal.py, so a killed run
+     resumes) samples candidates: every feasible candidate in turn (seeds first, then a seeded random order)
+     when they fit the trial budget, else TPE (multivariate, group) seeded with each family's default and heuristic configs. Trials a killed or
+     interrupted run left unfinished are pruned and enqueued again: measured on resume, never taken as failures;
   3. infeasible candidates (constraints, pruning rules, compiled spills / shared memory on a GPU) are PRUNED
      with user_attr "infeasible" without running; repeated ones are answered from the study or the cache's
      earlier trials; the rest run through the Runner, which checks them against a float64 reference before
@@ -16,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import random
 import time
 import warnings
 from collections import Counter, deque
@@ -25,23 +28,25 @@ from typing import Any, Callable, Iterable, Optional, Union
 
 import optuna
 import torch
-from filelock import FileLock
 from optuna.storages import JournalStorage
-from optuna.storages.journal import JournalFileBackend, JournalFileOpenLock
 from optuna.trial import TrialState
 
 from .. import cache as tuning_cache
 from ..errors import InvalidInputError, TritonConvError
 from ..problem import PRECISIONS, ConvProblem
 from ..runtime import INTERPRET, device_info
+from . import journal
 from .compile_pool import Precompiler
 from .reference import TOLERANCE
 from .runner import InProcessRunner, Measurement, Runner, SubprocessRunner
-from .space import FAMILY, GRID_PARAM, PRECISION, Candidate, SearchSpace
+from .space import FAMILY, PRECISION, Candidate, SearchSpace
 
-JOURNAL_FILE = "studies.journal"
-BUDGETED = (TrialState.COMPLETE, TrialState.FAIL)  # infeasible (PRUNED) trials cost nothing and do not count
-INTERRUPTED = "interrupted: the tuning process stopped"  # a FAIL that costs nothing either
+# Trials that count against the budget. PRUNED ones cost nothing: infeasible candidates (user_attr "infeasible")
+# and trials a stopped run left unfinished (enqueued again; the new trial's user_attr REQUEUED names the old one).
+BUDGETED = (TrialState.COMPLETE, TrialState.FAIL)
+REQUEUED = "requeued_from"
+# Earlier versions stored interrupted trials as failures in cache entries: such records are not answers.
+LEGACY_INTERRUPTED_ERROR = "interrupted: the tuning process stopped"
 # Samplers may keep proposing infeasible candidates on a mostly-infeasible space: stop after this many per trial.
 MAX_INFEASIBLE_PER_TRIAL = 50
 # Feasible spaces up to this size (or the trial budget) are searched with a GridSampler: sampling among feasible
@@ -53,6 +58,10 @@ optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 class TuningError(TritonConvError):
     """Tuning cannot start or found no candidate that runs correctly."""
+
+
+class TuningInterrupted(KeyboardInterrupt):
+    """Tuning was stopped by Ctrl-C (SIGINT). The message says what is kept; tuning again resumes from it."""
 
 
 @dataclass
@@ -143,12 +152,6 @@ def _cache_file(cache: Union[None, bool, str, Path]) -> Optional[Path]:
     return directory / tuning_cache.CACHE_FILE
 
 
-def _storage(directory: Path) -> JournalStorage:
-    directory.mkdir(parents=True, exist_ok=True)
-    path = str(directory / JOURNAL_FILE)
-    return JournalStorage(JournalFileBackend(path, lock_obj=JournalFileOpenLock(path)))
-
-
 def _trial_record(space: SearchSpace, candidate: Candidate, time_ms: Optional[float], rel_error: Optional[float], error: Optional[str]) -> dict[str, Any]:
     return {
         "family": candidate[FAMILY], "family_version": space.families[candidate[FAMILY]].version,
@@ -170,7 +173,8 @@ class _Run:
     study: optuna.Study
     runner: Runner
     options: _Options
-    grid: list[str]  # a grid study's choices (JSON candidates); empty for TPE
+    grid: list[dict[str, Any]]  # a small space: every feasible candidate's params, in the order they are tried
+    seeds: set[str] = field(default_factory=set)  # params JSON of the seed candidates
     known: dict[str, optuna.trial.FrozenTrial] = field(default_factory=dict)  # params JSON -> finished trial
     prior: dict[str, dict[str, Any]] = field(default_factory=dict)  # candidate JSON -> cached trial record
     benchmarks: int = 0
@@ -179,9 +183,16 @@ class _Run:
     since_best: int = 0
     best: Optional[float] = None
 
+    tried: set[str] = field(default_factory=set)  # params JSON of finished or infeasible trials
+    _grid_cursor: int = 0
+
     def __post_init__(self) -> None:
         for t in self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.FAIL)):
             self.known.setdefault(_params_key(t.params), t)
+        self.tried = set(self.known) | {
+            _params_key(t.params) for t in self.study.get_trials(deepcopy=False, states=(TrialState.PRUNED,))
+            if "infeasible" in t.user_attrs
+        }
         best = [t.value for t in self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))]
         self.best = min(best) if best else None
 
@@ -190,6 +201,7 @@ class _Run:
         for name, v in (attrs or {}).items():
             trial.set_user_attr(name, v)
         frozen = self.study.tell(trial, value if state == TrialState.COMPLETE else None, state=state)
+        self.tried.add(_params_key(frozen.params))
         if state == TrialState.PRUNED:
             self.infeasible += 1
             return
@@ -201,6 +213,30 @@ class _Run:
             self.best, self.since_best = value, 0
         else:
             self.since_best += 1
+
+    def next_grid(self) -> Optional[dict[str, Any]]:
+        """The next grid candidate's params not tried yet; None when the grid is exhausted."""
+        while self._grid_cursor < len(self.grid):
+            params = self.grid[self._grid_cursor]
+            if _params_key(params) not in self.tried:
+                return params
+            self._grid_cursor += 1
+        return None
+
+    def ready(self) -> bool:
+        """Make sure the next ask has a candidate: on a grid, enqueue the next untried one unless some trial is
+        queued already (a re-queued interrupted one, a seed). False when a grid has nothing left."""
+        if not self.grid or not _queue_empty(self.study):
+            return True
+        params = self.next_grid()
+        if params is None:
+            return False
+        self._grid_cursor += 1
+        self.study.enqueue_trial(params, user_attrs={"seed": True} if _params_key(params) in self.seeds else None)
+        return True
+
+    def exhausted(self) -> bool:
+        return bool(self.grid) and _queue_empty(self.study) and self.next_grid() is None
 
     def answer_known(self, trial: optuna.Trial, candidate: Candidate) -> bool:
         """Finish `trial` from an identical finished trial or an earlier run's cached timing; False if unknown."""
@@ -246,52 +282,44 @@ def _runner_config(candidate: Candidate) -> dict[str, Any]:
     return {k: v for k, v in candidate.items() if k != PRECISION}
 
 
-def _study_name(key: str, space: SearchSpace, options: _Options, grid: bool) -> str:
+def _study_name(key: str, space: SearchSpace, options: _Options) -> str:
     versions = sorted(f"{name}:{family.version}" for name, family in space.families.items())
-    digest = hashlib.sha256(json.dumps([versions, options.search, grid]).encode()).hexdigest()[:12]
+    digest = hashlib.sha256(json.dumps([versions, options.search]).encode()).hexdigest()[:12]
     return f"{key}|{digest}"
 
 
-class _AskTellGridSampler(optuna.samplers.GridSampler):
-    """GridSampler for ask-and-tell: the search loop checks `is_exhausted` itself (GridSampler's own
-    after_trial calls study.stop(), which only works inside study.optimize)."""
-
-    def after_trial(self, study, trial, state, values) -> None:  # type: ignore[override]
-        pass
-
-
-def _make_study(space: SearchSpace, options: _Options, storage: JournalStorage, key: str, trials: int,
-                resume: bool, seed: int) -> tuple[optuna.Study, list[str]]:
+def _make_study(space: SearchSpace, storage: JournalStorage, name: str, trials: int,
+                seed: int) -> tuple[optuna.Study, list[dict[str, Any]], set[str]]:
+    """Load or create the study: (study, grid, seed keys). A small feasible space is a grid: every candidate in
+    turn, seeds first, the rest in a seeded random order, enqueued one at a time (a GridSampler would store the
+    whole grid with every trial). Otherwise TPE, its study seeded with the families' default and heuristic configs."""
     feasible = space.enumerate(limit=max(trials, GRID_MAX))
     seeds = space.seeds()
-    grid = sorted({_candidate_key(c) for c in feasible + seeds}) if feasible else []
-    name = _study_name(key, space, options, bool(grid))
-    if not resume:
-        try:
-            optuna.delete_study(study_name=name, storage=storage)
-        except KeyError:
-            pass
-    if grid:
-        sampler: optuna.samplers.BaseSampler = _AskTellGridSampler({GRID_PARAM: grid}, seed=seed)
+    grid: list[dict[str, Any]] = []
+    if feasible is not None:
+        rest = [c for c in feasible if c not in seeds]
+        random.Random(seed).shuffle(rest)
+        grid = [space.params(c) for c in seeds + rest]
+        sampler: optuna.samplers.BaseSampler = optuna.samplers.RandomSampler(seed=seed)  # never asked: the grid is
     else:
         with warnings.catch_warnings():  # `group` is flagged experimental; it is what conditional spaces need
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             sampler = optuna.samplers.TPESampler(multivariate=True, group=True, seed=seed, n_startup_trials=8, constant_liar=True)
     study = optuna.create_study(study_name=name, storage=storage, sampler=sampler, direction="minimize", load_if_exists=True)
-    if not study.get_trials(deepcopy=False):
+    if not grid and not study.get_trials(deepcopy=False):
         for candidate in seeds:
-            params = {GRID_PARAM: _candidate_key(candidate)} if grid else space.params(candidate)
-            study.enqueue_trial(params, user_attrs={"seed": True}, skip_if_exists=True)
-    return study, grid
+            study.enqueue_trial(space.params(candidate), user_attrs={"seed": True})
+    return study, grid, {_params_key(space.params(c)) for c in seeds}
+
+
+def _queue_empty(study: optuna.Study) -> bool:
+    return not study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
 
 
 def _ask(run: _Run) -> Optional[tuple[optuna.Trial, Candidate]]:
     """Ask the sampler for one trial; None when it was infeasible or answered from what is known."""
     trial = run.study.ask()
-    if run.grid:
-        candidate = run.space.candidate({GRID_PARAM: trial.suggest_categorical(GRID_PARAM, run.grid)})
-    else:
-        candidate = run.space.suggest(trial)
+    candidate = run.space.suggest(trial)
     reason = run.space.violation(candidate, pruning=not trial.user_attrs.get("seed"))
     if reason:
         run.finish(trial, state=TrialState.PRUNED, attrs={"infeasible": reason}, counts=False)
@@ -322,7 +350,7 @@ def _search(run: _Run, trials: int, timeout: Optional[float], early_stop: Option
     while not stopping():
         while (len(pending) < depth and done + run.finished + len(pending) < trials
                and run.infeasible < MAX_INFEASIBLE_PER_TRIAL * trials
-               and not (run.grid and run.study.sampler.is_exhausted(run.study))):  # type: ignore[attr-defined]
+               and run.ready()):
             asked = _ask(run)
             if asked is not None:
                 trial, candidate = asked
@@ -418,18 +446,32 @@ def _result_from_entry(problem: ConvProblem, entry: dict[str, Any], wall: float)
 
 
 def _trials_spent(study: optuna.Study) -> int:
-    """Trials that count against the budget: measured or failed candidates, not interrupted ones."""
-    return sum(1 for t in study.get_trials(deepcopy=False, states=BUDGETED) if t.user_attrs.get("error") != INTERRUPTED)
+    """Trials that count against the budget: measured or failed candidates (not infeasible or interrupted ones)."""
+    return len(study.get_trials(deepcopy=False, states=BUDGETED))
 
 
-def _fail_interrupted_trials(study: optuna.Study) -> int:
-    """Mark trials left RUNNING by a tuning process that died as FAIL (call only while holding the problem's
-    tuning lock, so none of them can still be running). Returns how many there were."""
+def _requeue_unfinished(study: optuna.Study) -> int:
+    """Trials left RUNNING by a run that stopped (killed, Ctrl-C) are pruned, costing nothing and answering
+    nothing, and enqueued again so the next trials measure them. Call only under the problem's tuning lock:
+    then no other process can be running them. Returns how many there were."""
     stale = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
     for trial in stale:
-        study._storage.set_trial_user_attr(trial._trial_id, "error", INTERRUPTED)
-        study._storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
+        study.tell(trial.number, state=TrialState.PRUNED)
+        # An enqueued trial stopped before its first suggest has its params only as the enqueued fixed params.
+        params = {**trial.system_attrs.get("fixed_params", {}), **trial.params}
+        if params:
+            seed = {"seed": True} if trial.user_attrs.get("seed") else {}
+            study.enqueue_trial(params, user_attrs={**seed, REQUEUED: trial.number})
     return len(stale)
+
+
+def _answered_by_cache(stored: Optional[dict[str, Any]], options: _Options, trials: int) -> bool:
+    """Whether the cache entry already holds this tuning job: same kernels and search options, and a budget at
+    least `trials` (or every feasible candidate measured). A bigger budget resumes the study instead."""
+    if stored is None or not tuning_cache.is_current(stored) or stored.get("search") != options.search:
+        return False
+    budget = stored.get("budget", stored.get("trials_run"))
+    return bool(stored.get("exhausted")) or (isinstance(budget, int) and budget >= trials)
 
 
 def _tune_one(problem: ConvProblem, runner: Runner, *, precision: Optional[str], tolerance: Optional[float], layouts: str,
@@ -440,36 +482,57 @@ def _tune_one(problem: ConvProblem, runner: Runner, *, precision: Optional[str],
     device_fp = device_info(runner.device).fingerprint
     key = tuning_cache.entry_key(options.problem, device_fp)
     cache_file = _cache_file(cache)
-    journal_dir = cache_file.parent if cache_file else Path(tuning_cache.cache_dir()) / "scratch"
-    journal_dir.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(journal_dir / f"tuning-{hashlib.sha1(key.encode()).hexdigest()[:16]}.lock")):
-        return _tune_one_locked(options, runner, device_fp, key, cache_file, journal_dir, **search)
+    directory = cache_file.parent if cache_file else Path(tuning_cache.cache_dir()) / "scratch"
+    stem = journal.problem_stem(options.problem.key, key)
+    with journal.tuning_lock(directory, stem):
+        return _tune_one_locked(options, runner, device_fp, key, cache_file, directory, stem, **search)
 
 
 def _tune_one_locked(options: _Options, runner: Runner, device_fp: str, key: str, cache_file: Optional[Path],
-                     journal_dir: Path, *, trials: int, timeout: Optional[float], resume: bool, early_stop: Optional[int],
-                     retime_top: int, seed: int, precompiler: Optional[Precompiler], on_progress: Optional[ProgressHook]) -> TuneResult:
+                     directory: Path, stem: str, *, trials: int, timeout: Optional[float], resume: bool,
+                     early_stop: Optional[int], retime_top: int, seed: int, precompiler: Optional[Precompiler],
+                     on_progress: Optional[ProgressHook]) -> TuneResult:
     started = time.perf_counter()
     stored = tuning_cache.read_file(cache_file)["entries"].get(key) if cache_file else None
-    if resume and stored is not None and tuning_cache.is_current(stored) and stored.get("search") == options.search:
-        return _result_from_entry(options.problem, stored, time.perf_counter() - started)
+    if resume and _answered_by_cache(stored, options, trials):
+        return _result_from_entry(options.problem, stored, time.perf_counter() - started)  # type: ignore[arg-type]
 
     space = SearchSpace(options.problem, precisions=options.precisions, convert_options=options.convert_options)
-    study, grid = _make_study(space, options, _storage(journal_dir), key, trials, resume, seed)
-    _fail_interrupted_trials(study)
-    run = _Run(space, study, runner, options, grid)
+    name = _study_name(key, space, options)
+    path = journal.journal_path(directory, stem, name)
+    if not resume:
+        journal.discard(path)
+    opened = journal.open_journal(path)
+    study, grid, seeds = _make_study(space, opened.storage, name, trials, seed)
+    _requeue_unfinished(study)
+    run = _Run(space, study, runner, options, grid, seeds)
     if stored is not None and resume:
         for record in stored.get("trials", []):
             family = space.families.get(record.get("family", ""))
-            if family is not None and family.version == record.get("family_version"):
+            if family is not None and family.version == record.get("family_version") and record.get("error") != LEGACY_INTERRUPTED_ERROR:
                 run.prior[_candidate_key(record["config"])] = record
-
-    # cuDNN first: its time bounds how long a candidate may run (SubprocessRunner's adaptive hang timeout)
-    run.benchmarks += 1
-    baseline = runner.baseline(options.problem)
+    try:
+        # cuDNN first: its time bounds how long a candidate may run (SubprocessRunner's adaptive hang timeout)
+        run.benchmarks += 1
+        baseline = runner.baseline(options.problem)
+        _search(run, trials, timeout, early_stop, precompiler, on_progress)
+        candidate, measured = _winner(run, retime_top)
+    except KeyboardInterrupt:
+        _requeue_unfinished(study)
+        raise TuningInterrupted(
+            f"tuning {options.problem.key} was interrupted: its {_trials_spent(study)} finished trials are kept in "
+            f"{path}, and tuning it again resumes from them"
+        ) from None
+    except OSError as exc:
+        if opened.replaced():
+            raise TuningError(
+                f"the study journal {path} was removed while {options.problem.key} was being tuned ({exc}); "
+                f"nothing was cached for it: tune it again to start afresh"
+            ) from None
+        raise
+    if opened.replaced():  # removed meanwhile: what this run appended since is a fragment, not a study
+        journal.discard(path)
     cudnn_ms = baseline.time_ms if baseline.ok else None
-    _search(run, trials, timeout, early_stop, precompiler, on_progress)
-    candidate, measured = _winner(run, retime_top)
 
     config = {k: v for k, v in candidate.items() if k != FAMILY}
     result = TuneResult(
@@ -483,7 +546,8 @@ def _tune_one_locked(options: _Options, runner: Runner, device_fp: str, key: str
             "family": result.family, "family_version": space.families[result.family].version,
             "config": {FAMILY: result.family, **config}, "time_ms": result.time_ms, "cudnn_time_ms": cudnn_ms,
             "cudnn_error": None if baseline.ok else baseline.error, "rel_error": result.rel_error,
-            "precision": result.precision, "trials_run": _trials_spent(study),
+            "precision": result.precision, "trials_run": _trials_spent(study), "budget": trials,
+            "exhausted": run.exhausted(),
             "wall_time_s": result.wall_time_s, "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S"),
             "fingerprint": device_fp, "triton": tuning_cache.triton.__version__, "problem": options.problem.to_dict(),
             "search": options.search, "timer": "wall-clock (interpreter)" if runner.device == "cpu" else "cuda",
