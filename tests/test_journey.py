@@ -42,7 +42,8 @@ def test_every_json_a_command_writes_is_reported(tmp_path):
     assert "used automatically by tritonconv.conv2d, tritonconv.nn.Conv2d and tritonconv.convert" in tuned
     assert "tritonconv cache export tuned.json" in tuned and "2 trials run" in tuned
     assert "best speedup vs torch CPU" in tuned and "(c4→k8 3×3)" in tuned
-    assert f"optuna-dashboard {cache_dir / 'studies.journal'}" in tuned and (cache_dir / "studies.journal").exists()
+    (journal,) = (cache_dir / "studies").glob("n1_c4_h5_w5_k8_*.journal")
+    assert f"study journal: {journal}   (view: optuna-dashboard {journal})" in tuned
 
     modelled = ok(tritonconv("tune-model", "tests.test_tune_model:tiny_net", "--input-shape", "1,3,6,6", "--dtype",
                              "fp32", "--trials", "2", "--json", str(model_json)))
@@ -99,6 +100,6 @@ def test_info_and_version():
 
     assert rows["tritonconv"] == __version__ and rows["torch"] == torch.__version__ and rows["triton"] == triton.__version__
     assert rows["fingerprint"] == device_info().fingerprint and rows["interpreter"].startswith("active")
-    assert rows["cache"].startswith(os.environ["TRITONCONV_CACHE_DIR"]) and "studies.journal" in rows["journal"]
+    assert rows["cache"].startswith(os.environ["TRITONCONV_CACHE_DIR"]) and rows["journals"].startswith(os.path.join(os.environ["TRITONCONV_CACHE_DIR"], "studies"))
     assert rows["entries"].startswith("0 ")
     assert ok(tritonconv("--version")).strip() == f"tritonconv {__version__}"

@@ -24,13 +24,12 @@ class RunSummary:
     baseline: str  # "cuDNN" or "torch CPU"
     device: str  # hardware fingerprint the winners belong to
     cache_file: Path
-    journal_file: Path
+    journals: tuple[Path, ...]  # the study journals of the problems tuned by this run
 
     @classmethod
     def of(cls, results: Sequence[Any], wall_time_s: float) -> RunSummary:
         """From tritonconv.search TuneResults (duplicates by problem key counted once)."""
         from . import cache
-        from .search.study import JOURNAL_FILE
 
         unique = list({r.problem.key: r for r in results}.values())
         speedups = [(r.speedup, r.problem.label) for r in unique if r.speedup is not None]
@@ -40,7 +39,7 @@ class RunSummary:
             winners=len(unique), newly_tuned=sum(not r.from_cache for r in unique),
             trials_run=sum(r.trials_run for r in unique), wall_time_s=wall_time_s, best_speedup=best,
             best_label=label, keep_baseline=sum(r.backend == "cudnn" for r in unique), baseline=baseline_label(device), device=device, cache_file=cache.cache_path(),
-            journal_file=cache.cache_dir() / JOURNAL_FILE,
+            journals=tuple(r.journal for r in unique if getattr(r, "journal", None) is not None),
         )
 
     def lines(self) -> list[str]:
@@ -58,8 +57,11 @@ class RunSummary:
             "  share them: tritonconv cache export tuned.json   (elsewhere: tritonconv cache import tuned.json)",
             f"time {self.wall_time_s:.1f} s, {self.trials_run} trials run, {best}",
         ]
-        if self.journal_file.exists():
-            lines.append(f"study journal: {self.journal_file}   (view: optuna-dashboard {self.journal_file})")
+        if len(self.journals) == 1:
+            lines.append(f"study journal: {self.journals[0]}   (view: optuna-dashboard {self.journals[0]})")
+        elif self.journals:
+            lines.append(f"study journals (one per problem) in {self.journals[0].parent}   "
+                         f"(view one: optuna-dashboard {self.journals[0]})")
         return lines
 
     def print(self, console: Any) -> None:

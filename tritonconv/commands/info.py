@@ -20,7 +20,7 @@ def facts() -> list[tuple[str, str]]:
 
     from .. import __version__, cache
     from ..runtime import INTERPRET, device_info
-    from ..search.study import JOURNAL_FILE
+    from ..search.journal import studies_dir
 
     if torch.cuda.is_available():
         device = f"{torch.cuda.get_device_name()} (CUDA GPU)"
@@ -28,7 +28,7 @@ def facts() -> list[tuple[str, str]]:
         device = ("no CUDA GPU: kernels run only in the Triton interpreter on the CPU (TRITON_INTERPRET=1, or "
                   "`tritonconv tune --interpret`; slow, times are CPU wall-clock)")
     cudnn = torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None
-    journal = cache.cache_dir() / JOURNAL_FILE
+    journals = studies_dir(cache.cache_dir())
     rows = [
         ("tritonconv", __version__),
         ("device", device),
@@ -39,7 +39,7 @@ def facts() -> list[tuple[str, str]]:
         ("cuDNN", str(cudnn) if cudnn else "none"),
         ("interpreter", "active (TRITON_INTERPRET=1)" if INTERPRET else "off"),
         ("cache", str(cache.cache_path()) + ("" if cache.cache_path().exists() else " (not created yet)")),
-        ("journal", str(journal) + ("" if journal.exists() else " (not created yet)")),
+        ("journals", f"{journals} (one Optuna journal per study)" + ("" if journals.exists() else " (not created yet)")),
     ]
     try:
         entries = cache.entries()

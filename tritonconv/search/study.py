@@ -81,6 +81,7 @@ class TuneResult:
     benchmarks_run: int = 0  # runner calls made by this call (candidates, re-timings, cuDNN)
     device: str = ""  # the hardware fingerprint the times belong to
     timeline: list[dict[str, Any]] = field(default_factory=list)  # per trial of this call: compile / check / time seconds
+    journal: Optional[Path] = None  # the study's journal file (optuna-dashboard reads it); None when from the cache
 
     @property
     def speedup(self) -> Optional[float]:
@@ -540,6 +541,7 @@ def _tune_one_locked(options: _Options, runner: Runner, device_fp: str, key: str
         cudnn_time_ms=cudnn_ms, rel_error=float(measured.rel_error or 0.0), trials_run=run.finished,
         wall_time_s=time.perf_counter() - started, precision=space.problem_for(candidate).precision,
         benchmarks_run=run.benchmarks, device=device_fp, timeline=_timeline(run.study),
+        journal=None if opened.replaced() else path,
     )
     if cache_file:
         entry = {
