@@ -277,7 +277,7 @@ def test_kill_9_then_resume_keeps_every_finished_trial_and_remeasures_the_interr
 # The command line: Ctrl-C, the interpreter child, the import path
 # ------------------------------------------------------------------------------------------------------------
 CLI_SHAPE = ["tune", "--c", "4", "--h", "5", "--w", "5", "--k", "8", "--dtype", "float32", "--interpret",
-             "--trials", "60", "--early-stop", "0"]
+             "--trials", "60", "--early-stop", "1000"]
 
 
 @pytest.fixture
