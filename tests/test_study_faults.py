@@ -360,3 +360,14 @@ def test_the_interpreter_child_dies_with_its_parent_and_frees_the_tuning_lock(co
     (lock,) = [p for p in journal.studies_dir(cache.cache_dir()).glob("*.lock") if not p.name.endswith(".journal.lock")]
     with FileLock(str(lock), timeout=5):
         pass
+
+
+def test_cache_clear_keeps_the_journal_of_a_problem_being_tuned_and_removes_the_others():
+    quick_tune(2)
+    quick_tune(2, problem=OTHER)
+    busy, idle = study_journal(), study_journal(OTHER)
+    stem = busy.name[: -len(".journal")].rsplit("-", 1)[0]
+    with journal.tuning_lock(cache.cache_dir(), stem):  # a tuner of PROBLEM is running
+        removed = journal.remove_studies(cache.cache_dir())
+    assert removed.removed == 1 and removed.busy == [busy] and busy.exists() and not idle.exists()
+    assert quick_tune(4).trials_run == 2, "the kept study resumes"
