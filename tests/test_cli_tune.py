@@ -63,7 +63,8 @@ def test_tune_one_shape_in_the_interpreter_then_cache_commands(tmp_path, capsys)
     assert json.loads(out.read_text())["records"][0]["from_cache"] is True
 
     assert main(["cache", "list"]) == 0
-    assert "n1_c4_h5_w5_k8" in capsys.readouterr().out
+    listed = capsys.readouterr().out
+    assert "c4→k8 3×3" in listed and "torch CPU ms" in listed and "cuDNN" not in listed
     assert main(["cache", "show", "n1_c4_h5"]) == 0
     shown = json.loads(capsys.readouterr().out)
     assert len(shown) == 1 and next(iter(shown.values()))["family"] == tuned["family"]

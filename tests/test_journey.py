@@ -36,7 +36,10 @@ def ok(proc) -> str:
 def test_every_json_a_command_writes_is_reported(tmp_path):
     tune_json, model_json, export_json = tmp_path / "tune.json", tmp_path / "model.json", tmp_path / "export.json"
     cache_dir = Path(os.environ["TRITONCONV_CACHE_DIR"])
-    tuned = ok(tritonconv("tune", *SHAPE, "--interpret", "--trials", "2", "--json", str(tune_json)))
+    proc = tritonconv("tune", *SHAPE, "--interpret", "--trials", "2", "--json", str(tune_json))
+    tuned = ok(proc)
+    # Not a terminal: progress comes as lines with an ETA, and ends with the re-timed winner the table shows.
+    assert "problems 1/1 (100%)" in proc.stderr and "ETA" in proc.stderr and "re-timed (2 trials)" in proc.stderr
     # The end-of-run summary: where the winners are, that they are used, how to share them, cost and gain.
     assert f"1 winner cached at {cache_dir / 'tuning-cache.json'}" in tuned
     assert "used automatically by tritonconv.conv2d, tritonconv.nn.Conv2d and tritonconv.convert" in tuned
@@ -49,6 +52,10 @@ def test_every_json_a_command_writes_is_reported(tmp_path):
                              "fp32", "--trials", "2", "--json", str(model_json)))
     assert "4 winners cached at" in modelled and "trials run" in modelled and "torch CPU ms" in modelled
     ok(tritonconv("cache", "export", str(export_json)))
+    listed = ok(tritonconv("cache", "list", columns=80))
+    # Every line fits 80 columns, except the cache's path, which stays one copyable line.
+    assert max(len(line) for line in listed.splitlines() if str(cache_dir) not in line) <= 80
+    assert "c4→k8 3×3" in listed and "torch CPU ms" in listed and "cuDNN" not in listed and "|triton-" not in listed
     for path, kind, name in ((tune_json, "tune", "c4→k8 3×3"), (model_json, "tune-model", "c4→k8 1×1 s2"),
                              (export_json, "cache", "c4→k8 3×3")):
         assert load_results(path)["kind"] == kind
@@ -103,3 +110,26 @@ def test_info_and_version():
     assert rows["cache"].startswith(os.environ["TRITONCONV_CACHE_DIR"]) and rows["journals"].startswith(os.path.join(os.environ["TRITONCONV_CACHE_DIR"], "studies"))
     assert rows["entries"].startswith("0 ")
     assert ok(tritonconv("--version")).strip() == f"tritonconv {__version__}"
+
+
+def test_line_progress_has_an_eta_and_a_last_line():
+    import io
+
+    from tritonconv.progress import LineProgress
+
+    stream = io.StringIO()
+    bar = LineProgress(stream, interval_s=3600)
+    task = bar.add_task("problems", total=4)
+    bar.advance(task)
+    bar.update(task, completed=2)  # throttled: no line
+    bar.update(task, completed=4, visible=False)
+    lines = stream.getvalue().splitlines()
+    assert len(lines) == 3 and "problems 1/4 (25%)" in lines[1] and "ETA 0:00:00" in lines[2] and "4/4" in lines[2]
+
+
+def test_tune_table_config_order_is_stable():
+    from tritonconv.commands.tune import _config_text
+
+    config = {"num_warps": 4, "BLOCK_K": 32, "BLOCK_M": 64, "BLOCK_N": 16, "group_m": 8, "num_stages": 3}
+    shuffled = dict(reversed(list(config.items())))
+    assert _config_text(config) == _config_text(shuffled) == "BM64 BN16 BK32 group_m=8 stages=3 warps=4"

@@ -262,13 +262,14 @@ def load_results(path: str | Path) -> dict[str, Any]:
 
 def distinct_labels(problems: Sequence[Any]) -> list[str]:
     """Short labels (`ConvProblem.label`) for a list of problems; where two distinct problems would share one,
-    their long labels, and where even those collide, their keys: never one label for two problems."""
+    the label with the input size ("c64→k128 3×3 s2 56×56"), then their long labels, then their keys: never one
+    label for two problems."""
     labels = [p.label for p in problems]
-    for longer in ("long_label", "key"):
+    for longer in (lambda p: f"{p.label} {p.h}×{p.w}", lambda p: p.long_label, lambda p: p.key):
         owners: dict[str, set[Any]] = {}
         for label, problem in zip(labels, problems):
             owners.setdefault(label, set()).add(problem)
-        labels = [getattr(p, longer) if len(owners[label]) > 1 else label for label, p in zip(labels, problems)]
+        labels = [longer(p) if len(owners[label]) > 1 else label for label, p in zip(labels, problems)]
     return labels
 
 

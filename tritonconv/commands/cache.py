@@ -42,33 +42,62 @@ def _selected(here: bool) -> dict:
 
 
 def _list(args: argparse.Namespace) -> int:
+    """One table per device, narrow enough for 80 columns: short problem labels, the winning kernel, its time,
+    the baseline's time (cuDNN on a GPU, torch CPU in the interpreter) and the speedup."""
+    from rich import box
     from rich.console import Console
     from rich.table import Table
 
     from .. import cache
+    from ..results import baseline_label, distinct_labels, format_speedup
 
+    console = Console()
     entries = _selected(args.here)
-    table = Table(title=f"tuning cache {cache.cache_path()} ({len(entries)} entries)")
-    for column in ("device", "problem", "family", "time (ms)", "cuDNN (ms)", "speedup", "trials", "tuned", "current"):
-        table.add_column(column, overflow="fold")
-    for entry in sorted(entries.values(), key=lambda e: (e.get("fingerprint", ""), e.get("problem", {}).get("c", 0))):
-        t, c = entry.get("time_ms"), entry.get("cudnn_time_ms")
-        table.add_row(
-            entry.get("fingerprint", "?"), _problem_key(entry), entry.get("family", "?"), _ms(t), _ms(c),
-            f"{c / t:.2f}x" if t and c else "-", str(entry.get("trials_run", "?")), entry.get("timestamp", "?"),
-            "yes" if cache.is_current(entry) else "stale kernel",
-        )
-    Console().print(table)
+    console.print(f"tuning cache {cache.cache_path()}: {len(entries)} entries", soft_wrap=True, highlight=False)
+    here = cache.fingerprint()
+    by_device: dict[str, list[dict]] = {}
+    for entry in entries.values():
+        by_device.setdefault(str(entry.get("fingerprint", "?")), []).append(entry)
+    any_stale = False
+    for device, group in sorted(by_device.items()):
+        problems = [_problem(e) for e in group]
+        order = sorted(range(len(group)), key=lambda i: (problems[i] is None, problems[i].key if problems[i] else ""))
+        labels = distinct_labels([p for p in problems if p is not None])
+        label_of = dict(zip([i for i in range(len(group)) if problems[i] is not None], labels))
+        baseline = baseline_label(device)
+        table = Table(title=f"{device}" + (" (this device)" if device == here else ""), box=box.SIMPLE_HEAD,
+                      pad_edge=False, title_justify="left")
+        table.add_column("problem", overflow="fold", ratio=1)
+        table.add_column("kernel", no_wrap=True)
+        table.add_column("ms", justify="right", no_wrap=True)
+        table.add_column(f"{baseline} ms", justify="right", no_wrap=True)
+        table.add_column("speedup", justify="right", no_wrap=True)
+        table.add_column("trials", justify="right", no_wrap=True)
+        for i in order:
+            entry = group[i]
+            t, c = entry.get("time_ms"), entry.get("cudnn_time_ms")
+            stale = not cache.is_current(entry)
+            any_stale |= stale
+            kernel = str(entry.get("family", "?")) + ("[yellow]*[/yellow]" if stale else "")
+            table.add_row(label_of.get(i, "?"), kernel, _ms(t), _ms(c), format_speedup(c / t if t and c else None),
+                          str(entry.get("trials_run", "?")))
+        console.print(table)
+    if any_stale:
+        console.print("* stale: the kernel's source changed since it was tuned, so dispatch ignores the entry; "
+                      "`tritonconv tune` re-tunes it", highlight=False)
+    if entries:
+        console.print("speedup = baseline ms / ms, both measured in the same run; details: "
+                      "`tritonconv cache show TEXT` (TEXT: part of a key such as n1_c64)", highlight=False)
     return 0
 
 
-def _problem_key(entry: dict) -> str:
+def _problem(entry: dict):
     from ..problem import ConvProblem
 
     try:
-        return ConvProblem.from_dict(entry["problem"]).key
+        return ConvProblem.from_dict(entry["problem"])
     except (KeyError, TypeError):
-        return "?"
+        return None
 
 
 def _ms(value) -> str:

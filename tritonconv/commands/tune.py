@@ -265,7 +265,10 @@ _SHORT_NAMES = {"num_warps": "warps", "num_stages": "stages", "LOOP_ORDER": "loo
 def _config_text(config: dict[str, Any]) -> str:
     """Compact config for a table cell: BLOCK_M=128 -> BM128, num_warps=8 -> warps=8, booleans only when set."""
     parts = []
-    for name, value in config.items():
+    # A stable order, whatever order the search stored them in: tile sizes (M, N, K, then others), the rest by name.
+    tiles = {"BLOCK_M": 0, "BLOCK_N": 1, "BLOCK_K": 2}
+    ordered = sorted(config.items(), key=lambda kv: (not kv[0].startswith("BLOCK_"), tiles.get(kv[0], 3), kv[0]))
+    for name, value in ordered:
         if name.startswith("BLOCK_"):
             parts.append(f"B{name[6:]}{value}")
         elif isinstance(value, bool):
@@ -279,14 +282,14 @@ def results_table(names: list[str], results: list[Any], wall_s: float, *, interp
     """The final rich table: shape, winner, its time, cuDNN's time, speedup, trials and tuning wall time."""
     from rich.table import Table
 
-    from ..search.runner import default_device
+    from ..results import baseline_label, format_speedup
 
-    baseline = "torch CPU (ms)" if interpreted or default_device() == "cpu" else "cuDNN (ms)"
+    baseline = f"{baseline_label(results[0].device if results else '')} (ms)"
     table = Table(title="tritonconv tune", caption=_caption(wall_s, interpreted))
     for column in ("shape", "family", "config", "time (ms)", baseline, "speedup", "trials", "wall (s)"):
         table.add_column(column, overflow="fold", justify="right" if column.endswith(")") or column in ("speedup", "trials") else "left")
     for name, r in zip(names, results):
-        speedup = f"{r.speedup:.2f}x" if r.speedup is not None else "-"
+        speedup = format_speedup(r.speedup)
         cudnn = f"{r.cudnn_time_ms:.4g}" if r.cudnn_time_ms is not None else "-"
         trials = "cached" if r.from_cache else str(r.trials_run)
         table.add_row(f"{name}\n{shape_text(r.problem)}", r.family, _config_text(r.config), f"{r.time_ms:.4g}", cudnn, speedup,
@@ -301,7 +304,8 @@ def shape_text(p: Any) -> str:
 
 
 def _caption(wall_s: float, interpreted: bool) -> str:
-    text = f"total tuning wall time {wall_s:.1f} s"
+    text = (f"total tuning wall time {wall_s:.1f} s; time (ms): the winner re-timed after the search (the progress "
+            "bar's \"best so far\" is its first timing)")
     if interpreted:
         text += "; Triton interpreter on the CPU: times are CPU wall-clock, not GPU performance"
     return text

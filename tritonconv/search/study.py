@@ -629,16 +629,20 @@ def tune_many(problems: Iterable[ConvProblem], *, progress: bool = True, runner:
         with _progress_bar(progress) as bar:
             overall = bar.add_task("problems", total=len(unique)) if bar else None
             for key, problem in unique.items():
-                task = bar.add_task(key[:60], total=settings["trials"]) if bar else None
+                label = problem.long_label
+                task = bar.add_task(label, total=settings["trials"]) if bar else None
 
-                def on_progress(done: int, total: int, best: Optional[float], task=task) -> None:
+                def on_progress(done: int, total: int, best: Optional[float], task=task, label=label) -> None:
                     if bar is not None:
-                        best_text = f"best {best:.4g} ms" if best is not None else "no valid candidate yet"
-                        bar.update(task, completed=done, description=f"{key[:48]} {best_text}")
+                        best_text = f"best so far {best:.4g} ms" if best is not None else "no valid candidate yet"
+                        bar.update(task, completed=done, description=f"{label}: {best_text}")
 
-                results[key] = _tune_one(problem, runner, on_progress=on_progress, precompiler=precompiler, **settings)
+                result = results[key] = _tune_one(problem, runner, on_progress=on_progress, precompiler=precompiler,
+                                                  **settings)
                 if bar is not None:
-                    bar.update(task, completed=settings["trials"], visible=False)
+                    how = "cached" if result.from_cache else f"{result.trials_run} trials"
+                    bar.update(task, completed=settings["trials"], visible=False,
+                               description=f"{label}: {result.family} {result.time_ms:.4g} ms re-timed ({how})")
                     bar.advance(overall)
     finally:
         if precompiler is not None:
@@ -671,8 +675,9 @@ class _NoBar:
 
 
 def _progress_bar(enabled: bool):
+    """Trials per problem and problems overall with ETAs: a bar on a terminal, lines otherwise."""
     if not enabled:
         return _NoBar()
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from ..progress import progress
 
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), transient=True)
+    return progress()
