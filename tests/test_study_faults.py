@@ -371,3 +371,68 @@ def test_cache_clear_keeps_the_journal_of_a_problem_being_tuned_and_removes_the_
         removed = journal.remove_studies(cache.cache_dir())
     assert removed.removed == 1 and removed.busy == [busy] and busy.exists() and not idle.exists()
     assert quick_tune(4).trials_run == 2, "the kept study resumes"
+
+
+SLOW_TUNER = textwrap.dedent(
+    """
+    import os, sys, time
+    os.environ["TRITON_INTERPRET"] = "1"
+    import test_study_faults as t
+
+    class Slow(t.RecordingRunner):
+        def benchmark(self, problem, config, tolerance):
+            time.sleep(0.3)
+            return super().benchmark(problem, config, tolerance)
+
+    t.quick_tune(8, Slow(), problem=t.OTHER if sys.argv[1] == "other" else t.PROBLEM)
+    """
+)
+
+
+def test_cache_clear_while_tuners_run_lets_them_finish_into_the_fresh_cache(capsys):
+    from tritonconv.cli import main
+
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS), str(ROOT)])}
+    tuners = [subprocess.Popen([sys.executable, "-c", SLOW_TUNER, which], env=env, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True) for which in ("this", "other")]
+    wait_for_finished_trials(2, tuners[0])
+    assert main(["cache", "clear"]) == 0
+    assert "kept" in capsys.readouterr().out
+    for tuner in tuners:
+        out, err = tuner.communicate(timeout=240)
+        assert tuner.returncode == 0 and "Traceback" not in err, err[-3000:]
+    entries = cache.entries()
+    assert {e["problem"]["k"] for e in entries.values()} == {PROBLEM.k, OTHER.k}, "both winners are in the fresh cache"
+    assert not [t for t in study_trials() if t.state == TrialState.RUNNING]
+
+
+def test_a_journal_removed_under_a_running_tuner_stops_it_with_one_clear_error():
+    import shutil
+
+    from tritonconv.search import TuningError
+
+    class Remover(RecordingRunner):
+        def benchmark(self, problem, config, tolerance):
+            if self.calls == 2:
+                shutil.rmtree(journal.studies_dir(cache.cache_dir()))
+            return super().benchmark(problem, config, tolerance)
+
+    with pytest.raises(TuningError, match=r"study journal .* was removed while .* tune it again") as raised:
+        quick_tune(5, Remover())
+    assert "\n" not in str(raised.value)
+    assert quick_tune(3).trials_run == 3, "the next run starts afresh"
+
+
+def test_ctrl_c_does_not_reach_the_benchmark_worker():
+    """A terminal's Ctrl-C goes to the whole process group; the worker leaves it to the tuner (no traceback of
+    its own, and it stays usable until the tuner closes it)."""
+    from tritonconv.search import SubprocessRunner
+
+    runner = SubprocessRunner(timer="single", job_timeout_s=120)
+    try:
+        assert runner.baseline(PROBLEM).ok
+        os.kill(runner._process.pid, signal.SIGINT)
+        time.sleep(0.5)
+        assert runner.baseline(PROBLEM).ok and runner.restarts == 0
+    finally:
+        runner.close()

@@ -10,6 +10,7 @@ launches they would choose there. One pool serves every problem of a `tune_many`
 from __future__ import annotations
 
 import multiprocessing
+import signal
 import time
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
@@ -52,6 +53,7 @@ def compile_candidate(problem_dict: dict[str, Any], family: str, config: dict[st
 
 def _warm_up() -> None:
     """Import Triton, torch and every family in a fresh worker (so the first candidate does not pay for it)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the process group: the tuner reports it, closes us
     from .. import compile as _compile  # noqa: F401
     from ..kernels import FAMILIES  # noqa: F401
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import multiprocessing
+import signal
 import statistics
 import time
 from dataclasses import asdict, dataclass
@@ -256,6 +257,7 @@ WorkerHook = Callable[[str, ConvProblem, dict[str, Any]], None]
 
 def _worker_main(conn, timer: Union[str, Timer], hook: Optional[WorkerHook]) -> None:
     """Benchmark worker loop: ("candidate"|"baseline", problem dict, config, tolerance) -> Measurement dict."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the process group: the tuner reports it, closes us
     bench = Bench(default_device(), TIMERS[timer] if isinstance(timer, str) else timer)
     compiles = CompileCounter()
     while True:
