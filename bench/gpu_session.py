@@ -127,11 +127,8 @@ def _key_check(stage: Stage) -> None:
     import torch
 
     from tritonconv import ConvProblem
-    from tritonconv.compile import cache_hash, compile_call, launch_hashes, resource_usage
-    from tritonconv.functional import empty_output, run_problem
     from tritonconv.kernels import families_for
     from tritonconv.runtime import COMPILE_TARGETS, device_info, emulated_device
-    from tritonconv.search.compile_pool import candidate_calls
     from tritonconv.search.runner import CompileCounter
 
     on_gpu = torch.cuda.is_available() and not stage.dry_run
@@ -147,27 +144,36 @@ def _key_check(stage: Stage) -> None:
                 if stage.left() < 10:
                     stage.emit("deadline", item="key check")
                     return
-                config = {"family": family.name, **family.default_config(problem)}
-                started = time.perf_counter()
-                calls = candidate_calls(problem, family.name, config)
-                # the precompile, as the compile pool does it (on the CPU one real compile proves the hash; the
-                # others are hashed only)
-                compiled = [compile_call(call, cc) for call in calls] if on_gpu or not counter_compiled else []
-                counter_compiled.append(bool(compiled))
-                precompiled = [cache_hash(call, cc) for call in calls]
-                compile_s = time.perf_counter() - started
-                usage = [resource_usage(k, sass=False).__dict__ for k in compiled]
-                before = counter.misses
-                if on_gpu:
-                    kernels = family.launch(problem, _tensors(problem, x, w), {k: v for k, v in config.items() if k != "family"})
-                    launched = [k.hash for k in kernels]
-                else:
-                    with launch_hashes(cc) as launched:
-                        run_problem(problem, x, w, None, None, "none", config, output=empty_output(problem, x), backend="triton")
-                stage.emit("key", family=family.name, problem=problem.key, match=launched == precompiled
-                           and all(k.hash == h for k, h in zip(compiled, precompiled)),
-                           precompiled=precompiled, launched=launched, compiled_hash=[k.hash for k in compiled],
-                           compiles_at_launch=counter.misses - before, compile_s=compile_s, usage=usage, sm=cc)
+                _guard(stage, f"key {family.name} {problem.key}", lambda f=family, p=problem, x=x, w=w: _key_row(
+                    stage, f, p, x, w, cc, on_gpu, counter, counter_compiled))
+
+
+def _key_row(stage: Stage, family, problem, x, w, cc: int, on_gpu: bool, counter, counter_compiled: list[bool]) -> None:
+    from tritonconv.compile import cache_hash, compile_call, launch_hashes, resource_usage
+    from tritonconv.functional import empty_output, run_problem
+    from tritonconv.search.compile_pool import candidate_calls
+
+    config = {"family": family.name, **family.default_config(problem)}
+    started = time.perf_counter()
+    calls = candidate_calls(problem, family.name, config)
+    # the precompile, as the compile pool does it (on the CPU one real compile proves the hash; the
+    # others are hashed only)
+    compiled = [compile_call(call, cc) for call in calls] if on_gpu or not counter_compiled else []
+    counter_compiled.append(bool(compiled))
+    precompiled = [cache_hash(call, cc) for call in calls]
+    compile_s = time.perf_counter() - started
+    usage = [resource_usage(k, sass=False).__dict__ for k in compiled]
+    before = counter.misses
+    if on_gpu:
+        kernels = family.launch(problem, _tensors(problem, x, w), {k: v for k, v in config.items() if k != "family"})
+        launched = [k.hash for k in kernels]
+    else:
+        with launch_hashes(cc) as launched:
+            run_problem(problem, x, w, None, None, "none", config, output=empty_output(problem, x), backend="triton")
+    stage.emit("key", family=family.name, problem=problem.key, match=launched == precompiled
+               and all(k.hash == h for k, h in zip(compiled, precompiled)),
+               precompiled=precompiled, launched=launched, compiled_hash=[k.hash for k in compiled],
+               compiles_at_launch=counter.misses - before, compile_s=compile_s, usage=usage, sm=cc)
 
 
 def _tensors(problem, x, w):
@@ -281,7 +287,7 @@ def stage_speed(stage: Stage) -> None:
     stage.emit("peaks", **peaks)
     layers = TINY_SPEED_LAYERS if stage.dry_run else SPEED_LAYERS
     for name, spec in layers.items():
-        if stage.left() < (2 if stage.dry_run else 12):
+        if stage.left() < 12:
             stage.emit("deadline", not_run=[n for n in layers if n not in _emitted(stage, "layer")])
             return
         problem = ConvProblem(dtype="float16", layout="nhwc", **spec)
@@ -316,21 +322,23 @@ def stage_tuning(stage: Stage, trials: int) -> None:
     try:
         with tempfile.TemporaryDirectory() as cache_dir:
             budget = max(5.0, 0.45 * stage.left())
-            result = tune(problem, trials=trials, timeout=budget, runner=runner, cache=cache_dir, progress=False, resume=False)
+            result = tune(problem, trials=trials, timeout=budget, runner=runner, cache=cache_dir, progress=False, resume=False,
+                          retime_top=1 if stage.dry_run else 3)
         measured = [r for r in result.timeline if r["state"] in ("COMPLETE", "FAIL") and "repeat_of" not in r]
         for row in result.timeline:
             stage.emit("trial", **row)
         stage.emit("tuned", family=result.family, config=result.config, time_ms=result.time_ms, cudnn_ms=result.cudnn_time_ms,
                    speedup=result.speedup, trials_measured=len(measured), wall_s=result.wall_time_s)
         space = SearchSpace(problem, precisions=(problem.precision,))
-        feasible = space.enumerate(limit=20000) or []
+        if stage.dry_run:  # enumerating the interpreter's unbounded space takes long: its seeds stand in
+            feasible = space.seeds()[:2]
+        else:
+            feasible = space.enumerate(limit=20000) or []
         total = len(feasible)
-        stage.emit("exhaustive_plan", feasible=total)
+        stage.emit("exhaustive_plan", feasible=total, dry_run_seeds_only=stage.dry_run)
         import random
 
         random.Random(0).shuffle(feasible)  # a sweep cut short by the deadline is still an unbiased sample
-        if stage.dry_run:
-            feasible = feasible[:3]
         _exhaustive(stage, runner, space, feasible, result.time_ms, len(measured), total)
     finally:
         runner.close()
@@ -491,7 +499,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         elif args.stage == "speed":
             stage_speed(stage)
         elif args.stage == "tuning":
-            stage_tuning(stage, args.trials or (3 if args.dry_run else 48))
+            stage_tuning(stage, args.trials or (2 if args.dry_run else 48))
         else:
             stage_extras(stage)
     except Exception as exc:  # noqa: BLE001 - the stage's failure is a line in its file; the session goes on

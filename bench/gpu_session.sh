@@ -32,14 +32,14 @@ fi
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 start=$(date +%s)
 if [ -n "$dry" ]; then  # seconds per stage: env correctness speed tuning extras pytest
-  budgets=(30 30 20 20 20 25); total=$((total < 150 ? total : 150))
+  budgets=(40 45 30 40 30 60); total=$((total < 270 ? total : 270))
 else
   budgets=(45 150 110 140 70 0)
 fi
 note() { printf '{"stage": "session", "kind": "%s", "t_s": %s%s}\n' "$1" "$(( $(date +%s) - start ))" "${2:+, $2}" >> "$out/session.jsonl"; }
 left() { echo $(( total - ($(date +%s) - start) )); }
 
-dry_json=false; margin=8; [ -n "$dry" ] && dry_json=true && margin=3
+dry_json=false; margin=8; [ -n "$dry" ] && dry_json=true
 note begin "\"dry_run\": $dry_json, \"total_s\": $total, \"host\": \"$(hostname)\""
 i=0
 for stage in env correctness speed tuning extras; do
@@ -50,7 +50,7 @@ for stage in env correctness speed tuning extras; do
   interp=""
   [ -n "$dry" ] && [ "$stage" != env ] && interp="TRITON_INTERPRET=1"
   echo "=== stage $stage (budget ${budget}s, $(left)s left in the session)"
-  # the stage's own deadline is 8 s (dry run: 3 s) shorter than the timeout that kills it
+  # the stage's own deadline is 8 s shorter than the timeout that kills it
   inner=$(( budget - margin ))
   env $interp timeout -k 5 "$budget" python3 bench/gpu_session.py "$stage" --out "$out" --deadline "$inner" $dry
   rc=$?

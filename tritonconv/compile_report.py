@@ -250,9 +250,11 @@ def build_report(jobs: Iterable[ReportJob], processes: int = 1) -> list[ReportRo
     jobs = list(jobs)
     if processes <= 1:
         return [row for job in jobs for row in run_job(job)]
+    import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
-    with ProcessPoolExecutor(processes) as pool:
+    # spawn, as in compile.check_defaults: safe on a machine whose CUDA the parent may have initialised
+    with ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("spawn")) as pool:
         return [row for rows in pool.map(run_job, jobs) for row in rows]
 
 

@@ -1,0 +1,79 @@
+"""The tuner's compile side: one compile pool for every problem of a tune_many call, candidates compiled ahead
+of the runner (pipelined), the per-trial compile / check / time timeline, and the adaptive hang timeout."""
+from __future__ import annotations
+
+from concurrent.futures import Future
+
+from tritonconv.problem import ConvProblem
+from tritonconv.runtime import COMPILE_TARGETS
+from tritonconv.search import study as study_module
+from tritonconv.search import tune_many
+from tritonconv.search.compile_pool import CompileVerdict
+from tritonconv.search.runner import FakeRunner, SubprocessRunner
+
+
+class RecordingPrecompiler:
+    """Stands in for the compile pool: records when candidates are submitted, compiles nothing."""
+
+    instances: list["RecordingPrecompiler"] = []
+
+    def __init__(self, device, workers=4, **_):
+        self.device, self.workers, self.compile_timeout_s = device, 2, 1.0
+        self.events: list[tuple[str, str]] = []
+        self.closed = False
+        RecordingPrecompiler.instances.append(self)
+
+    def submit(self, problem, family, config):
+        self.events.append(("submit", f"{problem.key}|{sorted(config.items())}"))
+        future: Future = Future()
+        future.set_result(None)
+        return future
+
+    def verdict(self, future, timeout=None):
+        return CompileVerdict(usage=[], compile_s=0.25)
+
+    def close(self):
+        self.closed = True
+
+
+class RecordingRunner(FakeRunner):
+    def __init__(self, pool_events):
+        super().__init__(compile_target=COMPILE_TARGETS[90])
+        self.pool_events = pool_events
+
+    def benchmark(self, problem, config, tolerance):
+        self.pool_events().append(("measure", f"{problem.key}|{sorted(config.items())}"))
+        return super().benchmark(problem, config, tolerance)
+
+
+def test_one_pool_for_all_problems_compiled_ahead_of_the_runner(monkeypatch, tmp_path):
+    RecordingPrecompiler.instances.clear()
+    monkeypatch.setattr(study_module, "Precompiler", RecordingPrecompiler)
+    runner = RecordingRunner(lambda: RecordingPrecompiler.instances[0].events)
+    problems = [
+        ConvProblem(n=1, c=16, h=8, w=8, k=16, r=3, s=3, pad_h=1, pad_w=1, dtype="float16", layout="nhwc"),
+        ConvProblem(n=2, c=8, h=6, w=6, k=24, r=1, s=1, dtype="float16", layout="nhwc"),
+    ]
+    results = tune_many(problems, trials=6, runner=runner, cache=str(tmp_path), progress=False, early_stop=None)
+    assert len(RecordingPrecompiler.instances) == 1 and RecordingPrecompiler.instances[0].closed
+    events = RecordingPrecompiler.instances[0].events
+    submitted = [key for kind, key in events if kind == "submit"]
+    measured = [key for kind, key in events if kind == "measure"]
+    assert {key.split("|")[0] for key in submitted} == {p.key for p in problems}
+    first_measure = next(i for i, (kind, _) in enumerate(events) if kind == "measure")
+    assert first_measure >= 2  # pipelined: more than one candidate was compiling before the first measurement
+    searched = measured[: len(submitted)]
+    assert all(key in submitted for key in searched)  # nothing reached the runner without being precompiled
+    for result in results:
+        rows = [r for r in result.timeline if r["state"] == "COMPLETE" and "repeat_of" not in r]
+        assert rows and all(r["compile_s"] == 0.25 and r["check_s"] == 0.0 and r["time_s"] == 0.0 for r in rows)
+
+
+def test_candidate_hang_timeout_follows_the_baseline():
+    runner = SubprocessRunner(job_timeout_s=300, compile_bound_s=60, timeout_factor=10)
+    assert runner.candidate_timeout_s() == 300  # no baseline yet
+    runner.baseline_job_s = 2.0
+    assert runner.candidate_timeout_s() == 80
+    runner.baseline_job_s = 50.0
+    assert runner.candidate_timeout_s() == 300
+    runner.close()
