@@ -1,12 +1,13 @@
 """`tune(problem)`: an Optuna study over every supporting kernel family, checked and timed, stored in the cache.
 
 One tuning run:
-  1. a warm cache entry for the same problem, device, kernel sources and search options answers at once;
+  1. a warm cache entry for the same problem, device, kernel sources and search options answers at once,
      unless a bigger trial budget is asked for: then its study resumes and adds the missing trials;
   2. otherwise a study (one Optuna journal file per study beside the cache, see journal.py, so a killed run
      resumes) samples candidates: every feasible candidate in turn (seeds first, then a seeded random order)
-     when they fit the trial budget, else TPE (multivariate, group) seeded with each family's default and heuristic configs. Trials a killed or
-     interrupted run left unfinished are pruned and enqueued again: measured on resume, never taken as failures;
+     when they fit the trial budget, else TPE (multivariate, group) seeded with each family's default and
+     heuristic configs. Trials a killed or interrupted run left unfinished are pruned and enqueued again:
+     measured on resume, never taken as failures;
   3. infeasible candidates (constraints, pruning rules, compiled spills / shared memory on a GPU) are PRUNED
      with user_attr "infeasible" without running; repeated ones are answered from the study or the cache's
      earlier trials; the rest run through the Runner, which checks them against a float64 reference before
