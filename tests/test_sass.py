@@ -131,3 +131,32 @@ def test_allowed_load_width_follows_the_channel_run():
     assert allowed_load_bits(problem(12)) == 64 and allowed_load_bits(problem(3)) == 16
     assert allowed_load_bits(problem(128, groups=32)) == 64  # 4 channels per group
     assert allowed_load_bits(problem(64, dtype="float32")) == 128 and allowed_load_bits(problem(64, layout="nchw")) == 16
+
+
+def test_hot_path_leaves_out_a_skipped_block_without_mma():
+    """A persistent kernel's flattened tile x K loop: the epilogue under `@!P1 BRA` runs once per tile."""
+    text = """Function : persistent
+        /*0000*/                   MOV R0, RZ ;
+        /*0010*/                   LDGSTS.E.BYPASS.128 [R3], desc[UR14][R24.64], P4 ;
+        /*0020*/                   HGMMA.64x128x16.F32 R24, gdesc[UR4], R24, gsb0 ;
+        /*0030*/                   WARPGROUP.DEPBAR.LE gsb0, 0x1 ;
+        /*0040*/              @!P1 BRA 0x0080 ;
+        /*0050*/                   WARPGROUP.DEPBAR.LE gsb0, 0x0 ;
+        /*0060*/                   LDG.E R8, desc[UR4][R6.64] ;
+        /*0070*/                   STG.E.128 desc[UR4][R18.64], R12 ;
+        /*0080*/                   IADD3 R0, R0, 0x1, RZ ;
+        /*0090*/               @P2 BRA 0x0010 ;
+        /*00a0*/                   EXIT ;
+"""
+    s = summarize(parse_sass(text)["persistent"])
+    assert s.loop_instructions == 6 and s.wgmma_wait_depth == 1  # without the 3 epilogue instructions
+    assert (s.loop_sync_loads, s.loop_async_loads) == (0, 1) and s.store_bits == {128: 1}
+
+
+def test_allowed_load_width_is_capped_by_the_tile_per_thread():
+    from tritonconv.compile_report import allowed_load_bits
+
+    grouped = ConvProblem(n=1, c=512, h=8, w=8, k=512, r=3, s=3, groups=32)  # 16 channels per group
+    tile = {"BLOCK_M": 128, "BLOCK_N": 16, "BLOCK_K": 16}
+    assert allowed_load_bits(grouped) == 128
+    assert allowed_load_bits(grouped, tile, threads=128) == 32  # B: 16x16 halves over 128 threads = 2 each

@@ -56,6 +56,8 @@ class KernelReport:
     sass: SassSummary
     ptxas_warnings: tuple[str, ...] = ()
     reference: Optional[SassSummary] = None  # tutorial matmul of the same tile
+    tile: Optional[tuple[int, int, int]] = None  # (BLOCK_M, BLOCK_N, BLOCK_K) of a GEMM-shaped launch
+    launch: int = 0  # index among the config's launches; > 0: an auxiliary one (e.g. the split-K reduction)
 
     @property
     def loop_ratio(self) -> Optional[float]:
@@ -162,7 +164,9 @@ def reference_summary(tile: tuple[int, int, int], dtype: torch.dtype, num_warps:
     return _reference_memo[key]
 
 
-def report_kernel(problem: ConvProblem, family_name: str, config: Config, call: KernelCall, sm: int) -> KernelReport:
+def report_kernel(
+    problem: ConvProblem, family_name: str, config: Config, call: KernelCall, sm: int, launch: int = 0
+) -> KernelReport:
     compiled = compile_call(call, sm)
     name, summary, log = read_compiled(compiled, sm)
     threads = call.num_warps * 32
@@ -180,6 +184,7 @@ def report_kernel(problem: ConvProblem, family_name: str, config: Config, call: 
         registers=registers, spill_bytes=log.spill_stores + log.spill_loads, shared_bytes=shared, threads=threads,
         grid_ctas=grid_ctas, ctas_per_sm=per_sm, waves=round(grid_ctas / (per_sm * sms), 2) if per_sm else math.inf,
         serialised_wgmma=log.serialised_wgmma, sass=summary, ptxas_warnings=log.warnings, reference=reference,
+        tile=tile, launch=launch,
     )
 
 
@@ -239,8 +244,9 @@ def run_job(job: ReportJob) -> list[ReportRow]:
         for family_name, config in configs_to_report(job.problem, job.choice, job.families, job.limit):
             try:
                 calls = get_family(family_name).kernel_calls(job.problem, meta_tensors(job.problem), config)
-                for call in calls:
-                    rows.append(ReportRow(job.label, job.problem, report_kernel(job.problem, family_name, config, call, job.sm)))
+                for launch, call in enumerate(calls):
+                    report = report_kernel(job.problem, family_name, config, call, job.sm, launch)
+                    rows.append(ReportRow(job.label, job.problem, report))
             except Exception as exc:  # noqa: BLE001 - a failing compile is a row of the report, not a crash
                 rows.append(ReportRow(job.label, job.problem, error=f"{family_name}: {type(exc).__name__}: {str(exc)[:500]}"))
     return rows
@@ -264,14 +270,19 @@ def can_use_tensor_cores(problem: ConvProblem) -> bool:
     return not problem.is_depthwise and problem.precision != "ieee"
 
 
-def allowed_load_bits(problem: ConvProblem) -> int:
+def allowed_load_bits(problem: ConvProblem, config: Optional[Config] = None, threads: int = 0) -> int:
     """The widest global load the input's contiguous channel run allows: an NHWC run of c_per_group elements
     (one group's channels, the reduction axis of a tile) aligned to 16 B loads 128 bits at a time. A filter-
-    outer step reads one tap's channels; C < 8 channel-outer stems gather unaligned (s, c) runs (16 bits)."""
+    outer step reads one tap's channels; C < 8 channel-outer stems gather unaligned (s, c) runs (16 bits).
+    With a tile `config` and `threads`, also no wider than the smaller operand tile's elements per thread."""
     if problem.layout != "nhwc":
         return problem.element_bytes * 8
     run_bytes = problem.c_per_group * problem.element_bytes
-    return 8 * math.gcd(run_bytes, 16)
+    bits = 8 * math.gcd(run_bytes, 16)
+    if config and threads and all(n in config for n in ("BLOCK_M", "BLOCK_N", "BLOCK_K")):  # a GEMM tile
+        per_thread = min(config["BLOCK_M"], config["BLOCK_N"]) * config["BLOCK_K"] // threads
+        bits = min(bits, max(8 * problem.element_bytes, 8 * problem.element_bytes * per_thread))
+    return bits
 
 
 def bar_violations(row: ReportRow) -> list[str]:
@@ -282,7 +293,9 @@ def bar_violations(row: ReportRow) -> list[str]:
     found = []
     if k.spill_bytes:
         found.append(f"spills: {k.spill_bytes} B")
-    if can_use_tensor_cores(problem):
+    if k.launch > 0:  # auxiliary launches (split-K reduction) are only held to no spills
+        return found
+    if can_use_tensor_cores(problem) and k.tile is not None:  # not e.g. a split-K reduction launch
         wanted = "HGMMA" if k.sm >= 90 else "HMMA"
         if s.mma_kind != wanted or not s.has_main_loop:
             found.append(f"mma: {s.mma_kind or 'none'} in the main loop, want {wanted}")
@@ -292,7 +305,8 @@ def bar_violations(row: ReportRow) -> list[str]:
             found.append(f"wgmma_wait: wait depth {s.wgmma_wait_depth}, MMAs not overlapped")
         if s.loop_sync_loads or not s.loop_async_loads:
             found.append(f"sync_loads: {s.loop_sync_loads} synchronous, {s.loop_async_loads} async loads in the loop")
-    narrowest, allowed = s.narrowest_load, allowed_load_bits(problem)
+    tile = dict(zip(("BLOCK_M", "BLOCK_N", "BLOCK_K"), k.tile)) if k.tile else None
+    narrowest, allowed = s.narrowest_load, allowed_load_bits(problem, tile, k.threads)
     if narrowest is not None and narrowest < allowed:
         found.append(f"load_width: {narrowest}-bit loads, the channel alignment allows {allowed}")
     ratio = k.loop_ratio

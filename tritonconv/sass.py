@@ -4,8 +4,9 @@ main loop, and what it does per iteration. Pure text processing, so it is tested
 The main loop is found structurally: every backward branch (`BRA` to a lower address) closes a loop over
 [target, branch]; out-of-line retry stubs placed after the function's `EXIT` also branch backwards, so a span
 that contains an `EXIT` is not a loop. The main loop is the innermost loop that contains the kernel's matrix
-instructions (HGMMA, else HMMA, else IMMA, else FFMA). Where a compiler flattened the tile and reduction loops
-into one (persistent kernels), that loop also holds the conditional epilogue, so its count is an upper bound.
+instructions (HGMMA, else HMMA, else IMMA, else FFMA). Its counts cover the hot path: blocks that a predicated
+forward branch skips and that hold no MMA (the once-per-tile epilogue of a persistent kernel's flattened
+tile x K loop) are left out.
 """
 from __future__ import annotations
 
@@ -154,9 +155,24 @@ def _width_histogram(instructions, bases: tuple[str, ...]) -> dict[int, int]:
     return dict(sorted(histogram.items(), reverse=True))
 
 
+def hot_path(loop: Loop) -> list[Instruction]:
+    """The loop body without the blocks a predicated forward branch skips when they hold no MMA: e.g. the
+    once-per-tile epilogue inside a persistent kernel's flattened tile x K loop."""
+    kind = mma_kind(loop.body)
+    cold: set[int] = set()
+    for branch in loop.body:
+        target = branch.branch_target()
+        if target is None or not branch.predicate or not branch.address < target <= loop.end:
+            continue
+        skipped = [i for i in loop.body if branch.address < i.address < target]
+        if not any(i.base == kind for i in skipped):
+            cold.update(i.address for i in skipped)
+    return [i for i in loop.body if i.address not in cold]
+
+
 def summarize(instructions: list[Instruction]) -> SassSummary:
     loop = main_loop(instructions)
-    body = list(loop.body) if loop else instructions
+    body = hot_path(loop) if loop else instructions
     body = [i for i in body if i.base != "NOP"]
     kind = mma_kind(body)
     waits = [

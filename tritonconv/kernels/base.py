@@ -296,7 +296,7 @@ def clamp_pow2(x: int, lo: int, hi: int) -> int:
 
 
 def pow2_divisor(values: Sequence[int], cap: int = 16) -> int:
-    """The largest power of two (at most `cap`) dividing every value: an alignment hint (`tl.multiple_of`) for
+    """The largest power of two (at most `cap`) dividing every value: an alignment hint (`tiling.known_multiple`) for
     strides that Triton's launcher only marks when they are multiples of 16 (e.g. 24- or 40-channel NHWC)."""
     align = cap
     for value in values:

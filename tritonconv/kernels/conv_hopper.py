@@ -207,8 +207,10 @@ class HopperConv(KernelFamily):
         return supports_on(problem, device_info().capability)
 
     def preference(self, problem: ConvProblem) -> int:
-        # Design choice, not a measurement: built for sm_90 where it applies; 1x1 convs go to the gemm family.
-        return 0 if (problem.r, problem.s) == (1, 1) else 1
+        # Not the untuned default (implicit_gemm is): compiled for sm_90 (`compile --report`), its multi-row TMA
+        # patches feed wgmma through registers and ptxas serialises every wgmma (C7515), and its gather path
+        # waits for each wgmma (wait depth 0). The search still offers it on every problem it supports.
+        return 0
 
     def space(self, problem: ConvProblem) -> ConfigSpace:
         return ConfigSpace(

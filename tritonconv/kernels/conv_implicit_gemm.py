@@ -23,7 +23,7 @@ from .base import (
     interpreter_dot_reason, pow2_divisor,
 )
 from .epilogue import dot_with_precision, store_conv_tile
-from .tiling import output_pixels, swizzled_tile
+from .tiling import known_multiple, output_pixels, swizzled_tile
 
 LOOP_ORDERS = ("filter_outer", "channel_outer")
 
@@ -72,12 +72,15 @@ def conv2d_implicit_gemm_kernel(
         # Reduction step t covers filter tap (r, s) and channels [c0, c0 + BLOCK_K), advanced incrementally (no
         # div/mod per step). One flat loop (not nested) so that Triton software-pipelines it across taps. Every
         # address is one loop-invariant offset vector plus a scalar per step (the tap's and channel block's).
-        sxh = tl.multiple_of(sxh, CHANNEL_ALIGN)
-        sxw = tl.multiple_of(sxw, CHANNEL_ALIGN)
-        swk = tl.multiple_of(swk, CHANNEL_ALIGN)
-        sws = tl.multiple_of(sws, CHANNEL_ALIGN)
-        swr = tl.multiple_of(swr, CHANNEL_ALIGN)
-        a_rows = n_idx * tl.multiple_of(sxn, CHANNEL_ALIGN) + ih0 * sxh + iw0 * sxw + (g * Cg) * sxc
+        if CHANNEL_ALIGN > 1:  # then no hinted stride is 1
+            Cg = known_multiple(Cg, CHANNEL_ALIGN)
+            sxn = known_multiple(sxn, CHANNEL_ALIGN)
+            sxh = known_multiple(sxh, CHANNEL_ALIGN)
+            sxw = known_multiple(sxw, CHANNEL_ALIGN)
+            swk = known_multiple(swk, CHANNEL_ALIGN)
+            sws = known_multiple(sws, CHANNEL_ALIGN)
+            swr = known_multiple(swr, CHANNEL_ALIGN)
+        a_rows = n_idx * sxn + ih0 * sxh + iw0 * sxw + (g * Cg) * sxc
         b_cols = (g * Kg + offs_n) * swk
         offs_c = tl.arange(0, BLOCK_K)
         a_c = offs_c * sxc
@@ -247,17 +250,20 @@ class ImplicitGemmConv(KernelFamily):
         half = problem.operand_dtype.itemsize == 2
         loop = "filter_outer" if problem.c_per_group >= 16 else "channel_outer"
         reduction = problem.c_per_group if loop == "filter_outer" else problem.gemm_k
+        hopper = device_info().capability >= (9, 0)
         block_n = clamp_pow2(problem.gemm_n, 16, 128)
-        block_m = clamp_pow2(problem.gemm_m, 16, 128)
+        block_m = clamp_pow2(problem.gemm_m, 64 if hopper else 16, 128)
         block_k = clamp_pow2(reduction, 16, 64 if half and loop == "filter_outer" else 32)
+        if loop == "filter_outer":  # prefer a channel block that divides the channels: no channel masks (EVEN_C)
+            block_k = next((bk for bk in (block_k, block_k // 2, block_k // 4) if bk >= 16 and reduction % bk == 0), block_k)
         sms = device_info().sm_count if device_info().sm_count > 1 else 132
 
         def tiles(bm: int, bn: int) -> int:
             return triton.cdiv(problem.gemm_m, bm) * triton.cdiv(problem.gemm_n, bn) * problem.groups
 
-        # Shrink tiles until there is about one tile per SM; keep BLOCK_M >= 64 as long as possible (Hopper's
-        # warpgroup MMA needs 64 rows per warpgroup).
-        for dim, floor in (("m", 64), ("n", 64), ("m", 32), ("n", 32)):
+        # Shrink tiles until there is about one tile per SM; keep BLOCK_M >= 64 as long as possible, and always
+        # on Hopper (its warpgroup MMA needs 64 rows per warpgroup; below that Triton falls back to HMMA).
+        for dim, floor in (("m", 64), ("n", 64), ("m", 64 if hopper else 32), ("n", 32)):
             while tiles(block_m, block_n) < sms and (block_m if dim == "m" else block_n) > floor:
                 if dim == "m":
                     block_m //= 2

@@ -28,10 +28,11 @@ from ..problem import INT32_MAX, ConvProblem
 from ..runtime import INTERPRET, device_info
 from .base import (
     Config, ConfigSpace, ConvTensors, KernelCall, KernelFamily, Param, clamp_pow2, interpreter_dot_reason, needs_int64,
+    pow2_divisor,
 )
 from .conv_implicit_gemm import fits_registers, fits_shared_memory
 from .epilogue import ACTIVATIONS, PRECISION_CODES, apply_activation, dot_with_precision
-from .tiling import swizzled_tile
+from .tiling import known_multiple, swizzled_tile
 
 VARIANTS = ("tiled", "tma_persistent")
 SPLIT_K_CHOICES = (1, 2, 4, 8, 16)
@@ -84,12 +85,22 @@ def gemm_kernel(
     SPLIT_K: tl.constexpr, EVEN_K: tl.constexpr, DECODE_ROWS: tl.constexpr,
     HAS_BIAS: tl.constexpr, HAS_RESIDUAL: tl.constexpr, ACTIVATION: tl.constexpr,
     PRECISION: tl.constexpr, INDEX_64: tl.constexpr,
+    ROW_ALIGN: tl.constexpr = 1,  # a power of two dividing the row/column strides (sa_b, sa_p, sa_q, sb_b, sb_n)
+    K_ALIGN: tl.constexpr = 1,  # a power of two dividing K: the K mask is constant over that many elements
 ):
     """C[b] = act(A[b] @ B[b] + bias + R[b]); axis 0: output tile, axis 1: batch, axis 2: K split.
 
     With SPLIT_K > 1, split s reduces its contiguous share of the K tiles and stores raw float32 partial sums
     to ws[s, b, m, n]; `splitk_reduce_kernel` finishes (sum + epilogue).
     """
+    if ROW_ALIGN > 1:  # e.g. 24-channel rows: 16-byte vectors although the strides are not multiples of 16
+        sa_b = known_multiple(sa_b, ROW_ALIGN)
+        sa_p = known_multiple(sa_p, ROW_ALIGN)
+        sa_q = known_multiple(sa_q, ROW_ALIGN)
+        sb_b = known_multiple(sb_b, ROW_ALIGN)
+        sb_n = known_multiple(sb_n, ROW_ALIGN)
+    if K_ALIGN > 1:
+        K = known_multiple(K, K_ALIGN)
     num_pid_m = tl.cdiv(M, BLOCK_M)
     num_pid_n = tl.cdiv(N, BLOCK_N)
     pid_m, pid_n = swizzled_tile(tl.program_id(0), num_pid_m, num_pid_n, GROUP_M)
@@ -363,14 +374,16 @@ def gemm_default_config(problem: ConvProblem, capability: tuple[int, int], sms: 
     smallest tiles leave SMs idle and K is long; the TMA persistent variant on Hopper where it applies."""
     half = problem.operand_dtype.itemsize == 2
     m, n, k = problem.gemm_m, problem.gemm_n, problem.gemm_k
-    block_m = clamp_pow2(m, 16, 128)
+    # Hopper's warpgroup MMA needs 64 rows per warpgroup: below that the kernel falls back to Ampere's HMMA.
+    min_m = 64 if hopper(capability) else 16
+    block_m = clamp_pow2(m, min_m, 128)
     block_n = clamp_pow2(n, 16, 128)
     block_k = clamp_pow2(k, 16, 64 if half else 32)
 
     def tiles(bm: int, bn: int) -> int:
         return triton.cdiv(m, bm) * triton.cdiv(n, bn)
 
-    while tiles(block_m, block_n) < sms and block_m > 32:
+    while tiles(block_m, block_n) < sms and block_m > max(32, min_m):
         block_m //= 2
     while tiles(block_m, block_n) < sms and block_n > 32:
         block_n //= 2
@@ -489,6 +502,7 @@ class GemmConv(KernelFamily):
             BLOCK_M=config["BLOCK_M"], BLOCK_N=config["BLOCK_N"], BLOCK_K=config["BLOCK_K"],
             GROUP_M=config["GROUP_M"], SPLIT_K=split_k, EVEN_K=k % config["BLOCK_K"] == 0,
             DECODE_ROWS=plan.decode, PRECISION=PRECISION_CODES[problem.precision], **epilogue,
+            ROW_ALIGN=pow2_divisor((sa_b, sa_p, sa_q, sb_b, sb_n)), K_ALIGN=pow2_divisor((k,)),
         )
         calls = [KernelCall(gemm_kernel, grid, args, constexprs, config["num_warps"], config["num_stages"])]
         if split_k > 1:

@@ -23,3 +23,11 @@ def output_pixels(offs_m, P, Q, stride_h, stride_w, pad_h, pad_w):
     p_idx = pq // Q
     q_idx = pq % Q
     return n_idx, p_idx, q_idx, p_idx * stride_h - pad_h, q_idx * stride_w - pad_w
+
+
+@triton.jit
+def known_multiple(x, ALIGN: tl.constexpr):
+    """`x`, which the caller knows is a multiple of ALIGN, rebuilt as (x // ALIGN) * ALIGN so that Triton's
+    alignment analysis knows it too (`tl.multiple_of` cannot mark a kernel argument). Enables vector loads for
+    strides the launcher does not mark (it marks multiples of 16 only), e.g. 24-channel NHWC rows."""
+    return (x // ALIGN) * ALIGN
