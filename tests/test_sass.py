@@ -97,7 +97,7 @@ def _row(problem, sm, sass, reference, **kernel):
     fields = dict(
         problem=problem.key, family="implicit_gemm", config={}, sm=sm, kernel="k", registers=128, spill_bytes=0,
         shared_bytes=0, threads=256, grid_ctas=100, ctas_per_sm=1, waves=1.0, serialised_wgmma=False,
-        sass=sass, reference=reference,
+        sass=sass, reference=reference, tile=(128, 128, 64),
     )
     fields.update(kernel)
     return ReportRow("layer", problem, KernelReport(**fields))
