@@ -180,11 +180,12 @@ def test_bench_problem_times_cudnn_layouts_and_every_family(device):
     record = benchmark.bench_problem(TINY, peaks=SYNTHETIC_PEAKS, name="tiny", device=device,
                                      time_fn=synthetic_timer([3.0, 2.0, 1.0, 0.5]))
     names = [e["name"] for e in record["results"]]
-    assert names[:2] == ["cudnn_nchw", "cudnn_nhwc"]
+    baseline = "cudnn" if device == "cuda" else "torch_cpu"  # the CPU's baseline is not called cuDNN
+    assert names[:2] == [f"{baseline}_nchw", f"{baseline}_nhwc"]
     assert set(names[2:]) == {f.name for f in families_for(TINY)}  # no cache entry: no "tuned"
     assert record["reference"] == "float64" and record["tuned"] is False
     assert record["floor_ms"] == pytest.approx(benchmark.roofline_floor_ms(TINY, SYNTHETIC_PEAKS))
-    assert record["baseline"] == "cudnn_nhwc"  # the faster (synthetic) cuDNN layout
+    assert record["baseline"] == f"{baseline}_nhwc"  # the faster (synthetic) layout
     for entry in record["results"]:
         assert entry["error"] is None, entry
         assert entry["rel_error"] < TOLERANCE["ieee"], entry

@@ -43,7 +43,7 @@ def test_every_json_a_command_writes_is_reported(tmp_path):
     # The end-of-run summary: where the winners are, that they are used, how to share them, cost and gain.
     assert f"1 winner cached at {cache_dir / 'tuning-cache.json'}" in tuned
     assert "used automatically by tritonconv.conv2d, tritonconv.nn.Conv2d and tritonconv.convert" in tuned
-    assert "tritonconv cache export tuned.json" in tuned and "2 trials run" in tuned
+    assert "tritonconv cache export tritonconv-cache.json" in tuned and "2 trials run" in tuned
     assert "best speedup vs torch CPU" in tuned and "(c4→k8 3×3)" in tuned
     (journal,) = (cache_dir / "studies").glob("n1_c4_h5_w5_k8_*.journal")
     assert f"study journal: {journal}   (view: optuna-dashboard {journal})" in tuned

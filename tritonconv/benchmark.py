@@ -249,13 +249,14 @@ def bench_problem(
     # cuDNN in both layouts; TF32 only where the problem's precision is TF32-like (or lower).
     cudnn_tf32 = problem.dtype == "float32" and problem.precision not in ("ieee", "tf32x3")
     entries = []
+    baseline = "cudnn" if device.type == "cuda" else "torch_cpu"  # on the CPU (interpreter runs) it is not cuDNN
     for layout, memory_format in (("nchw", torch.contiguous_format), ("nhwc", torch.channels_last)):
         xl, wl = x.contiguous(memory_format=memory_format), w.contiguous(memory_format=memory_format)
         tensors = ConvTensors(xl, wl, output=None)
         with torch.backends.cudnn.flags(enabled=True, benchmark=True, deterministic=False, allow_tf32=cudnn_tf32):
             # The checked run before the timing also lets cudnn.benchmark pick its algorithm (warm).
             entries.append(_timed_entry(
-                f"cudnn_{layout}", lambda t=tensors: cudnn_conv2d(problem, t), None, ref, role="baseline",
+                f"{baseline}_{layout}", lambda t=tensors: cudnn_conv2d(problem, t), None, ref, role="baseline",
                 tf32=cudnn_tf32, **common,
             ))
 

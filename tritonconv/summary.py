@@ -54,7 +54,7 @@ class RunSummary:
             f"  used automatically by tritonconv.conv2d, tritonconv.nn.Conv2d and tritonconv.convert on this device "
             f"({self.device})" + (f"; {self.keep_baseline} of them keep {self.baseline}, which measured faster"
                                   if self.keep_baseline else ""),
-            "  share them: tritonconv cache export tuned.json   (elsewhere: tritonconv cache import tuned.json)",
+            "  share them: tritonconv cache export tritonconv-cache.json   (elsewhere: tritonconv cache import tritonconv-cache.json)",
             f"time {self.wall_time_s:.1f} s, {self.trials_run} trials run, {best}",
         ]
         if len(self.journals) == 1:
