@@ -437,3 +437,16 @@ def test_ctrl_c_does_not_reach_the_benchmark_worker():
         assert runner.baseline(PROBLEM).ok and runner.restarts == 0
     finally:
         runner.close()
+
+
+def test_cli_a_bigger_trials_budget_adds_trials_instead_of_answering_cached(tmp_path):
+    from tritonconv.cli import main
+
+    out = tmp_path / "tune.json"
+    shape = ["tune", "--c", "4", "--h", "5", "--w", "5", "--k", "8", "--dtype", "float32", "--interpret", "--json", str(out)]
+    record = lambda: json.loads(out.read_text())["records"][0]  # noqa: E731
+    assert main([*shape, "--trials", "2"]) == 0 and record()["trials_run"] == 2
+    assert main([*shape, "--trials", "2"]) == 0 and record()["from_cache"] is True
+    assert main([*shape, "--trials", "3"]) == 0
+    assert record()["from_cache"] is False and record()["trials_run"] == 1, "the missing trial is added"
+    assert next(iter(cache.entries().values()))["trials_run"] == 3
