@@ -78,6 +78,9 @@ def test_compile_records_are_a_results_file(tmp_path):
          "ok": False, "error": "RuntimeError: synthetic"},
     ]
     path = write_compile_results(tmp_path / "compile.json", records, targets="80,90")
+    umask = os.umask(0)
+    os.umask(umask)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~umask  # meant to be shared: not owner-only like mkstemp's
     document = load_results(path)
     assert document["kind"] == "compile" and [r["registers"] for r in document["records"]] == [96, None]
     out = ok(tritonconv("report", str(path), "--no-charts", columns=200))

@@ -3,11 +3,10 @@
 Works for every kind (conv, gemm, models, tune): records with a "results" list become one row each with a
 "ms / speedup" cell per candidate; records without one become rows of their scalar fields.
 Charts (Agg backend, one PNG each, written only when the data has the metric):
-  * <stem>_speedup.png - speedup over the baseline per record, one bar per candidate (baselines left out), on a
-    log scale (0.5x and 2x are equally far from 1x);
+  * <stem>_speedup.png - speedup over the baseline per record, one bar per candidate (baselines left out);
   * <stem>_roofline.png - achieved fraction of the roofline floor per record, every result;
   * <stem>_tflops.png   - TFLOP/s per record, every result.
-Every chart names its baseline in the title, the device, library versions and (for interpreter runs) that the
+All on log scales (0.5x and 2x are equally far from 1x; small values stay visible). Every chart names its baseline in the title, the device, library versions and (for interpreter runs) that the
 times are CPU wall-clock in a caption, labels records by their full names (never cut into collisions), and marks
 failed candidates with a red "×" instead of leaving a gap.
 """
@@ -26,8 +25,9 @@ from .results import Record, format_speedup, load_results
 CHARTS = {
     # metric: (file suffix, title ({baseline} filled in), y label, include baselines, reference line, log scale)
     "speedup": ("speedup", "Speedup over {baseline} (higher is better)", "speedup (x, log scale)", False, 1.0, True),
-    "floor_fraction": ("roofline", "Achieved fraction of the roofline floor", "floor time / time", True, 1.0, False),
-    "tflops": ("tflops", "Throughput", "TFLOP/s", True, None, False),
+    "floor_fraction": ("roofline", "Achieved fraction of the roofline floor", "floor time / time (log scale)", True,
+                       1.0, True),
+    "tflops": ("tflops", "Throughput", "TFLOP/s (log scale)", True, None, True),
 }
 
 
@@ -193,7 +193,12 @@ def plot_metric(
     width = 0.8 / len(values)
     fig, ax = plt.subplots(figsize=(max(6.5, 0.32 * len(labels) * len(values) + 2.5), 5.0))
     if log_scale:
+        from matplotlib.ticker import FuncFormatter
+
         ax.set_yscale("log")
+        plain = FuncFormatter(lambda v, _: f"{v:g}")  # 4, 0.01, 1e-05 rather than 4×10^0
+        ax.yaxis.set_major_formatter(plain)
+        ax.yaxis.set_minor_formatter(FuncFormatter(lambda v, _: ""))
     present = [x for series in values.values() for x in series if x is not None and x > 0]
     marker_y = min(present + ([reference_line] if reference_line else [])) * (0.8 if log_scale else 0.0)
     any_failed = False
@@ -202,21 +207,25 @@ def plot_metric(
         bars = ax.bar([x for x, v in zip(xs, series) if v is not None], [v for v in series if v is not None], width,
                       label=name)
         if log_scale or len(labels) <= 12:
+            crowded = len(values) > 2
             ax.bar_label(bars, labels=[format_speedup(v) if metric == "speedup" else f"{v:.3g}" for v in series
-                                       if v is not None], fontsize=7, padding=1)
+                                       if v is not None], fontsize=6 if crowded else 7, padding=1,
+                         rotation=90 if crowded else 0)
         down = [x for x, bad in zip(xs, failed[name]) if bad]
         if down:
             any_failed = True
             ax.scatter(down, [marker_y] * len(down), marker="x", color="red", s=60, zorder=3)
     if any_failed:
         ax.scatter([], [], marker="x", color="red", label="failed (no time)")
+    bottom, top = ax.get_ylim()
+    ax.set_ylim(bottom, top * (4 if log_scale else 1.12))  # room for the value labels above the tallest bar
     if reference_line is not None:
         ax.axhline(reference_line, color="black", linewidth=0.8, linestyle="--")
     ax.set_xticks(range(len(labels)), labels, rotation=45 if len(labels) > 3 else 0,
                   ha="right" if len(labels) > 3 else "center", fontsize=8)
     ax.set_title(title)
     ax.set_ylabel(ylabel)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))  # outside: never over a bar
     ax.grid(axis="y", alpha=0.3)
     if caption_text:
         fig.text(0.01, -0.01, caption_text, fontsize=7, ha="left", va="top", color="dimgray")

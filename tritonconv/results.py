@@ -213,6 +213,9 @@ def write_results(
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=path.name, suffix=".tmp", dir=path.parent)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.fchmod(fd, 0o666 & ~umask)  # a results file is meant to be shared (mkstemp makes it owner-only)
     with os.fdopen(fd, "w") as f:
         json.dump(document, f, indent=1, allow_nan=False)
         f.write("\n")

@@ -67,13 +67,18 @@ def run_suite_benchmark(args: argparse.Namespace, *, families: bool, default_dir
         raise InvalidInputError(NO_GPU_MESSAGE.format(what=what))
     console = safe_console()
 
-    def progress(record: benchmark.Record) -> None:
-        done = [e for e in record["results"] if e["ms"] is not None]
-        best = min(done, key=lambda e: e["ms"]) if done else None
-        console.log(f"{record['name']}: fastest {best['name'] if best else '-'}"
-                    + (f" {best['ms']:.4g} ms" if best else ""))
+    from ..progress import progress
 
-    records, meta = benchmark.run_conv_suite(problems, families=families, on_record=progress)
+    with progress() as bar:  # shapes done, elapsed and ETA: a bar on a terminal, lines when redirected
+        task = bar.add_task("shapes benchmarked", total=len(problems))
+
+        def on_record(record: benchmark.Record) -> None:
+            done = [e for e in record["results"] if e["ms"] is not None]
+            best = min(done, key=lambda e: e["ms"]) if done else None
+            bar.update(task, advance=1, description=f"{record['name']}: fastest {best['name'] if best else '-'}"
+                       + (f" {best['ms']:.4g} ms" if best else ""))
+
+        records, meta = benchmark.run_conv_suite(problems, families=families, on_record=on_record)
     meta["suite"] = str(suite)
     out = args.out or default_dir / f"{results_name(args.dtype, args.layout)}.json"
     path = benchmark.write_results(out, records, meta, kind="conv")
