@@ -77,3 +77,24 @@ def test_candidate_hang_timeout_follows_the_baseline():
     runner.baseline_job_s = 50.0
     assert runner.candidate_timeout_s() == 300
     runner.close()
+
+
+class ScreeningRunner(FakeRunner):
+    """Records which timer each call used: the search screens, only the best few get the full timer."""
+
+    def __init__(self):
+        super().__init__()
+        self.screening, self.calls = False, []
+
+    def benchmark(self, problem, config, tolerance):
+        self.calls.append("screen" if self.screening else "full")
+        return super().benchmark(problem, config, tolerance)
+
+
+def test_search_screens_and_retimes_only_the_best_with_the_full_timer(tmp_path):
+    runner = ScreeningRunner()
+    problem = ConvProblem(n=1, c=16, h=8, w=8, k=16, r=3, s=3, pad_h=1, pad_w=1, dtype="float16", layout="nhwc")
+    result = tune_many([problem], trials=8, runner=runner, cache=str(tmp_path), progress=False, retime_top=3, early_stop=None)[0]
+    assert runner.calls.count("screen") >= 5 and runner.calls.count("full") == 3
+    assert runner.calls[-3:] == ["full"] * 3 and not runner.screening  # the re-timing comes after the search
+    assert result.time_ms > 0

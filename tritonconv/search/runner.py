@@ -85,13 +85,23 @@ def auto_timer(fn: Callable[[], object]) -> float:
     return cuda_graph_timer(fn) if t < SMALL_KERNEL_MS else t
 
 
+def screening_timer(fn: Callable[[], object]) -> float:
+    """The search's quick look: `auto_timer` with 5 ms of warm-up and 20 ms of repeats instead of 25 and 100
+    (about a fifth of the GPU time per candidate); the few best are re-timed with the full timer."""
+    from ..timing import time_ms
+
+    t = time_ms(fn, warmup_ms=5, rep_ms=20)
+    return time_ms(fn, mode="cuda_graph", rep_ms=20) if t < SMALL_KERNEL_MS else t
+
+
 def single_run_timer(fn: Callable[[], object]) -> float:
     """One wall-clock run (the interpreter: the correctness run before it was the warm-up)."""
     return wall_timer(fn, reps=1)
 
 
 TIMERS: dict[str, Timer] = {
-    "events": events_timer, "cuda_graph": cuda_graph_timer, "auto": auto_timer, "wall": wall_timer, "single": single_run_timer,
+    "events": events_timer, "cuda_graph": cuda_graph_timer, "auto": auto_timer, "screen": screening_timer, "wall": wall_timer,
+    "single": single_run_timer,
 }
 
 
@@ -107,8 +117,8 @@ def default_device() -> str:
 class Bench:
     """Scratch inputs + reference per problem, and the checked, timed run of a candidate config."""
 
-    def __init__(self, device: str, timer: Timer):
-        self.device, self.timer = device, timer
+    def __init__(self, device: str, timer: Timer, screen_timer: Optional[Timer] = None):
+        self.device, self.timer, self.screen_timer = device, timer, screen_timer or timer
         self._data: dict[ConvProblem, Any] = {}
 
     def data(self, problem: ConvProblem):
@@ -124,8 +134,9 @@ class Bench:
         if self.device == "cuda":
             torch.cuda.synchronize()
 
-    def candidate(self, problem: ConvProblem, config: dict[str, Any], tolerance: float) -> Measurement:
-        """Run into a NaN-poisoned output, check the relative error, and only then time it."""
+    def candidate(self, problem: ConvProblem, config: dict[str, Any], tolerance: float, *, screen: bool = False) -> Measurement:
+        """Run into a NaN-poisoned output, check the relative error, and only then time it (with the screening
+        timer when `screen`)."""
         from ..functional import empty_output, run_problem
         from .reference import rel_error
 
@@ -143,7 +154,7 @@ class Bench:
         if not err <= tolerance:
             return Measurement(rel_error=err, error=f"wrong result: relative error {err:.3g} > tolerance {tolerance:.3g}", check_s=check_s)
         started = time.perf_counter()
-        time_ms = self.timer(run)
+        time_ms = (self.screen_timer if screen else self.timer)(run)
         return Measurement(time_ms=time_ms, rel_error=err, check_s=check_s, time_s=time.perf_counter() - started)
 
     def baseline(self, problem: ConvProblem) -> Measurement:
@@ -214,12 +225,14 @@ class InProcessRunner:
 
     def __init__(self, timer: Union[str, Timer, None] = None, device: Optional[str] = None):
         self.device = device or default_device()
+        screen = TIMERS["screen"] if timer is None and self.device == "cuda" else None
         timer = timer or ("auto" if self.device == "cuda" else "single")
-        self.bench = Bench(self.device, TIMERS[timer] if isinstance(timer, str) else timer)
+        self.bench = Bench(self.device, TIMERS[timer] if isinstance(timer, str) else timer, screen)
         self.compiles = CompileCounter() if self.device == "cuda" else None
+        self.screening = False  # set by the search: its trials use the screening timer, the re-timing does not
 
     def benchmark(self, problem: ConvProblem, config: dict[str, Any], tolerance: float) -> Measurement:
-        return _guarded(lambda: self.bench.candidate(problem, config, tolerance), self.compiles)
+        return _guarded(lambda: self.bench.candidate(problem, config, tolerance, screen=self.screening), self.compiles)
 
     def baseline(self, problem: ConvProblem) -> Measurement:
         return _guarded(lambda: self.bench.baseline(problem), self.compiles)
@@ -255,10 +268,10 @@ class FakeRunner:
 WorkerHook = Callable[[str, ConvProblem, dict[str, Any]], None]
 
 
-def _worker_main(conn, timer: Union[str, Timer], hook: Optional[WorkerHook]) -> None:
-    """Benchmark worker loop: ("candidate"|"baseline", problem dict, config, tolerance) -> Measurement dict."""
+def _worker_main(conn, timer: Union[str, Timer], hook: Optional[WorkerHook], screen_timer: Optional[str] = None) -> None:
+    """Benchmark worker loop: ("candidate"|"screen"|"baseline", problem dict, config, tolerance) -> Measurement dict."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the process group: the tuner reports it, closes us
-    bench = Bench(default_device(), TIMERS[timer] if isinstance(timer, str) else timer)
+    bench = Bench(default_device(), TIMERS[timer] if isinstance(timer, str) else timer, TIMERS[screen_timer] if screen_timer else None)
     compiles = CompileCounter()
     while True:
         try:
@@ -275,7 +288,7 @@ def _worker_main(conn, timer: Union[str, Timer], hook: Optional[WorkerHook]) -> 
                 hook(kind, problem, config)
             if kind == "baseline":
                 return bench.baseline(problem)
-            return bench.candidate(problem, config, tolerance)
+            return bench.candidate(problem, config, tolerance, screen=kind == "screen")
 
         conn.send(asdict(_guarded(job, compiles)))
 
@@ -294,8 +307,10 @@ class SubprocessRunner:
     def __init__(self, timer: Union[str, Timer, None] = None, *, hook: Optional[WorkerHook] = None, job_timeout_s: float = 300.0,
                  compile_bound_s: float = 60.0, timeout_factor: float = 10.0):
         self.device = default_device()
+        self.screen_timer = "screen" if timer is None and self.device == "cuda" else None
         self.timer = timer or ("auto" if self.device == "cuda" else "single")
         self.hook, self.job_timeout_s = hook, job_timeout_s
+        self.screening = False  # set by the search: its trials use the screening timer, the re-timing does not
         self.compile_bound_s, self.timeout_factor = compile_bound_s, timeout_factor
         self.baseline_job_s: Optional[float] = None
         self.restarts = 0
@@ -311,7 +326,7 @@ class SubprocessRunner:
     def _start(self) -> None:
         context = multiprocessing.get_context("spawn")
         self._conn, child = context.Pipe()
-        self._process = context.Process(target=_worker_main, args=(child, self.timer, self.hook), daemon=True)
+        self._process = context.Process(target=_worker_main, args=(child, self.timer, self.hook, self.screen_timer), daemon=True)
         self._process.start()
         child.close()
 
@@ -351,7 +366,7 @@ class SubprocessRunner:
         return result
 
     def benchmark(self, problem: ConvProblem, config: dict[str, Any], tolerance: float) -> Measurement:
-        return self._call("candidate", problem, config, tolerance)
+        return self._call("screen" if self.screening else "candidate", problem, config, tolerance)
 
     def baseline(self, problem: ConvProblem) -> Measurement:
         return self._call("baseline", problem, {}, math.inf)

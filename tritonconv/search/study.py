@@ -330,6 +330,19 @@ def _ask(run: _Run) -> Optional[tuple[optuna.Trial, Candidate]]:
     return None
 
 
+def _screened(runner: Runner, search: Callable[[], None]) -> None:
+    """Run the search with the runner's quick screening timer where it has one (`runner.screening`); the
+    winner's re-timing afterwards uses the full timer."""
+    screens = hasattr(runner, "screening")
+    if screens:
+        runner.screening = True  # type: ignore[attr-defined]
+    try:
+        search()
+    finally:
+        if screens:
+            runner.screening = False  # type: ignore[attr-defined]
+
+
 def _search(run: _Run, trials: int, timeout: Optional[float], early_stop: Optional[int], precompiler: Optional[Precompiler],
             on_progress: Optional[ProgressHook]) -> None:
     """Ask, reject, answer or measure, tell: until the budget, the timeout, early stopping or an exhausted grid.
@@ -517,7 +530,7 @@ def _tune_one_locked(options: _Options, runner: Runner, device_fp: str, key: str
         # cuDNN first: its time bounds how long a candidate may run (SubprocessRunner's adaptive hang timeout)
         run.benchmarks += 1
         baseline = runner.baseline(options.problem)
-        _search(run, trials, timeout, early_stop, precompiler, on_progress)
+        _screened(runner, lambda: _search(run, trials, timeout, early_stop, precompiler, on_progress))
         candidate, measured = _winner(run, retime_top)
     except KeyboardInterrupt:
         _requeue_unfinished(study)
