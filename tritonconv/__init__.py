@@ -5,6 +5,7 @@ parsing do not import torch or Triton; `tritonconv.conv2d` (or any other name be
 `torch.ops.tritonconv.conv2d` is registered when the API is first used (or on `import tritonconv.ops`).
 """
 import importlib
+import importlib.util
 import os
 import sys
 import types
@@ -29,8 +30,10 @@ __all__ = [
 
 class _Package(types.ModuleType):
     def __getattr__(self, name: str):
-        if name not in _LAZY:
-            raise AttributeError(f"module 'tritonconv' has no attribute {name!r}")
+        if name not in _LAZY:  # a submodule (tritonconv.cache, ...), as the eager imports used to make available
+            if name.startswith("__") or importlib.util.find_spec(f"{__name__}.{name}") is None:
+                raise AttributeError(f"module 'tritonconv' has no attribute {name!r}")
+            return importlib.import_module(f"{__name__}.{name}")
         for public, module_name in _LAZY.items():
             module = importlib.import_module(f"{__name__}.{module_name or public}")
             setattr(self, public, module if module_name is None else getattr(module, public))

@@ -6,7 +6,7 @@ compiler rejects, and gives resource usage (registers, spills, shared memory) an
 Hopper, HMMA on Ampere) to prune configs before they reach a GPU.
 
 The kernels must be real `triton.JITFunction`s, i.e. imported without TRITON_INTERPRET=1. Command line:
-    python -m tritonconv.compile [--suite bench/suites/conv2d.json | --random N] [--targets 80,90]
+    python -m tritonconv.compile [SUITE.json | --random N] [--shapes 'r50_*'] [--targets 80,90]
 compiles every family's default config for every suite shape (or N random problems) and target, with the device
 emulated (an A100 for 80, an H100 for 90) so each family offers what it would there; exits non-zero on any
 failure. With --report (tritonconv.compile_report) it reads the compiled SASS instead and prints, per kernel,
@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import multiprocessing
 import os
 import re
@@ -334,45 +333,90 @@ def write_compile_results(path: Path, records: list[dict[str, Any]], **meta: Any
     return write_results(path, rows, meta, kind="compile")
 
 
-def main(argv: Optional[list[str]] = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--suite", default=str(Path(__file__).parent / "suites" / "conv2d.json"))
-    parser.add_argument("--targets", default="80,90", help="compute capabilities, comma-separated")
-    parser.add_argument("--dtypes", default="float16,float32")
-    parser.add_argument("--limit", type=int, default=0, help="only the first N shapes")
-    parser.add_argument("--shapes", help="only these suite shape names, comma-separated")
-    parser.add_argument("--families", help="only these kernel families, comma-separated")
-    parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="parallel compile processes")
-    parser.add_argument("--random", type=int, default=0, help="instead of the suite, N random problems")
+def _comma_list(allowed: Iterable[str], what: str):
+    """An argparse type: comma-separated names, each one of `allowed`; returns the text unchanged."""
+    allowed = [str(a) for a in allowed]
+
+    def parse(text: str) -> str:
+        parts = text.split(",")
+        bad = [part for part in parts if part not in allowed]
+        if bad:
+            raise argparse.ArgumentTypeError(f"unknown {what} {bad[0]!r}; choose from {', '.join(allowed)}")
+        return text
+
+    return parse
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .commands._options import (
+        HelpFormatter, Parser, add_suite_argument, non_negative_int, output_file, positive_int,
+    )
+    from .dtypes import DTYPE_CHOICES
+
+    parser = Parser(prog="python -m tritonconv.compile", description=__doc__.split("\n\n")[0],
+                    formatter_class=HelpFormatter)
+    add_suite_argument(parser)
+    parser.add_argument("--targets", type=_comma_list(sorted(COMPILE_TARGETS), "target"), default="80,90",
+                        help="compute capabilities, comma-separated")
+    parser.add_argument("--dtypes", type=_comma_list(DTYPE_CHOICES, "dtype"), default="float16,float32",
+                        help="input dtypes, comma-separated")
+    parser.add_argument("--layouts", type=_comma_list(("nhwc", "nchw"), "layout"), default="nhwc,nchw",
+                        help="layouts of the suite problems, comma-separated")
+    parser.add_argument("--limit", type=non_negative_int, default=0, help="only the first N selected shapes (0: all)")
+    parser.add_argument("--families", help="only these kernel families, comma-separated (default: all)")
+    parser.add_argument("--jobs", type=positive_int, default=os.cpu_count() or 1, help="parallel compile processes")
+    parser.add_argument("--random", type=non_negative_int, default=0,
+                        help="instead of the suite, N random problems (0: the suite)")
     parser.add_argument("--seed", type=int, default=0, help="seed of --random")
-    parser.add_argument("--json", help="write the records here")
+    parser.add_argument("--json", type=output_file, default=None, help="write the records here")
     parser.add_argument("--report", action="store_true", help="static SASS report vs a reference GEMM (tritonconv.compile_report)")
-    parser.add_argument("--choice", default="dispatch", help="with --report: dispatch (the default pick), families (every family's default) or space (every feasible config)")
-    parser.add_argument("--space-limit", type=int, default=0, help="with --choice space: at most N configs per family")
-    parser.add_argument("--layouts", default="nhwc,nchw", help="layouts of the suite problems")
-    args = parser.parse_args(argv)
-    if os.environ.get("TRITON_INTERPRET", "0") not in ("", "0"):
-        print("unset TRITON_INTERPRET: compiling for a target needs real Triton kernels", file=sys.stderr)
-        return 2
-    shapes = json.loads(Path(args.suite).read_text())["shapes"]
-    if args.shapes:
-        wanted = set(args.shapes.split(","))
-        shapes = [s for s in shapes if s["name"] in wanted]
+    parser.add_argument("--choice", default="dispatch", choices=("dispatch", "families", "space"),
+                        help="with --report: dispatch (the default pick), families (every family's default) or space "
+                             "(every feasible config)")
+    parser.add_argument("--space-limit", type=non_negative_int, default=0,
+                        help="with --choice space: at most N configs per family (0: no limit)")
+    return parser
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    from .cli import run_command
+
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exit:
+        return exit.code if isinstance(exit.code, int) else 2
+    return run_command(_run, args)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from .commands._options import EMBEDDED_SUITE, resolve_suite
+    from .dtypes import canonical_dtype
+    from .errors import InvalidInputError
+    from .suite import load_suite, select, split_patterns
+
+    resolve_suite(args)
+    suite = args.suite or EMBEDDED_SUITE
+    shapes = select(load_suite(suite), split_patterns(args.shapes), source=str(suite))
     if args.limit:
         shapes = shapes[: args.limit]
-    problems = [
-        ConvProblem.from_suite_entry(e, dtype=dt, layout=layout)
-        for e in shapes
-        for dt in args.dtypes.split(",")
-        for layout in args.layouts.split(",")
-    ]
+    dtypes, layouts = [canonical_dtype(d) for d in args.dtypes.split(",")], args.layouts.split(",")
+    if os.environ.get("TRITON_INTERPRET", "0") not in ("", "0"):
+        raise InvalidInputError("unset TRITON_INTERPRET: compiling for a target needs real Triton kernels")
+    from .kernels import FAMILIES
+
+    families = set(args.families.split(",")) if args.families else None
+    unknown = sorted((families or set()) - set(FAMILIES))
+    if unknown:
+        raise InvalidInputError(f"unknown kernel family {unknown[0]!r}; choose from {', '.join(sorted(FAMILIES))}")
+    problems = [s.problem(dtype=dt, layout=layout) for s in shapes for dt in dtypes for layout in layouts]
+    labels = {} if args.random else {
+        p: s.name for p, s in zip(problems, (s for s in shapes for _ in dtypes for _ in layouts))}
     if args.random:
         problems = random_problems(args.random, args.seed)
-    families = set(args.families.split(",")) if args.families else None
     if args.report:
         from .compile_report import report_main
 
-        labels = {} if args.random else {p: e["name"] for p, e in zip(problems, (e for e in shapes for _ in args.dtypes.split(",") for _ in args.layouts.split(",")))}
         return report_main(problems, [int(t) for t in args.targets.split(",")], args.choice, families, args.space_limit, labels, args.jobs, args.json)
     records = check_defaults(problems, [int(t) for t in args.targets.split(",")], families, args.jobs)
     failed = [r for r in records if not r["ok"]]

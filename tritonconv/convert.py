@@ -75,6 +75,10 @@ def convert(
     fuse_activations / fuse_residuals fuse following activations / residual adds into the conv's epilogue.
     inplace=False (the default) converts a deep copy and leaves `model` untouched.
     """
+    if not isinstance(model, nn.Module):
+        from .errors import InvalidInputError
+
+        raise InvalidInputError(f"convert takes a torch.nn.Module, got {type(model).__name__}")
     if not inplace:
         model = copy.deepcopy(model)
     report = ConversionReport()

@@ -12,7 +12,7 @@ from . import cache
 from .cudnn import CudnnConv
 from .errors import InvalidConfigError, UnsupportedError
 from .kernels import DEFAULT_FAMILY, FAMILIES, KernelFamily, families_for, get_family
-from .kernels.base import Config
+from .kernels.base import Config, is_choice
 from .kernels.epilogue import PRECISION_CODES
 from .problem import PRECISIONS, ConvProblem
 
@@ -63,7 +63,7 @@ def resolve_config(problem: ConvProblem, config: dict[str, Any]) -> tuple[Kernel
     options = {}
     for name, choices in DISPATCH_OPTIONS.items():
         if name in config:
-            if config[name] not in choices:
+            if not is_choice(config[name], choices):
                 raise InvalidConfigError(f"{name}={config[name]!r} is not one of {list(choices)}")
             options[name] = config[name]
     if options.get("precision", problem.precision) not in PRECISIONS[problem.dtype]:

@@ -14,6 +14,7 @@ from torch._prims_common import suggest_memory_format
 from . import dispatch, ops
 from .errors import InvalidInputError, UnsupportedError
 from .kernels import ConvTensors
+from .kernels.base import check_config
 from .kernels.epilogue import ACTIVATIONS
 from .problem import DTYPE_NAMES, PRECISIONS, ConvProblem, conv_output_size
 from .runtime import INTERPRET
@@ -39,6 +40,25 @@ def _pair(value: Any, name: str) -> tuple[int, int]:
     if len(ints) in (1, 2) and None not in ints:
         return (ints[0], ints[-1])
     raise InvalidInputError(f"{name} must be an int or a pair of ints, got {value!r}")
+
+
+def check_tensors(**tensors: Optional[torch.Tensor]) -> None:
+    """Each given tensor (None skips) is a dense torch.Tensor: sparse, nested and quantized tensors are
+    UnsupportedErrors naming the argument."""
+    for what, t in tensors.items():
+        if t is None:
+            continue
+        if not isinstance(t, torch.Tensor):
+            raise InvalidInputError(f"{what} must be a torch.Tensor, got {type(t).__name__}")
+        if t.is_nested:
+            raise UnsupportedError(f"{what} is a nested tensor: tritonconv supports dense (strided) tensors; "
+                                   f"pad it (torch.nested.to_padded_tensor) or run its components one by one")
+        if t.layout != torch.strided:
+            raise UnsupportedError(f"{what} is a sparse tensor ({t.layout}): tritonconv supports dense (strided) "
+                                   f"tensors; convert it with .to_dense()")
+        if t.is_quantized:
+            raise UnsupportedError(f"{what} is quantized ({t.dtype}): tritonconv supports float32, float16 and "
+                                   f"bfloat16; dequantize it with .dequantize()")
 
 
 def _check_tensor_dtype(t: torch.Tensor, what: str) -> str:
@@ -97,8 +117,7 @@ def make_problem(
     activation: Optional[str] = None,
 ) -> ConvProblem:
     """Validate F.conv2d-style arguments (4-D input) and describe them as a ConvProblem; raise clear errors."""
-    if not isinstance(input, torch.Tensor) or not isinstance(weight, torch.Tensor):
-        raise InvalidInputError("input and weight must be torch.Tensors")
+    check_tensors(input=input, weight=weight, bias=bias, residual=residual)
     if input.dim() != 4:
         raise InvalidInputError(f"input must be 4-D (N, C, H, W) or 3-D (C, H, W), got shape {tuple(input.shape)}")
     if weight.dim() != 4:
@@ -212,8 +231,10 @@ def conv2d(
         if residual is not None:
             residual = residual.unsqueeze(0)
     problem = _validated_problem(input, weight, bias, stride, padding, dilation, groups, residual, precision, activation)
-    if backend not in dispatch.BACKENDS:
+    if not isinstance(backend, str) or backend not in dispatch.BACKENDS:
         raise InvalidInputError(f"backend must be one of {dispatch.BACKENDS}, got {backend!r}")
+    if config is not None:
+        check_config(config)
     output = ops.call(problem, input, weight, bias, residual, activation or "none", config, backend)
     return output.squeeze(0) if unbatched else output
 
@@ -233,10 +254,14 @@ def _validated_problem(input, weight, bias, stride, padding, dilation, groups, r
                             residual=residual, precision=precision, activation=activation)
     # repr, not the values: 1, 1.0 and True are equal as keys, but make_problem accepts only the first.
     hyper = repr((stride, padding, dilation, groups, precision, activation))
-    key = (
-        _signature(input), _signature(weight), _signature(bias), _signature(residual), hyper,
-        precision is None and torch.backends.cudnn.allow_tf32,
-    )
+    try:
+        key = (
+            _signature(input), _signature(weight), _signature(bias), _signature(residual), hyper,
+            precision is None and torch.backends.cudnn.allow_tf32,
+        )
+    except (RuntimeError, AttributeError, TypeError, NotImplementedError):  # sparse/nested/non-tensor: say which
+        return make_problem(input, weight, bias, stride, padding, dilation, groups,
+                            residual=residual, precision=precision, activation=activation)
     problem = _validated.get(key)
     if problem is None:
         problem = _validated[key] = make_problem(input, weight, bias, stride, padding, dilation, groups,

@@ -13,7 +13,8 @@ from typing import Any, Optional
 import torch
 
 from .errors import InvalidConfigError, InvalidInputError
-from .functional import _check_device, _check_tensor_dtype, run_problem
+from .functional import _check_device, _check_tensor_dtype, check_tensors, run_problem
+from .kernels.base import check_config
 from .kernels import get_family
 from .kernels.epilogue import ACTIVATIONS
 from .kernels.gemm import GemmConv
@@ -38,8 +39,7 @@ def matmul_problem(
     precision: Optional[str] = None,
 ) -> ConvProblem:
     """Validate matmul arguments and describe them as the equivalent 1x1 ConvProblem; raise clear errors."""
-    if not isinstance(a, torch.Tensor) or not isinstance(b, torch.Tensor):
-        raise InvalidInputError("a and b must be torch.Tensors")
+    check_tensors(a=a, b=b, bias=bias, residual=residual)
     if a.dim() < 2:
         raise InvalidInputError(f"a must be at least 2-D [..., m, k], got shape {tuple(a.shape)}")
     if b.dim() not in (2, 3):
@@ -110,8 +110,9 @@ def matmul(
     Returns the result [..., m, n] in a's dtype (`out` when given).
     """
     problem = matmul_problem(a, b, bias=bias, residual=residual, activation=activation, precision=precision)
+    check_tensors(out=out)
     if config is not None:
-        config = {"family": GemmConv.name, **config}  # an explicit matmul config means the gemm family by default
+        config = {"family": GemmConv.name, **check_config(config)}  # an explicit matmul config means the gemm family by default
         if problem.batched_weight and get_family(config["family"]).name != GemmConv.name:
             raise InvalidConfigError(f"a batched b runs only on the {GemmConv.name!r} family, config asks for {config['family']!r}")
     batch_shape = a.shape[:-2]

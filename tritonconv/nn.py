@@ -31,7 +31,10 @@ class Conv2d(nn.Conv2d):
     """
 
     def __init__(self, *args: Any, activation: str = "none", **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+        try:
+            super().__init__(*args, **kwargs)
+        except (TypeError, ValueError) as error:  # torch.nn.Conv2d's own checks (groups, padding, ...)
+            raise InvalidInputError(f"Conv2d: {error}") from None
         self._init_tritonconv(activation)
 
     def _init_tritonconv(self, activation: str = "none") -> None:

@@ -33,6 +33,13 @@ def one_line(text: Any) -> str:
     return terminal_safe("; ".join(line.strip() for line in str(text).splitlines() if line.strip()))
 
 
+def markup_safe(text: Any) -> str:
+    """`text` (from a file) for a rich string that also holds markup: control characters and markup escaped."""
+    from rich.markup import escape
+
+    return escape(terminal_safe(text))
+
+
 def safe_console(**options: Any):
     """A rich Console that never interprets markup in what it prints and escapes control characters in every
     string it renders (table cells, titles, captions), keeping newlines."""

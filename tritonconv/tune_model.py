@@ -18,7 +18,7 @@ from torch import nn
 
 from . import dispatch
 from .dtypes import canonical_dtype
-from .errors import UnsupportedError
+from .errors import InvalidInputError, UnsupportedError
 from .functional import make_problem
 from .problem import DTYPES, ConvProblem
 
@@ -226,6 +226,16 @@ def tune_model(
     arguments (timeout, tolerance, runner, progress, ...) go to it.
     """
     torch_dtype = resolve_dtype(dtype)
+    if not isinstance(model, nn.Module):
+        raise InvalidInputError(f"tune_model takes a torch.nn.Module, got {type(model).__name__}")
+    if not isinstance(example_inputs, (torch.Tensor, tuple, list)):
+        raise InvalidInputError(f"example_inputs must be a tensor or a sequence of the model's inputs, got "
+                                f"{type(example_inputs).__name__}")
+    if tuner is None:  # tune_many's options, checked before the model runs
+        from .search.options import check_tune_options
+
+        options = {"trials": trials, "precision": precision, **tune_options}
+        check_tune_options([], {k: v for k, v in options.items() if k not in ("runner", "progress")})
     model = copy.deepcopy(model)
     inputs = (example_inputs,) if isinstance(example_inputs, torch.Tensor) else tuple(example_inputs)
 

@@ -32,7 +32,7 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter):
         text = action.help or ""
         default = action.default
         if (text and "%(default)" not in text and "default" not in text and action.option_strings
-                and default not in (None, False, True, argparse.SUPPRESS) and action.nargs != 0):
+                and not any(default is v for v in (None, False, True, argparse.SUPPRESS)) and action.nargs != 0):
             text += " (default: %(default)s)"
         return text
 
@@ -69,6 +69,25 @@ def output_file(text: str) -> Path:
                 raise argparse.ArgumentTypeError(f"cannot create {text!r}: {str(parent)!r} is not a directory")
             break
     return path
+
+
+def check_writable(path) -> None:
+    """Before any work: `path` (a file to write at the end) can be created or overwritten; else an
+    InvalidInputError naming it. Creates missing parent directories; leaves no file behind."""
+    from ..errors import InvalidInputError
+
+    if path is None:
+        return
+    path = Path(path)
+    existed = path.exists()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "a"):
+            pass
+        if not existed:
+            path.unlink()
+    except OSError as error:
+        raise InvalidInputError(f"cannot write {path}: {error.strerror or error}") from None
 
 
 def output_dir(text: str) -> Path:

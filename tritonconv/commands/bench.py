@@ -10,7 +10,7 @@ import re
 from pathlib import Path
 
 from ._options import (
-    PRECISION_CHOICES, add_dtype_argument, add_suite_argument, output_file, resolve_suite,
+    PRECISION_CHOICES, add_dtype_argument, add_suite_argument, check_writable, output_file, resolve_suite,
 )
 
 SUITES_DIR = Path(__file__).resolve().parent.parent / "suites"
@@ -60,6 +60,8 @@ def run_suite_benchmark(args: argparse.Namespace, *, families: bool, default_dir
                                 f"choose from {', '.join(PRECISIONS[dtype])}")
     problems = benchmark.load_conv_suite(suite, dtype=dtype, layout=args.layout, precision=precision,
                                          shapes=split_patterns(args.shapes))
+
+    check_writable(args.out)
 
     import torch
 

@@ -50,6 +50,7 @@ def _list(args: argparse.Namespace) -> int:
 
     from .. import cache
     from ..results import baseline_label, distinct_labels, format_speedup
+    from ..text import markup_safe
 
     console = Console()
     entries = _selected(args.here)
@@ -65,7 +66,7 @@ def _list(args: argparse.Namespace) -> int:
         labels = distinct_labels([p for p in problems if p is not None])
         label_of = dict(zip([i for i in range(len(group)) if problems[i] is not None], labels))
         baseline = baseline_label(device)
-        table = Table(title=f"{device}" + (" (this device)" if device == here else ""), box=box.SIMPLE_HEAD,
+        table = Table(title=markup_safe(device) + (" (this device)" if device == here else ""), box=box.SIMPLE_HEAD,
                       pad_edge=False, title_justify="left")
         table.add_column("problem", overflow="fold", ratio=1)
         table.add_column("kernel", no_wrap=True)
@@ -78,8 +79,8 @@ def _list(args: argparse.Namespace) -> int:
             t, c = entry.get("time_ms"), entry.get("cudnn_time_ms")
             stale = not cache.is_current(entry)
             any_stale |= stale
-            kernel = str(entry.get("family", "?")) + ("[yellow]*[/yellow]" if stale else "")
-            table.add_row(label_of.get(i, "?"), kernel, _ms(t), _ms(c), format_speedup(c / t if t and c else None),
+            kernel = markup_safe(entry.get("family", "?")) + ("[yellow]*[/yellow]" if stale else "")
+            table.add_row(markup_safe(label_of.get(i, "?")), kernel, _ms(t), _ms(c), format_speedup(c / t if t and c else None),
                           str(entry.get("trials_run", "?")))
         console.print(table)
     if any_stale:

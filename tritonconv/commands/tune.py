@@ -16,7 +16,7 @@ from types import SimpleNamespace
 from typing import Any
 
 from ._options import (
-    EMBEDDED_SUITE, PRECISION_CHOICES, add_dtype_argument, add_interpret_argument, add_suite_argument,
+    EMBEDDED_SUITE, PRECISION_CHOICES, add_dtype_argument, add_interpret_argument, add_suite_argument, check_writable,
     enable_interpreter, interpreter_requested, non_negative_int, output_file, positive_float, positive_int,
     resolve_suite,
 )
@@ -235,6 +235,7 @@ def _tune(args: argparse.Namespace) -> int:
     from ..text import safe_console
 
     named = _problems(args)
+    check_writable(args.json)
     console = safe_console(width=None if sys.stdout.isatty() else 160)
     trials = min(args.trials, DEMO_TRIALS) if args.demo else args.trials
     if args.interpret and not args.demo:

@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ._options import (
-    PRECISION_CHOICES, add_dtype_argument, add_interpret_argument, enable_interpreter, interpreter_requested,
+    PRECISION_CHOICES, add_dtype_argument, add_interpret_argument, check_writable, enable_interpreter,
+    interpreter_requested,
     output_file, positive_float, positive_int,
 )
 
@@ -123,8 +124,8 @@ def _run_model(what: str, fn: Callable[[], Any]) -> Any:
 
     try:
         return fn()
-    except TritonConvError:
-        raise
+    except TritonConvError as error:  # e.g. a conv tritonconv rejects: say where it came from
+        raise type(error)(f"{what} failed: {error}") from None
     except Exception as error:  # noqa: BLE001 - the user's model code
         raise InvalidInputError(f"{what} failed: {type(error).__name__}: {str(error)[:500]}") from None
 
@@ -132,6 +133,7 @@ def _run_model(what: str, fn: Callable[[], Any]) -> Any:
 def run(args: argparse.Namespace) -> int:
     from ..errors import InvalidInputError, TritonConvError
 
+    check_writable(args.json)
     if args.collect_only:
         return _collect(args)
     if interpreter_requested(args):  # before the model's module is imported: it may import Triton

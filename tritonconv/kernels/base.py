@@ -43,6 +43,25 @@ class Param:
 
 
 Constraint = Callable[[ConvProblem, Config], Optional[str]]
+CONFIG_VALUE_TYPES = (bool, int, float, str)
+
+
+def is_choice(value: Any, choices: Sequence[Any]) -> bool:
+    """`value` is one of `choices` with the same type: 32.0 is not the choice 32, nor True the choice 1."""
+    return any(type(value) is type(choice) and value == choice for choice in choices)
+
+
+def check_config(config: Any) -> Config:
+    """An explicit config must be a dict of parameter names to scalars (bool, int, float or text): anything else
+    (a list, a nested dict, NaN, a non-text key) is an InvalidConfigError naming it. Returns the config."""
+    if not isinstance(config, dict):
+        raise InvalidConfigError(f"config must be a dict of parameter names to values, got {type(config).__name__}")
+    for name, value in config.items():
+        if not isinstance(name, str):
+            raise InvalidConfigError(f"config keys must be parameter names (text), got {name!r}")
+        if not isinstance(value, CONFIG_VALUE_TYPES) or (isinstance(value, float) and value != value):
+            raise InvalidConfigError(f"config value {name}={value!r} must be an int, bool or text")
+    return config
 
 
 @dataclass
@@ -73,7 +92,7 @@ class ConfigSpace:
         for p in self.params:
             if p.name not in config:
                 return f"missing parameter {p.name}"
-            if config[p.name] not in p.choices:
+            if not is_choice(config[p.name], p.choices):
                 return f"{p.name}={config[p.name]!r} is not one of {list(p.choices)}"
         for constraint in self.constraints + (self.pruning if pruning else []):
             reason = constraint(problem, config)

@@ -39,6 +39,7 @@ from ..runtime import INTERPRET, device_info
 from . import journal
 from .compile_pool import Precompiler
 from .reference import TOLERANCE
+from .options import check_tune_options
 from .runner import InProcessRunner, Measurement, Runner, SubprocessRunner
 from .space import FAMILY, PRECISION, Candidate, SearchSpace
 
@@ -624,6 +625,7 @@ def tune_many(problems: Iterable[ConvProblem], *, progress: bool = True, runner:
             "capturing, then capture with the tuned configs"
         )
     problems = list(problems)
+    check_tune_options(problems, options)
     owned = runner is None
     runner = runner or default_runner()
     precompiler: Optional[Precompiler] = None
