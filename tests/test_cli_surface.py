@@ -149,10 +149,10 @@ def test_tune_model_imports_a_module_from_the_current_folder(tmp_path):
 
 def test_tune_model_errors_are_one_line_and_never_advise_installing_a_local_file(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
-    (tmp_path / "tinynet.py").write_text("import tinynet_dependency_missing\n")
-    assert main(["tune-model", "tinynet:make", "--collect-only"]) == 2
+    (tmp_path / "localnet.py").write_text("import localnet_dependency_missing\n")
+    assert main(["tune-model", "localnet:make", "--collect-only"]) == 2
     err = capsys.readouterr().err
-    assert "tinynet_dependency_missing" in err and "pip install tinynet" not in err and len(err.splitlines()) == 1
+    assert "localnet_dependency_missing" in err and "pip install localnet" not in err and len(err.splitlines()) == 1
     assert main(["tune-model", "nosuchnet:make", "--collect-only"]) == 2
     err = capsys.readouterr().err
     assert "no nosuchnet.py in the current directory" in err and len(err.splitlines()) == 1
@@ -234,7 +234,7 @@ def test_text_from_files_is_escaped_for_the_terminal_and_for_rich(tmp_path, caps
     (PermissionError(13, "Permission denied", "/ro/tuning-cache.json"), "/ro/tuning-cache.json: Permission denied"),
     (OSError(28, "No space left on device", "/full/out.json"), "/full/out.json: No space left on device"),
     (IsADirectoryError(21, "Is a directory", "/cache/tuning-cache.json"), "/cache/tuning-cache.json: Is a directory"),
-    (FileExistsError(17, "File exists", "/a", "/b"), "/a -> /b: File exists"),
+    (FileExistsError(17, "File exists", "/a", None, "/b"), "/a -> /b: File exists"),
 ])
 def test_os_errors_become_one_line_naming_the_path(error, words, monkeypatch, capsys):
     def write_fails(*args, **kwargs):
