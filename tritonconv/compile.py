@@ -24,7 +24,7 @@ import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Optional
+from typing import Any, Callable, Iterable, Iterator, Optional
 
 import torch
 
@@ -252,10 +252,11 @@ def check_defaults(
     capabilities: Iterable[int],
     families: Optional[set[str]] = None,
     jobs: int = 1,
+    on_record: Optional[Callable[[dict[str, Any], int, int], None]] = None,
 ) -> list[dict[str, Any]]:
     """Compile, for every target, the default config of each family that would be offered there (the device is
     emulated: capability, SMs, shared memory); one record per distinct kernel (launches that would compile to
-    the same binary are compiled once)."""
+    the same binary are compiled once). `on_record(record, done, total)` follows the progress."""
     from concurrent.futures import ProcessPoolExecutor
 
     from .kernels import families_for
@@ -273,12 +274,20 @@ def check_defaults(
                     if identity not in seen:
                         seen.add(identity)
                         work.append((family.name, problem, config, cc))
+    def followed(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+        done = []
+        for record in records:
+            done.append(record)
+            if on_record is not None:
+                on_record(record, len(done), len(work))
+        return done
+
     if jobs <= 1:
-        return [_compile_record(job) for job in work]
+        return followed(_compile_record(job) for job in work)
     # spawn: a forked child of a process that initialised CUDA cannot use it; the children compile for the
     # emulated target and never query the GPU.
     with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
-        return list(pool.map(_compile_record, work))
+        return followed(pool.map(_compile_record, work))
 
 
 def random_problems(count: int, seed: int = 0) -> list[ConvProblem]:
@@ -329,7 +338,8 @@ def write_compile_results(path: Path, records: list[dict[str, Any]], **meta: Any
         worst = max(usage, key=lambda u: u.get("registers", 0))
         rows.append({"name": f"sm{r['sm']} {r['family']} {r['label']}", "ok": r["ok"], "registers": worst.get("registers"),
                      "stack_bytes": worst.get("stack_bytes"), "shared_bytes": worst.get("shared_bytes"),
-                     "error": r.get("error"), **{k: v for k, v in r.items() if k not in ("ok", "error")}})
+                     "error": r.get("error"), "problem": r["problem"], "family": r["family"], "sm": r["sm"],
+                     "config": r.get("config"), "usage": r.get("usage")})
     return write_results(path, rows, meta, kind="compile")
 
 
@@ -418,7 +428,18 @@ def _run(args: argparse.Namespace) -> int:
         from .compile_report import report_main
 
         return report_main(problems, [int(t) for t in args.targets.split(",")], args.choice, families, args.space_limit, labels, args.jobs, args.json)
-    records = check_defaults(problems, [int(t) for t in args.targets.split(",")], families, args.jobs)
+    from .progress import progress
+
+    with progress() as bar:  # kernels compiled, elapsed and ETA: a bar on a terminal, lines when redirected
+        tasks: list[Any] = []
+
+        def on_record(record: dict[str, Any], done: int, total: int) -> None:
+            if not tasks:
+                tasks.append(bar.add_task("kernels compiled", total=total))
+            bar.update(tasks[0], completed=done)
+
+        records = check_defaults(problems, [int(t) for t in args.targets.split(",")], families, args.jobs,
+                                 on_record=on_record)
     failed = [r for r in records if not r["ok"]]
     for r in records:
         status = "ok  " if r["ok"] else "FAIL"

@@ -146,11 +146,12 @@ def results_table(document: dict[str, Any]) -> Table:
             row.append(f"{max(errors):.1e}" if errors else "-")
             table.add_row(*row)
         return table
-    # Flat records: their scalar fields.
+    # Flat records: their scalar fields (not the identifying ones the name already shows).
+    table.columns[0].no_wrap, table.columns[0].overflow = False, "fold"
     keys: dict[str, None] = {}
     for record in records:
         for key, value in record.items():
-            if key != "name" and not isinstance(value, (dict, list)):
+            if key not in ("name", "key", "label", "problem") and not isinstance(value, (dict, list)):
                 keys.setdefault(key, None)
     for key in keys:
         table.add_column(key, justify="right")
