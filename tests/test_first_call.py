@@ -80,10 +80,10 @@ def test_calls_while_tracing_use_the_default_and_are_tuned_at_the_next_eager_cal
     x, w, _ = random_conv_inputs(1, 4, 5, 5, 4, 4, 1, 1, seed=2)
     problem = make_problem(x, w, None, 1, 0, 1, 1)
     first_call.autotune("on-first-call", **FAST)
-    monkeypatch.setattr(torch.compiler, "is_compiling", lambda: True)  # what dynamo reports while tracing
-    _close(run_poisoned(x, w), x, w)
-    assert first_call.missed() == [problem] and first_call.tuned() == [] and cache.entries() == {}
-    monkeypatch.undo()
+    with monkeypatch.context() as patch:  # (not monkeypatch.undo(): that would also drop the isolated cache dir)
+        patch.setattr(torch.compiler, "is_compiling", lambda: True)  # what dynamo reports while tracing
+        _close(run_poisoned(x, w), x, w)
+        assert first_call.missed() == [problem] and first_call.tuned() == [] and cache.entries() == {}
     _close(run_poisoned(x, w), x, w)  # the next eager call tunes it
     assert first_call.missed() == [] and first_call.tuned() == [problem] and len(cache.entries()) == 1
 
