@@ -53,7 +53,6 @@ def bench_shape(entry: dict[str, Any], dtype: torch.dtype, tune_trials: int) -> 
         from tritonconv.search import tune
 
         tune(problem, trials=tune_trials, progress=False)
-        dispatch.clear_memo()
     candidate("tuned", None)  # the cached tuned config, or the default dispatch when nothing is cached
     return {"name": entry.get("name", f"{m}x{n}x{k}"), "problem": problem.key, "m": m, "n": n, "k": k,
             "flops": flops, "results": results}

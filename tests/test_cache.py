@@ -81,18 +81,20 @@ def test_updates_merge_trials_and_keep_other_keys():
     cache.update({cache.entry_key(PROBLEM.with_(k=64), HERE): make_entry(PROBLEM.with_(k=64))})
     changes = cache.update({cache.entry_key(PROBLEM, HERE): make_entry(block_m=64)})
     assert changes == {cache.entry_key(PROBLEM, HERE): "replaced"}
-    stored = cache.entries()
-    assert len(stored) == 2
-    assert {t["config"]["BLOCK_M"] for t in stored[cache.entry_key(PROBLEM, HERE)]["trials"]} == {32, 64}
+    assert len(cache.entries()) == 2
+    stored = cache.read_entry(cache.entry_key(PROBLEM, HERE))
+    assert {t["config"]["BLOCK_M"] for t in stored.trials} == {32, 64}
 
 
 CONCURRENT_WRITER = textwrap.dedent(
     """
     import sys
+    from tests.test_cache import HERE, PROBLEM, make_entry
     from tritonconv import cache
     tag = sys.argv[1]
     for i in range(25):
-        cache.update({f"{tag}-{i}": {"family": "implicit_gemm", "time_ms": 1.0, "trials": []}})
+        problem = PROBLEM.with_(k=8 * (i + 1), c=16 if tag == "a" else 24)
+        cache.update({cache.entry_key(problem, HERE): make_entry(problem)})
     """
 )
 
@@ -101,7 +103,7 @@ def test_two_processes_writing_at_once_lose_nothing():
     procs = [subprocess.Popen([sys.executable, "-c", CONCURRENT_WRITER, tag], stderr=subprocess.PIPE, text=True) for tag in ("a", "b")]
     for p in procs:
         assert p.wait(timeout=120) == 0, p.stderr.read()
-    assert set(cache.entries()) == {f"{tag}-{i}" for tag in "ab" for i in range(25)}
+    assert set(cache.entries()) == {cache.entry_key(PROBLEM.with_(k=8 * (i + 1), c=c), HERE) for c in (16, 24) for i in range(25)}
     assert not list(cache.cache_dir().glob("*.tmp")), "no temp files left behind"
 
 
@@ -152,5 +154,5 @@ def test_export_import_round_trip_with_fingerprint_warning(tmp_path, monkeypatch
 
 def test_clear_removes_entries():
     cache.update({cache.entry_key(PROBLEM, HERE): make_entry()})
-    assert cache.clear() == 1
+    assert cache.clear().winners == 1
     assert cache.entries() == {} and cache.lookup_config(PROBLEM, CPU) is None

@@ -44,7 +44,7 @@ def test_conv2d_tunes_a_new_problem_once_then_uses_the_cached_winner(monkeypatch
         _close(run_poisoned(x, w, b, padding=1), x, w, b, padding=1)
         assert first_call.tuned() == [problem]
         entry = cache.get_entry(problem, x.device)
-        assert entry is not None and 1 <= entry["trials_run"] <= 2
+        assert entry is not None and 1 <= entry.trials_run <= 2
         tuned_config = cache.lookup_config(problem, x.device)
 
         calls = []

@@ -202,7 +202,7 @@ def test_a_batched_matmul_problem_tunes_and_its_winner_serves_matmul(device):
     try:
         result = tune(problem, trials=3, progress=False, early_stop=None, retime_top=1)
         assert result.family == "gemm" and result.rel_error <= TOLERANCE["ieee"]
-        assert cache.get_entry(problem, a.device)["family"] == "gemm"
+        assert cache.get_entry(problem, a.device).family == "gemm"
         out = tritonconv.matmul(a, b, precision="ieee")
         assert rel_error(out, _reference(a, b)) <= TOLERANCE["ieee"]
     finally:

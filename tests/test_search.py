@@ -118,7 +118,8 @@ def test_end_to_end_study_caches_a_winner_that_conv2d_uses(monkeypatch, device):
     assert seeds and space.candidate(seeds[0].params) == {"family": "implicit_gemm", **default}, "defaults seed the study"
 
     entry = cache.get_entry(PROBLEM, device)
-    assert entry["family"] == result.family and entry["cudnn_time_ms"] == 100.0 and entry["trials"]
+    assert entry.family == result.family and entry.cudnn_time_ms == 100.0
+    assert cache.read_entry(cache.entry_key(PROBLEM, entry.fingerprint)).trials
 
     # conv2d (no explicit config) now launches exactly the cached config, and computes the right thing.
     family = get_family(result.family)

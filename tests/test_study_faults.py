@@ -41,6 +41,12 @@ class RecordingRunner(BookkeepingRunner):
         return super().benchmark(problem, config, tolerance)
 
 
+def only_entry():
+    """The one cached entry, with its trial history."""
+    (key,) = cache.entries()
+    return cache.read_entry(key)
+
+
 def quick_tune(trials, runner=None, problem=PROBLEM, **options):
     return tune(problem, trials=trials, runner=runner or RecordingRunner(), progress=False, early_stop=None,
                 retime_top=1, **options)
@@ -79,7 +85,7 @@ def test_a_damaged_journal_tail_is_cut_back_and_kept_in_a_backup(damage):
 
 def test_an_unreadable_journal_is_set_aside_and_the_cache_answers_its_trials():
     quick_tune(3)
-    cached = {json.dumps(r["config"], sort_keys=True) for r in cache.entries()[next(iter(cache.entries()))]["trials"]}
+    cached = {json.dumps(r["config"], sort_keys=True) for r in only_entry().trials}
     path = study_journal()
     path.write_bytes(b'{"op_code": 0, "worker_id": "x"}\n')  # valid JSON records that Optuna cannot replay
     runner = RecordingRunner()
@@ -134,7 +140,7 @@ def test_a_bigger_budget_adds_the_missing_trials_and_the_same_budget_is_cached()
     first = {json.dumps(c, sort_keys=True) for c in candidates(study_trials())[:3]}
     assert not result.from_cache and result.trials_run == 4 and len(bigger.seen) == 4 + 1
     assert not {json.dumps(c, sort_keys=True) for c in bigger.seen[:-1]} & first, "earlier trials are not re-run"
-    assert next(iter(cache.entries().values()))["trials_run"] == 7
+    assert only_entry().trials_run == 7
     assert quick_tune(5).from_cache, "a smaller budget than the one tuned is answered from the cache"
 
 
@@ -142,7 +148,7 @@ def test_an_exhausted_grid_is_cached_for_any_budget(monkeypatch):
     small = SPACE.enumerate(limit=10_000)[:4]
     monkeypatch.setattr(SearchSpace, "enumerate", lambda self, limit: small)
     first = quick_tune(200)
-    assert first.trials_run < 200 and next(iter(cache.entries().values()))["exhausted"] is True
+    assert first.trials_run < 200 and only_entry().exhausted is True
     assert quick_tune(400).from_cache
 
 
@@ -161,20 +167,18 @@ def test_ctrl_c_requeues_the_trial_in_flight_and_resume_measures_it():
     resumed = RecordingRunner()
     assert quick_tune(5, resumed).trials_run == 3
     assert SPACE.candidate(stopped.params) in resumed.seen, "the interrupted candidate is measured on resume"
-    assert not [r for r in next(iter(cache.entries().values()))["trials"] if r["error"]], "nothing stored as failed"
+    assert not [r for r in only_entry().trials if r["error"]], "nothing stored as failed"
 
 
 def test_legacy_interrupted_records_in_the_cache_are_not_answers():
     quick_tune(2)
-    key, entry = next(iter(cache.entries().items()))
-    entry["trials"][0].update(error=study_module.LEGACY_INTERRUPTED_ERROR, time_ms=None)
-    data = json.loads(cache.cache_path().read_text())
-    data["entries"][key] = entry
-    cache.cache_path().write_text(json.dumps(data))
+    entry = only_entry()
+    entry.trials[0].update(error=study_module.LEGACY_INTERRUPTED_ERROR, time_ms=None)
+    cache.trials_path(entry.key).write_text(json.dumps({"key": entry.key, "trials": entry.trials}))
     journal.discard(study_journal())
     runner = RecordingRunner()
     quick_tune(4, runner)
-    assert entry["trials"][0]["config"] in runner.seen
+    assert entry.trials[0]["config"] in runner.seen
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -269,8 +273,8 @@ def test_kill_9_then_resume_keeps_every_finished_trial_and_remeasures_the_interr
         assert SPACE.candidate(requeued[0].params) in measured, "the interrupted candidate is measured on resume"
     if point == "measure":
         assert json.loads(record.read_text()) in measured
-    entry = next(iter(cache.entries().values()))
-    assert entry["trials_run"] == KILL_TRIALS and not [r for r in entry["trials"] if r["error"]]
+    entry = only_entry()
+    assert entry.trials_run == KILL_TRIALS and not [r for r in entry.trials if r["error"]]
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -403,7 +407,7 @@ def test_cache_clear_while_tuners_run_lets_them_finish_into_the_fresh_cache(caps
         out, err = tuner.communicate(timeout=240)
         assert tuner.returncode == 0 and "Traceback" not in err, err[-3000:]
     entries = cache.entries()
-    assert {e["problem"]["k"] for e in entries.values()} == {PROBLEM.k, OTHER.k}, "both winners are in the fresh cache"
+    assert {e.problem.k for e in entries.values()} == {PROBLEM.k, OTHER.k}, "both winners are in the fresh cache"
     assert not [t for t in study_trials() if t.state == TrialState.RUNNING]
 
 
@@ -449,4 +453,4 @@ def test_cli_a_bigger_trials_budget_adds_trials_instead_of_answering_cached(tmp_
     assert main([*shape, "--trials", "2"]) == 0 and record()["from_cache"] is True
     assert main([*shape, "--trials", "3"]) == 0
     assert record()["from_cache"] is False and record()["trials_run"] == 1, "the missing trial is added"
-    assert next(iter(cache.entries().values()))["trials_run"] == 3
+    assert only_entry().trials_run == 3

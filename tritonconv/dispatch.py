@@ -1,25 +1,25 @@
 """Choosing the kernel for a problem: an explicit config, else the tuned one from the cache, else the default.
 
-Resolved choices are memoised per (problem, device), so a repeated shape costs one dict lookup.
+Resolved choices are memoised per (problem, config, device, backend, cache generation), so a repeated shape costs
+one dict lookup, and any change of the cache (an update, a clear, an import, another TRITONCONV_CACHE_DIR) is
+seen by the next call. Imports run one way: dispatch -> cache -> config -> kernels.
 """
 from __future__ import annotations
 
+import warnings
 from typing import Any, Callable, Optional
 
 import torch
 
 from . import cache
+from .config import DISPATCH_OPTIONS, resolve_config
 from .cudnn import CudnnConv
 from .errors import InvalidConfigError, UnsupportedError
-from .kernels import DEFAULT_FAMILY, FAMILIES, KernelFamily, families_for, get_family
-from .kernels.base import Config, is_choice
-from .kernels.epilogue import PRECISION_CODES
-from .problem import PRECISIONS, ConvProblem
+from .kernels import DEFAULT_FAMILY, FAMILIES, KernelFamily, families_for
+from .kernels.base import Config
+from .problem import ConvProblem
 
-# Options handled by the dispatcher itself, valid with every family.
-#   convert_nhwc: copy an NCHW input to channels_last before the launch (the copy is part of the timed work).
-#   precision: operand precision chosen by a precision="auto" search (must be allowed for the input dtype).
-DISPATCH_OPTIONS: dict[str, tuple[Any, ...]] = {"convert_nhwc": (False, True), "precision": tuple(PRECISION_CODES)}
+__all__ = ["BACKENDS", "DISPATCH_OPTIONS", "check_spills", "clear_memo", "default_family", "resolve_config", "select"]
 
 BACKENDS = ("auto", "triton", "cudnn")
 CUDNN = CudnnConv()
@@ -31,16 +31,23 @@ untuned_hook: Optional[Callable[[ConvProblem, torch.device], str]] = None
 _memo: dict[tuple, tuple[KernelFamily, Config]] = {}
 # Memo keys resolved by the default heuristic -> the lighter configs still to try should the current one spill.
 _fallbacks: dict[tuple, list[Config]] = {}
+_memo_generation = -1  # the cache generation the memo entries were resolved under
 
 
 def clear_memo() -> None:
-    """Forget resolved choices (call after the cache changed)."""
+    """Forget resolved choices. Never needed after a cache change (the cache generation is part of the key);
+    tests use it to start from a clean slate."""
     _memo.clear()
     _fallbacks.clear()
 
 
 def _memo_key(problem: ConvProblem, config: Optional[dict[str, Any]], device: torch.device, backend: str) -> tuple:
-    return (problem, device, backend, None if config is None else tuple(sorted(config.items())))
+    global _memo_generation
+    generation = cache.generation()
+    if generation != _memo_generation:  # choices resolved under an older cache can never be hit again: drop them
+        clear_memo()
+        _memo_generation = generation
+    return (problem, device, backend, None if config is None else tuple(sorted(config.items())), generation)
 
 
 def default_family(problem: ConvProblem) -> KernelFamily:
@@ -50,27 +57,6 @@ def default_family(problem: ConvProblem) -> KernelFamily:
         reasons = "; ".join(f"{f.name}: {f.supports(problem) or 'no batched weight'}" for f in FAMILIES.values())
         raise UnsupportedError(f"no kernel family supports {problem.key} ({reasons})")
     return max(candidates, key=lambda f: (f.preference(problem), f.name == DEFAULT_FAMILY))
-
-
-def resolve_config(problem: ConvProblem, config: dict[str, Any]) -> tuple[KernelFamily, Config]:
-    """Validate an explicit config and complete it with the family's defaults. Its "family" key names the
-    family; without one it is the general implicit-GEMM family (not whatever the default dispatch would pick,
-    so that a config means the same thing for every problem)."""
-    family = get_family(config.get("family", DEFAULT_FAMILY))
-    reason = family.supports(problem)
-    if reason:
-        raise InvalidConfigError(f"family {family.name!r} does not support this problem: {reason}")
-    options = {}
-    for name, choices in DISPATCH_OPTIONS.items():
-        if name in config:
-            if not is_choice(config[name], choices):
-                raise InvalidConfigError(f"{name}={config[name]!r} is not one of {list(choices)}")
-            options[name] = config[name]
-    if options.get("precision", problem.precision) not in PRECISIONS[problem.dtype]:
-        raise InvalidConfigError(f"precision {options['precision']!r} is not available for {problem.dtype}")
-    kernel_config = {k: v for k, v in config.items() if k not in DISPATCH_OPTIONS}
-    target = problem.with_(precision=options["precision"]) if "precision" in options else problem
-    return family, {**family.complete_config(target, kernel_config), **options}
 
 
 def select(
@@ -97,16 +83,26 @@ def select(
                 elif answer == "later":
                     family = default_family(problem)
                     return family, family.default_config(problem)
+            choice = None
             if tuned is not None and tuned.get("family") == CUDNN.name:
                 choice = (CUDNN, {})
             elif tuned is not None:
-                choice = resolve_config(problem, tuned)
-            else:
+                choice = _resolve_tuned(problem, tuned)
+            if choice is None:
                 family = default_family(problem)
                 choice = (family, family.default_config(problem))
                 _fallbacks[key] = family.lighter_configs(problem, choice[1])
         _memo[key] = choice
     return choice
+
+
+def _resolve_tuned(problem: ConvProblem, tuned: dict[str, Any]) -> Optional[tuple[KernelFamily, Config]]:
+    """A cached config, or None (with a warning) if it no longer resolves: the cache never breaks a call."""
+    try:
+        return resolve_config(problem, tuned)
+    except InvalidConfigError as exc:
+        warnings.warn(f"ignoring the cached config for {problem.key}: {exc}; using the default", RuntimeWarning, stacklevel=4)
+        return None
 
 
 def check_spills(

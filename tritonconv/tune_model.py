@@ -16,7 +16,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import dispatch
 from .dtypes import canonical_dtype
 from .errors import InvalidInputError, UnsupportedError
 from .functional import make_problem
@@ -260,7 +259,6 @@ def tune_model(
     start = time.perf_counter()
     results = tuner(unique, trials=trials, precision=precision, **tune_options) if unique else []
     wall = time.perf_counter() - start
-    dispatch.clear_memo()  # later calls must see the new cache entries
     by_problem = dict(zip(unique, results))
     layers = [_layer_result(name, problem, by_problem[problem]) for name, problem in problems.items()]
     return ModelTuneReport(layers, list(results), wall)

@@ -1,4 +1,4 @@
-"""`tritonconv cache list|show|export|import|clear`: inspect and move the tuning cache."""
+"""`tritonconv cache list|show|export|import|check|clear`: inspect, move, repair and clear the tuning cache."""
 from __future__ import annotations
 
 import argparse
@@ -6,9 +6,11 @@ import json
 import sys
 from pathlib import Path
 
+from ..text import markup_safe, terminal_safe
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("cache", help="inspect, export, import or clear the tuning cache", description=__doc__)
+    parser = subparsers.add_parser("cache", help="inspect, export, import, check or clear the tuning cache", description=__doc__)
     actions = parser.add_subparsers(dest="cache_action", metavar="ACTION", required=True)
     listing = actions.add_parser("list", help="one row per cached problem")
     listing.add_argument("--here", action="store_true", help="only entries tuned on this machine's hardware")
@@ -20,17 +22,25 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     export.add_argument("--here", action="store_true", help="only entries tuned on this machine's hardware")
     importing = actions.add_parser("import", help="merge an exported file (the faster entry wins conflicts)")
     importing.add_argument("file")
-    actions.add_parser("clear", help="delete every cached entry and stored study")
+    check = actions.add_parser("check", help="list problems in the cache (invalid entries, corrupt or old files)")
+    check.add_argument("--fix", action="store_true",
+                       help="repair: set invalid entries and unreadable files aside (nothing is deleted), migrate old files")
+    clear = actions.add_parser("clear", help="delete every cached winner, trial history and stored study")
+    clear.add_argument("--yes", "-y", action="store_true", help="do not ask for confirmation")
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from .. import cache
 
+    actions = {"list": _list, "show": _show, "export": _export, "import": _import, "check": _check, "clear": _clear}
     try:
-        return {"list": _list, "show": _show, "export": _export, "import": _import, "clear": _clear}[args.cache_action](args)
+        return actions[args.cache_action](args)
     except cache.CacheError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {terminal_safe(str(exc))}", file=sys.stderr)
+        return 1
+    except OSError as exc:  # anything the cache module did not already word
+        print(f"error: {terminal_safe(str(exc.filename or ''))}: {exc.strerror or exc}", file=sys.stderr)
         return 1
 
 
@@ -38,7 +48,16 @@ def _selected(here: bool) -> dict:
     from .. import cache
 
     here_fp = cache.fingerprint()
-    return {k: v for k, v in cache.entries().items() if not here or v.get("fingerprint") == here_fp}
+    return {k: v for k, v in cache.entries().items() if not here or v.fingerprint == here_fp}
+
+
+def _warn_invalid() -> None:
+    from .. import cache
+
+    invalid = cache.read_file(cache.cache_path()).parsed()[1]
+    if invalid:
+        print(f"warning: {len(invalid)} invalid entries in {cache.cache_path()} are skipped (kept in the file); "
+              f"`tritonconv cache check` lists them", file=sys.stderr)
 
 
 def _list(args: argparse.Namespace) -> int:
@@ -50,18 +69,17 @@ def _list(args: argparse.Namespace) -> int:
 
     from .. import cache
     from ..results import baseline_label, distinct_labels, format_speedup
-    from ..text import markup_safe
-
     console = Console()
     entries = _selected(args.here)
-    console.print(f"tuning cache {cache.cache_path()}: {len(entries)} entries", soft_wrap=True, highlight=False)
+    console.print(markup_safe(f"tuning cache {cache.cache_path()}: {len(entries)} entries"), soft_wrap=True,
+                  highlight=False)
     here = cache.fingerprint()
-    by_device: dict[str, list[dict]] = {}
+    by_device: dict[str, list] = {}
     for entry in entries.values():
-        by_device.setdefault(str(entry.get("fingerprint", "?")), []).append(entry)
+        by_device.setdefault(entry.fingerprint, []).append(entry)
     any_stale = False
     for device, group in sorted(by_device.items()):
-        problems = [_problem(e) for e in group]
+        problems = [e.problem for e in group]
         order = sorted(range(len(group)), key=lambda i: (problems[i] is None, problems[i].key if problems[i] else ""))
         labels = distinct_labels([p for p in problems if p is not None])
         label_of = dict(zip([i for i in range(len(group)) if problems[i] is not None], labels))
@@ -76,12 +94,13 @@ def _list(args: argparse.Namespace) -> int:
         table.add_column("trials", justify="right", no_wrap=True)
         for i in order:
             entry = group[i]
-            t, c = entry.get("time_ms"), entry.get("cudnn_time_ms")
-            stale = not cache.is_current(entry)
+            t, c = entry.time_ms, entry.cudnn_time_ms
+            stale = not entry.is_current()
             any_stale |= stale
-            kernel = markup_safe(entry.get("family", "?")) + ("[yellow]*[/yellow]" if stale else "")
-            table.add_row(markup_safe(label_of.get(i, "?")), kernel, _ms(t), _ms(c), format_speedup(c / t if t and c else None),
-                          str(entry.get("trials_run", "?")))
+            kernel = markup_safe(entry.family) + ("[yellow]*[/yellow]" if stale else "")
+            table.add_row(markup_safe(label_of.get(i, "?")), kernel, _ms(t), _ms(c),
+                          format_speedup(c / t if t and c else None),
+                          str(entry.trials_run if entry.trials_run is not None else "?"))
         console.print(table)
     if any_stale:
         console.print("* stale: the kernel's source changed since it was tuned, so dispatch ignores the entry; "
@@ -89,16 +108,8 @@ def _list(args: argparse.Namespace) -> int:
     if entries:
         console.print("speedup = baseline ms / ms, both measured in the same run; details: "
                       "`tritonconv cache show TEXT` (TEXT: part of a key such as n1_c64)", highlight=False)
+    _warn_invalid()
     return 0
-
-
-def _problem(entry: dict):
-    from ..problem import ConvProblem
-
-    try:
-        return ConvProblem.from_dict(entry["problem"])
-    except (KeyError, TypeError):
-        return None
 
 
 def _ms(value) -> str:
@@ -109,11 +120,17 @@ def _show(args: argparse.Namespace) -> int:
     from .. import cache
 
     found = {k: v for k, v in cache.entries().items() if args.text in k}
-    if not args.trials:
-        found = {k: {**v, "trials": f"{len(v.get('trials', []))} trials (--trials shows them)"} for k, v in found.items()}
-    print(json.dumps(found, indent=1, sort_keys=True))
+    shown = {}
+    for key, entry in found.items():
+        if args.trials:
+            entry.trials = cache.read_trials(key)
+            shown[key] = entry.to_json()
+        else:
+            shown[key] = {**entry.to_json(with_trials=False),
+                          "trials": f"{len(cache.read_trials(key))} trials (--trials shows them)"}
+    print(json.dumps(shown, indent=1, sort_keys=True))
     if not found:
-        print(f"no entry matches {args.text!r}", file=sys.stderr)
+        print(f"no entry matches {terminal_safe(args.text)!r}", file=sys.stderr)
         return 1
     return 0
 
@@ -122,8 +139,8 @@ def _export(args: argparse.Namespace) -> int:
     from .. import cache
 
     here_fp = cache.fingerprint()
-    count = cache.export(Path(args.file), select=(lambda k, v: v.get("fingerprint") == here_fp) if args.here else None)
-    print(f"exported {count} entries to {args.file} (hardware fingerprint {here_fp})")
+    count = cache.export(Path(args.file), select=(lambda k, v: v.fingerprint == here_fp) if args.here else None)
+    print(f"exported {count} entries to {terminal_safe(args.file)} (hardware fingerprint {terminal_safe(here_fp)})")
     return 0
 
 
@@ -133,28 +150,57 @@ def _import(args: argparse.Namespace) -> int:
     from .. import cache
 
     if not Path(args.file).exists():
-        print(f"error: no such file {args.file}", file=sys.stderr)
+        print(f"error: no such file {terminal_safe(args.file)}", file=sys.stderr)
         return 2
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the report below says it
         report = cache.import_file(Path(args.file))
-    print(f"imported {args.file}: {len(report.added)} added, {len(report.replaced)} replaced (faster), "
-          f"{len(report.kept)} kept (existing entry as fast or faster)")
+    print(f"imported {terminal_safe(args.file)}: {len(report.added)} added, {len(report.replaced)} replaced (faster), "
+          f"{len(report.kept)} kept (existing entry as fast or faster), {len(report.rejected)} rejected")
     for kind, keys in (("added", report.added), ("replaced", report.replaced)):
         for key in keys:
-            print(f"  {kind}: {key}")
+            print(f"  {kind}: {terminal_safe(key)}")
+    for key, reason in sorted(report.rejected.items()):
+        print(f"  rejected: {terminal_safe(key)}: {terminal_safe(reason)}", file=sys.stderr)
     if report.warning:
-        print(f"warning: {report.warning}", file=sys.stderr)
-    return 0
+        print(f"warning: {terminal_safe(report.warning)}", file=sys.stderr)
+    return 1 if report.rejected and not (report.added or report.replaced or report.kept) else 0
+
+
+def _check(args: argparse.Namespace) -> int:
+    from .. import cache
+
+    report = cache.check(fix=args.fix)
+    for problem in report.problems:
+        print(f"problem: {terminal_safe(problem)}")
+    for fixed in report.fixed:
+        print(f"fixed: {terminal_safe(fixed)}")
+    if not report.problems:
+        print(f"{terminal_safe(str(report.path))}: {report.entries} entries, no problems")
+        return 0
+    if not args.fix:
+        print(f"{len(report.problems)} problem(s); `tritonconv cache check --fix` repairs them (nothing is deleted)")
+    return 0 if report.ok and args.fix else 1
 
 
 def _clear(args: argparse.Namespace) -> int:
     from .. import cache
     from ..search.journal import remove_studies
 
-    count = cache.clear()
-    studies = remove_studies(cache.cache_dir())
-    print(f"cleared {count} entries from {cache.cache_path()} and {studies.removed} stored studies")
+    directory = cache.cache_dir()
+    if not args.yes and sys.stdin.isatty():
+        try:
+            count = str(len(cache.read_file(cache.cache_path(), backup=False).entries))
+        except cache.CacheError:
+            count = "the unreadable cache file's"
+        answer = input(f"delete {count} tuned winners and every stored study in {terminal_safe(str(directory))}? [y/N] ")
+        if answer.strip().lower() not in ("y", "yes"):
+            print("nothing was deleted")
+            return 1
+    report = cache.clear()
+    studies = remove_studies(directory)
+    print(f"cleared {terminal_safe(str(directory))}: removed {report.winners} tuned winners, {report.trial_files} trial "
+          f"histories and {studies.removed} stored studies")
     if studies.busy:
         print(f"kept {len(studies.busy)} studies being tuned right now (their tuners will cache their winners)")
     return 0

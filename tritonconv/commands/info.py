@@ -47,8 +47,8 @@ def facts() -> list[tuple[str, str]]:
         return rows + [("entries", f"unreadable: {exc}")]
     per_device: dict[str, list[int]] = {}
     for entry in entries.values():
-        counts = per_device.setdefault(str(entry.get("fingerprint", "?")), [0, 0])
-        counts[0 if cache.is_current(entry) else 1] += 1
+        counts = per_device.setdefault(entry.fingerprint, [0, 0])
+        counts[0 if entry.is_current() else 1] += 1
     here = device_info().fingerprint
     if not per_device:
         rows.append(("entries", "0 (run `tritonconv tune` or `tritonconv tune-model`)"))

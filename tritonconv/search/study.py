@@ -452,12 +452,12 @@ def _trial_records(run: _Run) -> list[dict[str, Any]]:
     return list(records.values())
 
 
-def _result_from_entry(problem: ConvProblem, entry: dict[str, Any], wall: float) -> TuneResult:
-    config = {k: v for k, v in entry["config"].items() if k != FAMILY}
+def _result_from_entry(problem: ConvProblem, entry: tuning_cache.CacheEntry, wall: float) -> TuneResult:
+    config = {k: v for k, v in entry.config.items() if k != FAMILY}
     return TuneResult(
-        problem=problem, family=entry["family"], config=config, time_ms=entry["time_ms"],
-        cudnn_time_ms=entry.get("cudnn_time_ms"), rel_error=entry["rel_error"], trials_run=0, wall_time_s=wall,
-        precision=entry["precision"], from_cache=True, device=entry["fingerprint"],
+        problem=problem, family=entry.family, config=config, time_ms=entry.time_ms,
+        cudnn_time_ms=entry.cudnn_time_ms, rel_error=entry.rel_error or 0.0, trials_run=0, wall_time_s=wall,
+        precision=entry.precision, from_cache=True, device=entry.fingerprint,
     )
 
 
@@ -481,13 +481,13 @@ def _requeue_unfinished(study: optuna.Study) -> int:
     return len(stale)
 
 
-def _answered_by_cache(stored: Optional[dict[str, Any]], options: _Options, trials: int) -> bool:
+def _answered_by_cache(stored: Optional[tuning_cache.CacheEntry], options: _Options, trials: int) -> bool:
     """Whether the cache entry already holds this tuning job: same kernels and search options, and a budget at
     least `trials` (or every feasible candidate measured). A bigger budget resumes the study instead."""
-    if stored is None or not tuning_cache.is_current(stored) or stored.get("search") != options.search:
+    if stored is None or not stored.is_current() or stored.search != options.search:
         return False
-    budget = stored.get("budget", stored.get("trials_run"))
-    return bool(stored.get("exhausted")) or (isinstance(budget, int) and budget >= trials)
+    budget = stored.budget if stored.budget is not None else stored.trials_run
+    return bool(stored.exhausted) or (isinstance(budget, int) and budget >= trials)
 
 
 def _tune_one(problem: ConvProblem, runner: Runner, *, precision: Optional[str], tolerance: Optional[float], layouts: str,
@@ -509,7 +509,7 @@ def _tune_one_locked(options: _Options, runner: Runner, device_fp: str, key: str
                      early_stop: Optional[int], retime_top: int, seed: int, precompiler: Optional[Precompiler],
                      on_progress: Optional[ProgressHook]) -> TuneResult:
     started = time.perf_counter()
-    stored = tuning_cache.read_file(cache_file)["entries"].get(key) if cache_file else None
+    stored = tuning_cache.read_entry(key, path=cache_file) if cache_file else None
     if resume and _answered_by_cache(stored, options, trials):
         return _result_from_entry(options.problem, stored, time.perf_counter() - started)  # type: ignore[arg-type]
 
@@ -523,7 +523,7 @@ def _tune_one_locked(options: _Options, runner: Runner, device_fp: str, key: str
     _requeue_unfinished(study)
     run = _Run(space, study, runner, options, grid, seeds)
     if stored is not None and resume:
-        for record in stored.get("trials", []):
+        for record in stored.usable_trials():
             family = space.families.get(record.get("family", ""))
             if family is not None and family.version == record.get("family_version") and record.get("error") != LEGACY_INTERRUPTED_ERROR:
                 run.prior[_candidate_key(record["config"])] = record
@@ -559,17 +559,14 @@ def _tune_one_locked(options: _Options, runner: Runner, device_fp: str, key: str
         journal=None if opened.replaced() else path,
     )
     if cache_file:
-        entry = {
-            "family": result.family, "family_version": space.families[result.family].version,
-            "config": {FAMILY: result.family, **config}, "time_ms": result.time_ms, "cudnn_time_ms": cudnn_ms,
-            "cudnn_error": None if baseline.ok else baseline.error, "rel_error": result.rel_error,
-            "precision": result.precision, "trials_run": _trials_spent(study), "budget": trials,
-            "exhausted": run.exhausted(),
-            "wall_time_s": result.wall_time_s, "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S"),
-            "fingerprint": device_fp, "triton": tuning_cache.triton.__version__, "problem": options.problem.to_dict(),
-            "search": options.search, "timer": "wall-clock (interpreter)" if runner.device == "cpu" else "cuda",
-            "trials": _trial_records(run),
-        }
+        entry = tuning_cache.CacheEntry(
+            problem=options.problem, fingerprint=device_fp, family=result.family,
+            family_version=space.families[result.family].version, config={FAMILY: result.family, **config},
+            time_ms=result.time_ms, cudnn_time_ms=cudnn_ms, cudnn_error=None if baseline.ok else baseline.error,
+            rel_error=result.rel_error, precision=result.precision, trials_run=_trials_spent(study), budget=trials,
+            exhausted=run.exhausted(), wall_time_s=result.wall_time_s, timestamp=time.strftime("%Y-%m-%dT%H:%M:%S"), search=options.search,
+            timer="wall-clock (interpreter)" if runner.device == "cpu" else "cuda", trials=_trial_records(run),
+        )
         tuning_cache.update({key: entry}, path=cache_file)
     return result
 
