@@ -17,3 +17,10 @@ if ! python -c "import torch" 2>/dev/null; then
 fi
 python -m pip install -q "triton==3.6.0"             # the version the kernels are compiled and tested with
 python -m pip install -q -e "$root[test]"
+# torchvision for the model tests (tests/test_models.py; optional for the library). The registries only have
+# CUDA builds of it: --no-deps keeps pip from replacing the CPU torch with the CUDA one it asks for, and
+# tests/torchvision_models.py imports it although its compiled extension does not load next to a CPU torch.
+# 0.28.0 is the release paired with torch 2.13; other torch versions skip the model tests.
+if python -c "import torch, sys; sys.exit(not torch.__version__.startswith('2.13.'))"; then
+  python -m pip install -q --no-deps "torchvision==0.28.0"
+fi
