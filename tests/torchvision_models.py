@@ -15,7 +15,6 @@ from __future__ import annotations
 import importlib
 import sys
 from types import ModuleType
-from typing import Optional
 
 import torch
 
@@ -24,7 +23,7 @@ EXTENSION_SCHEMAS = (
     "nms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor",
     "qnms(Tensor qdets, Tensor scores, float iou_threshold) -> Tensor",
 )
-_declared: Optional[torch.library.Library] = None  # kept alive: a Library's definitions die with it
+_declared: torch.library.Library | None = None  # kept alive: a Library's definitions die with it
 
 
 def _declare_extension_schemas() -> None:
@@ -35,7 +34,7 @@ def _declare_extension_schemas() -> None:
             _declared.define(schema)
 
 
-def import_torchvision() -> Optional[ModuleType]:
+def import_torchvision() -> ModuleType | None:
     """torchvision, or None if it is not installed (see the module docstring for the CPU-torch case)."""
     if importlib.util.find_spec("torchvision") is None:
         return None

@@ -21,7 +21,7 @@ _LAZY = {
     "convert": "convert", "ConversionReport": "convert", "tune_model": "tune_model", "ModelTuneReport": "tune_model",
 }
 # Submodules named like a public function: the package attribute stays the function.
-_SHADOWED = {"convert", "tune_model"}
+_SHADOWED = {"convert", "tune_model", "matmul"}
 
 __all__ = [
     "conv2d", "matmul", "autotune", "ConvProblem", "nn", "convert", "ConversionReport", "tune_model", "ModelTuneReport", "TritonConvError", "InvalidInputError", "UnsupportedError", "InvalidConfigError",

@@ -44,10 +44,6 @@ FAILED = ("wrong", "error", "misrouted", "format")
 # Defects already filed and being fixed elsewhere: a failing run whose case matches one is reported as "known"
 # (not failed) until the fix lands and the entry is deleted. Each: name -> predicate on the case dict.
 KNOWN_DEFECTS: dict[str, Any] = {
-    "issue10: non-contiguous bias read as contiguous":
-        lambda case, status: case.get("bias_view") not in (None, "contiguous"),
-    "issue10: output memory format from the input alone (PyTorch also looks at the weight)":
-        lambda case, status: status == "format",
 }
 
 
@@ -407,6 +403,15 @@ def run_matmul_case(case: MatmulCase, options: SweepOptions, rng: random.Random,
                                      precision=case.precision)
         except TritonConvError as error:
             return [SweepResult(**base, family="", mode="default", status="refused", detail=str(error))]
+        if not families_for(problem):  # e.g. bf16 in the interpreter: matmul must refuse with a tritonconv error
+            try:
+                tritonconv.matmul(t.a, t.b, bias=t.bias, residual=t.residual, activation=case.activation,
+                                  precision=case.precision)
+            except TritonConvError as error:
+                return [SweepResult(**base, family="", mode="routing", status="refused", problem=problem.key,
+                                    detail=str(error)[:300])]
+            return [SweepResult(**base, family="", mode="routing", status="misrouted", problem=problem.key,
+                                detail="no family supports it, yet matmul returned a result")]
         ref = matmul_reference(case, t.a, t.b, t.bias, t.residual)
         out_shape = (*case.batch, case.m, case.n)
         max_cost = options.max_cost if options.interpreter else None
@@ -455,13 +460,17 @@ def run_sweep(sweep: str, cases: int, seed: int, options: SweepOptions) -> Itera
         rng = random.Random(f"{sweep}:{seed}:{index}")
         emulate = _emulate_for(sweep, index, options)
         if sweep == "matmul":
-            yield from run_matmul_case(draw_matmul_case(rng, interpreter=options.interpreter), options, rng, emulate)
+            case = draw_matmul_case(rng, interpreter=options.interpreter)
+        else:
+            case = draw_conv_case(rng.choice(list(FAMILIES)) if sweep == "dispatch" else sweep, rng,
+                                  interpreter=options.interpreter)
+        if sweep != "hopper_implicit_gemm" and (case.dtype == "bfloat16" or case.precision == "bf16"):
+            emulate = None  # an emulated sm_90 offers the Hopper family's bf16 tl.dot, wrong in the interpreter
+        if sweep == "matmul":
+            yield from run_matmul_case(case, options, rng, emulate)
         elif sweep == "dispatch":
-            family = rng.choice(list(FAMILIES))
-            case = draw_conv_case(family, rng, interpreter=options.interpreter)
             yield from run_dispatch_case(case, options, rng, emulate)
         else:
-            case = draw_conv_case(sweep, rng, interpreter=options.interpreter)
             yield from run_conv_case(sweep, case, options, rng, emulate)
 
 
