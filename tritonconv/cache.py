@@ -811,9 +811,7 @@ def _load_view() -> _View:
             else:  # another layout (an older version's, or edited by hand): parsed whole
                 stored = _stored_from_bytes(path, raw, backup=True, what="tuning cache")
                 entries = stored.entries
-                if stored.version != SCHEMA_VERSION:
-                    entries = {k: ({n: v for n, v in e.items() if n != "trials"} if isinstance(e, dict) else e)
-                               for k, e in entries.items()}
+                if stored.version != SCHEMA_VERSION:  # used as it is (stripping the trials would copy it all)
                     _warn_once(f"version:{path}", f"the tuning cache {path} is in the version-{stored.version} format "
                                f"(trial histories inline, slow to load); the next tune or `tritonconv cache check "
                                f"--fix` converts it")
