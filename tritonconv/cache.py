@@ -308,7 +308,7 @@ def _read_bytes(path: Path, *, what: str) -> bytes | None:
 def _parse_json(raw: bytes) -> tuple[Any, str | None]:
     """(parsed value, None) or (None, why it is not JSON). Deep nesting is refused, never a RecursionError."""
     try:
-        return json.loads(raw.decode("utf-8")), None
+        return json.loads(raw), None  # bytes: no decoded copy of a big file
     except RecursionError:
         return None, "it is nested too deeply"
     except UnicodeDecodeError:
