@@ -361,6 +361,16 @@ def run_dispatch_case(case: ConvCase, options: SweepOptions, rng: random.Random,
                                        config=config, rel_error=err, tolerance=tolerance, detail=detail,
                                        seconds=time.perf_counter() - start))
 
+        if not supporting:  # e.g. bf16 in the interpreter: conv2d must refuse with a tritonconv error
+            try:
+                _call_conv(case, t, None)
+            except TritonConvError as error:
+                results.append(SweepResult(**base, family="", mode="routing", status="refused", problem=problem.key,
+                                           detail=str(error)[:300]))
+            else:
+                results.append(SweepResult(**base, family="", mode="routing", status="misrouted", problem=problem.key,
+                                           detail="no family supports it, yet conv2d returned a result"))
+            return results
         check("dispatch-default", None, None)
         if supporting:
             family = rng.choice(supporting)
