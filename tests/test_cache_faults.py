@@ -506,6 +506,32 @@ def test_the_hot_file_is_found_entry_by_entry_and_survives_a_damaged_line():
     assert cache.lookup_config(PROBLEM, CPU)["BLOCK_M"] == 64, "the other entries are unaffected"
 
 
+@pytest.mark.parametrize("damage", ["garbage", "torn tail"])
+def test_a_write_after_a_damaged_line_keeps_every_other_entry_and_sets_the_line_aside(damage):
+    other = PROBLEM.with_(k=16)
+    other_key = cache.entry_key(other, cache.fingerprint(CPU))
+    cache.update({GOOD_KEY: make_entry(block_m=64), CONV_KEY: make_entry(CONV_PROBLEM)})
+    path = cache.cache_path()
+    text = path.read_text()
+    entry_lines = text.split("\n")[1:-2]
+    victim = entry_lines[-1]  # a torn write ends inside the last line; garbage may be anywhere
+    survivor = PROBLEM if victim.startswith(json.dumps(CONV_KEY)) else CONV_PROBLEM
+    if damage == "garbage":
+        path.write_text(text.replace(victim, victim[:40] + "\x00garbage"))
+    else:
+        path.write_text(text[: text.index(victim) + len(victim) // 2])
+    cache.invalidate()
+    with pytest.warns(RuntimeWarning, match="damaged line"):
+        assert cache.update({other_key: make_entry(other)}) == {other_key: "added"}
+    cache.invalidate()
+    assert cache.lookup_config(survivor, CPU) is not None, "the undamaged winner survives the write"
+    assert cache.lookup_config(other, CPU) is not None
+    assert cache.lookup_config(PROBLEM if survivor is CONV_PROBLEM else CONV_PROBLEM, CPU) is None
+    quarantine = json.loads((path.parent / cache.QUARANTINE_FILE).read_text())
+    assert [v["line"][:40] for v in quarantine.values()] == [victim[:40]], "the damaged line is kept, not dropped"
+    assert list(path.parent.glob(path.name + ".corrupt-*")), "a copy of the damaged file is kept"
+
+
 # ---- issue 12: stale dispatch ------------------------------------------------------------------------------------------
 def test_dispatch_follows_the_cache_to_another_directory(monkeypatch, tmp_path):
     cache.update({CONV_KEY: make_entry(CONV_PROBLEM, time_ms=3.0, cudnn_ms=2.0)})

@@ -499,6 +499,7 @@ class StoredFile:
     version: int
     entries: dict[str, Any]
     header: dict[str, Any] = field(default_factory=dict)  # every other top-level field, kept on rewrite
+    damaged_lines: list[str] = field(default_factory=list)  # lines of a one-entry-per-line file that do not parse
 
     def parsed(self) -> tuple[dict[str, CacheEntry], dict[str, str]]:
         """(valid entries, {key: why invalid}) - full structural validation of every entry."""
@@ -536,12 +537,43 @@ def read_file(path: Path, *, backup: bool = True, what: str = "tuning cache") ->
     return _stored_from_bytes(path, raw, backup=backup, what=what)
 
 
+def _recover_lines(path: Path, raw: bytes) -> StoredFile | None:
+    """A hot file (`_dump_store`'s layout) whose whole does not parse, entry line by entry line: the lines that
+    parse, and the damaged ones kept aside as text. None if even its header line is not ours."""
+    lines = raw.decode("utf-8", errors="replace").split("\n")
+    head = lines[0]
+    if not head.endswith(_ENTRIES_OPEN):
+        return None
+    header, problem = _parse_json((head[: -len(_ENTRIES_OPEN)] + "}").encode())
+    if problem or not isinstance(header, dict) or _file_problem({**header, "entries": {}}):
+        return None
+    entries: dict[str, Any] = {}
+    damaged: list[str] = []
+    for line in lines[1:]:
+        if not line.strip() or line == "}}":
+            continue
+        value, problem = _parse_json(("{" + line.rstrip(",") + "}").encode())
+        if problem or not isinstance(value, dict) or len(value) != 1:
+            damaged.append(line)
+        else:
+            entries.update(value)
+    rest = {k: v for k, v in header.items() if k not in ("schema", "version")}
+    return StoredFile(path, header["version"], entries, rest, damaged)
+
+
 def _stored_from_bytes(path: Path, raw: bytes, *, backup: bool, what: str) -> StoredFile:
     data, problem = _parse_json(raw)
     problem = problem or _file_problem(data)
     if problem is None:
         header = {k: v for k, v in data.items() if k not in ("schema", "version", "entries")}
         return StoredFile(path, data["version"], data["entries"], header)
+    recovered = _recover_lines(path, raw) if backup else None
+    if recovered is not None:  # damage inside some entry lines: the rest of the cache stays in use
+        warnings.warn(
+            f"tritonconv: {len(recovered.damaged_lines)} damaged line(s) in the {what} {path} ({problem}); the other "
+            f"entries are used, a copy of the file was kept at {_backup(path, raw)}, and the next write moves the "
+            f"damaged lines to {QUARANTINE_FILE}", RuntimeWarning, stacklevel=3)
+        return recovered
     if not backup:
         raise CacheError(f"cannot use the {what} {path}: {problem}")
     raise CacheError(
@@ -663,6 +695,8 @@ def update(entries: dict[str, CacheEntry | dict[str, Any]], *, prefer: str = "ne
                 if merged.trials is not None and (old is None or merged.trials != old.trials):
                     _write_trials(key, merged.trials, path.parent)
                 stored.entries[key] = merged.to_json(with_trials=False)
+            quarantined.update({f"damaged line {i}": {"line": line, "reason": "the line does not parse"}
+                                for i, line in enumerate(stored.damaged_lines, 1)})
             if quarantined:
                 _quarantine(path.parent, quarantined)
             _write_bytes(path, _dump_store(stored))
