@@ -103,3 +103,15 @@ def test_random_problems_cover_the_claimed_features_and_are_valid():
     assert any(p.is_depthwise for p in problems) and any(1 < p.groups < p.c for p in problems)
     assert any(p.stride_h > 1 for p in problems) and any(p.dilation_h > 1 for p in problems)
     assert any(p.r != p.s for p in problems)
+
+
+def test_compile_listing_marks_spilling_kernels():
+    """`python -m tritonconv.compile` must not list a default that spills registers as "ok"."""
+    from tritonconv.compile import record_line
+
+    usage = {"registers": 255, "stack_bytes": 96, "shared_bytes": 0, "hgmma": 4, "hmma": 0}
+    record = {"ok": True, "sm": 90, "family": "implicit_gemm", "problem": "p", "usage": [usage]}
+    assert record_line(record).startswith("SPILL")
+    assert record_line({**record, "usage": [{**usage, "stack_bytes": 0}]}).startswith("ok ")
+    assert record_line({**record, "ok": False, "error": "boom"}).startswith("FAIL") and "boom" in record_line(
+        {**record, "ok": False, "error": "boom"})

@@ -442,17 +442,26 @@ def _run(args: argparse.Namespace) -> int:
                                  on_record=on_record)
     failed = [r for r in records if not r["ok"]]
     for r in records:
-        status = "ok  " if r["ok"] else "FAIL"
-        if r["ok"]:
-            u = r["usage"][0]
-            detail = f"regs={u['registers']} stack={u['stack_bytes']} smem={u['shared_bytes']} hgmma={u['hgmma']} hmma={u['hmma']}"
-        else:
-            detail = r["error"]
-        print(f"{status} sm{r['sm']} {r['family']:<16} {r['problem']}  {detail}")
+        print(record_line(r))
     if args.json:
         write_compile_results(Path(args.json), records, targets=args.targets)
-    print(f"{len(records) - len(failed)} compiled, {len(failed)} failed")
+    spilled = sum(1 for r in records if r["ok"] and _spills(r))
+    print(f"{len(records) - len(failed)} compiled ({spilled} spill registers), {len(failed)} failed")
     return 1 if failed else 0
+
+
+def _spills(record: dict[str, Any]) -> bool:
+    return any(u.get("stack_bytes", 0) > 0 for u in record.get("usage") or [])
+
+
+def record_line(r: dict[str, Any]) -> str:
+    """One line per compiled default: FAIL (did not compile), SPILL (compiled, but registers spill to local
+    memory, which the dispatcher's defaults must not do) or ok."""
+    if not r["ok"]:
+        return f"FAIL  sm{r['sm']} {r['family']:<16} {r['problem']}  {r['error']}"
+    u = r["usage"][0]
+    detail = f"regs={u['registers']} stack={u['stack_bytes']} smem={u['shared_bytes']} hgmma={u['hgmma']} hmma={u['hmma']}"
+    return f"{'SPILL' if _spills(r) else 'ok   '} sm{r['sm']} {r['family']:<16} {r['problem']}  {detail}"
 
 
 if __name__ == "__main__":
