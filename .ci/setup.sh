@@ -17,6 +17,7 @@ if ! python -c "import torch" 2>/dev/null; then
 fi
 python -m pip install -q "triton==3.6.0"             # the version the kernels are compiled and tested with
 python -m pip install -q -e "$root[test]"
+python -m pip install -q "ruff==0.17.6"                # lint (.ci/run), configured in pyproject.toml [tool.ruff]
 # torchvision for the model tests (tests/test_models.py; optional for the library). The registries only have
 # CUDA builds of it: --no-deps keeps pip from replacing the CPU torch with the CUDA one it asks for, and
 # tests/torchvision_models.py imports it although its compiled extension does not load next to a CPU torch.

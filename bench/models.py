@@ -12,6 +12,7 @@ tritonconv.benchmark, kind "models") and PNG charts next to it.
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
 import time
 from pathlib import Path
@@ -109,7 +110,7 @@ def bench_model(name: str, batch: int, args: argparse.Namespace, time_ms: Callab
         for variant, fn in variants.items():
             try:
                 error = relative_error(_tensor(fn(x)), reference)  # also the warm-up (and compile) call
-                ms = time_ms(lambda: fn(x))
+                ms = time_ms(functools.partial(fn, x))
                 failure = None if error < TOLERANCE else f"relative error {error:.3g} > {TOLERANCE}"
             except Exception as exc:  # noqa: BLE001 - one failing variant must not hide the others
                 ms, error, failure = None, None, f"{type(exc).__name__}: {exc}"

@@ -5,6 +5,7 @@ TRITON_INTERPRET must be set before Triton kernels are defined, i.e. before trit
 import os
 import sys
 
+import pytest
 import torch
 
 sys.path.insert(0, os.path.dirname(__file__))  # `from helpers import ...` and `from .helpers import ...` both work
@@ -12,8 +13,6 @@ sys.path.insert(0, os.path.dirname(__file__))  # `from helpers import ...` and `
 HAS_GPU = torch.cuda.is_available()
 if not HAS_GPU:
     os.environ["TRITON_INTERPRET"] = "1"
-
-import pytest
 
 DEVICE = "cuda" if HAS_GPU else "cpu"
 

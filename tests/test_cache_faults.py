@@ -186,8 +186,8 @@ def test_one_backup_per_distinct_corrupt_file_however_many_processes_read_it():
     path = cache.cache_path()
     path.parent.mkdir(parents=True)
     path.write_text("{torn")
-    reader = "from tritonconv import cache; import warnings; warnings.simplefilter('ignore'); cache.lookup_config(" \
-             "cache.ConvProblem(1, 4, 5, 5, 8, 3, 3), 'cpu')"
+    reader = ("from tritonconv import cache; import warnings; warnings.simplefilter('ignore'); cache.lookup_config("
+              "cache.ConvProblem(1, 4, 5, 5, 8, 3, 3), 'cpu')")
     for _ in range(3):
         cache.invalidate()
         with warnings.catch_warnings():

@@ -171,7 +171,7 @@ def test_bf16_matrix_products_are_refused_in_the_interpreter():
         lambda: tritonconv.matmul(torch.randn(5, 8), torch.randn(8, 3), precision="bf16"),
         lambda: tritonconv.matmul(torch.randn(2, 5, 8), torch.randn(2, 8, 3), precision="bf16"),
     ]
-    for index, call in enumerate(refused):
+    for call in refused:
         with pytest.raises(TritonConvError, match=INTERPRETER_BF16):
             call()
     depthwise_w = w[:, :1].contiguous()

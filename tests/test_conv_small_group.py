@@ -59,7 +59,7 @@ def check_case(case: dict, device: str, configs: list[dict] | None = None) -> No
         configs = [
             config
             for mode in ("block_diag", "direct")
-            for config in sample_configs(FAMILY, problem, rng, 1, max_programs=2, where=lambda c: c["MODE"] == mode)
+            for config in sample_configs(FAMILY, problem, rng, 1, max_programs=2, where=lambda c, mode=mode: c["MODE"] == mode)
         ]
     assert len(configs) >= 2, "several configs per case"
     for config in configs:

@@ -51,4 +51,4 @@ class _Package(types.ModuleType):
 
 sys.modules[__name__].__class__ = _Package
 if os.environ.get("TRITONCONV_AUTOTUNE", "").strip().lower() not in ("", "0", "off"):
-    getattr(sys.modules[__name__], "autotune")  # first-call tuning is switched on at import (tritonconv.first_call)
+    getattr(sys.modules[__name__], "autotune")  # noqa: B009 - the lazy attribute's side effect: first-call tuning is switched on at import (tritonconv.first_call)

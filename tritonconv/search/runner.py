@@ -6,6 +6,7 @@ worker, which is restarted; `InProcessRunner` runs in the calling process (the T
 """
 from __future__ import annotations
 
+import functools
 import math
 import multiprocessing
 import signal
@@ -174,7 +175,7 @@ class Bench:
                 tensors = ConvTensors(data.input.contiguous(memory_format=memory_format), data.weight, None)  # type: ignore[arg-type]
                 out = cudnn_conv2d(problem, tensors)
                 self._sync()
-                m = Measurement(time_ms=self.timer(lambda: cudnn_conv2d(problem, tensors)), rel_error=rel_error(out, data.reference))
+                m = Measurement(time_ms=self.timer(functools.partial(cudnn_conv2d, problem, tensors)), rel_error=rel_error(out, data.reference))
                 if best.time_ms is None or m.time_ms < best.time_ms:  # type: ignore[operator]
                     best = m
         finally:
@@ -282,15 +283,17 @@ def _worker_main(conn, timer: Union[str, Timer], hook: Optional[WorkerHook], scr
             return
         kind, problem_dict, config, tolerance = message
         problem = ConvProblem.from_dict(problem_dict)
-
-        def job() -> Measurement:
-            if hook is not None:
-                hook(kind, problem, config)
-            if kind == "baseline":
-                return bench.baseline(problem)
-            return bench.candidate(problem, config, tolerance, screen=kind == "screen")
-
+        job = functools.partial(_run_job, bench, hook, kind, problem, config, tolerance)
         conn.send(asdict(_guarded(job, compiles)))
+
+
+def _run_job(bench: Bench, hook: Optional[WorkerHook], kind: str, problem: ConvProblem,
+             config: dict[str, Any], tolerance: float) -> Measurement:
+    if hook is not None:
+        hook(kind, problem, config)
+    if kind == "baseline":
+        return bench.baseline(problem)
+    return bench.candidate(problem, config, tolerance, screen=kind == "screen")
 
 
 class SubprocessRunner:
