@@ -13,8 +13,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from tritonconv import cache, compile as compile_module
+from tritonconv import cache
 from tritonconv.cli import build_parser, main
+from tritonconv.commands import compile as compile_module
 from tritonconv.commands import tune as tune_command
 from tritonconv.dtypes import DTYPE_CHOICES
 from tritonconv.search import TuningError

@@ -107,7 +107,7 @@ def test_random_problems_cover_the_claimed_features_and_are_valid():
 
 def test_compile_listing_marks_spilling_kernels():
     """`python -m tritonconv.compile` must not list a default that spills registers as "ok"."""
-    from tritonconv.compile import record_line
+    from tritonconv.commands.compile import record_line
 
     usage = {"registers": 255, "stack_bytes": 96, "shared_bytes": 0, "hgmma": 4, "hmma": 0}
     record = {"ok": True, "sm": 90, "family": "implicit_gemm", "problem": "p", "usage": [usage]}

@@ -24,7 +24,7 @@ import torch
 import triton
 import triton.language as tl
 
-from .compile import _tool, compile_call, meta_tensors
+from .compile import compile_call, cuda_tool, meta_tensors
 from .kernels.base import Config, KernelCall
 from .problem import ConvProblem
 from .runtime import COMPILE_TARGETS, emulated_device
@@ -82,7 +82,7 @@ def ctas_per_sm(sm: int, registers: int, threads: int, shared_bytes: int) -> int
 
 
 def _run_tool(name: str, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([_tool(name), *args], capture_output=True, text=True, check=False)
+    return subprocess.run([cuda_tool(name), *args], capture_output=True, text=True, check=False)
 
 
 def read_compiled(compiled, sm: int) -> tuple[str, SassSummary, PtxasLog]:

@@ -5,22 +5,15 @@
 compiler rejects, and gives resource usage (registers, spills, shared memory) and the instruction mix (HGMMA on
 Hopper, HMMA on Ampere) to prune configs before they reach a GPU.
 
-The kernels must be real `triton.JITFunction`s, i.e. imported without TRITON_INTERPRET=1. Command line:
-    python -m tritonconv.compile [SUITE.json | --random N] [--shapes 'r50_*'] [--targets 80,90]
-compiles every family's default config for every suite shape (or N random problems) and target, with the device
-emulated (an A100 for 80, an H100 for 90) so each family offers what it would there; exits non-zero on any
-failure. With --report (tritonconv.compile_report) it reads the compiled SASS instead and prints, per kernel,
-registers, spills, occupancy, MMA kind, load widths and the main loop's size next to a reference GEMM's.
+The kernels must be real `triton.JITFunction`s, i.e. imported without TRITON_INTERPRET=1. This package is the
+library; its command line, `python -m tritonconv.compile` (or `tritonconv compile`), is tritonconv/commands/compile.py.
 """
 from __future__ import annotations
 
-import argparse
 import contextlib
 import multiprocessing
-import os
 import re
 import subprocess
-import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,9 +21,9 @@ from typing import Any, Callable, Iterable, Iterator, Optional
 
 import torch
 
-from .kernels.base import Config, ConvTensors, KernelCall, KernelFamily
-from .problem import ConvProblem
-from .runtime import COMPILE_TARGETS, emulated_device
+from ..kernels.base import Config, ConvTensors, KernelCall, KernelFamily
+from ..problem import ConvProblem
+from ..runtime import COMPILE_TARGETS, emulated_device
 
 _TRITON_TYPES = {torch.float32: "fp32", torch.float16: "fp16", torch.bfloat16: "bf16", torch.int32: "i32", torch.int64: "i64"}
 
@@ -52,7 +45,7 @@ class ResourceUsage:
         return self.stack_bytes > 0
 
 
-def _tool(name: str) -> str:
+def cuda_tool(name: str) -> str:
     import triton
 
     return str(Path(triton.__file__).parent / "backends" / "nvidia" / "bin" / name)
@@ -192,10 +185,10 @@ def resource_usage(compiled, *, sass: bool = True) -> ResourceUsage:
         if getattr(compiled, "n_regs", None) is not None and getattr(compiled, "n_spills", None) is not None:
             registers, stack = int(compiled.n_regs), 4 * int(compiled.n_spills)  # Triton counts 4-byte words
         else:
-            usage = subprocess.run([_tool("cuobjdump"), "--dump-resource-usage", f.name], capture_output=True, text=True, check=True).stdout
+            usage = subprocess.run([cuda_tool("cuobjdump"), "--dump-resource-usage", f.name], capture_output=True, text=True, check=True).stdout
             reg, spill = re.search(r"REG:(\d+)", usage), re.search(r"STACK:(\d+)", usage)
             registers, stack = int(reg.group(1)) if reg else 0, int(spill.group(1)) if spill else 0
-        text = subprocess.run([_tool("cuobjdump"), "--dump-sass", f.name], capture_output=True, text=True, check=True).stdout if sass else ""
+        text = subprocess.run([cuda_tool("cuobjdump"), "--dump-sass", f.name], capture_output=True, text=True, check=True).stdout if sass else ""
     return ResourceUsage(
         registers=registers,
         stack_bytes=stack,
@@ -233,7 +226,7 @@ def compile_config(
 
 
 def _compile_record(job: tuple[str, ConvProblem, Config, int]) -> dict[str, Any]:
-    from .kernels import get_family
+    from ..kernels import get_family
 
     family_name, problem, config, cc = job
     record: dict[str, Any] = {"problem": problem.key, "label": problem.long_label, "family": family_name, "sm": cc,
@@ -259,7 +252,7 @@ def check_defaults(
     the same binary are compiled once). `on_record(record, done, total)` follows the progress."""
     from concurrent.futures import ProcessPoolExecutor
 
-    from .kernels import families_for
+    from ..kernels import families_for
 
     work, seen = [], set()
     for problem in problems:
@@ -330,7 +323,7 @@ def random_problems(count: int, seed: int = 0) -> list[ConvProblem]:
 
 def write_compile_results(path: Path, records: list[dict[str, Any]], **meta: Any) -> Path:
     """The compile records as a results file (kind "compile", one flat row per kernel) for `tritonconv report`."""
-    from .results import write_results
+    from ..results import write_results
 
     rows = []
     for r in records:
@@ -341,128 +334,3 @@ def write_compile_results(path: Path, records: list[dict[str, Any]], **meta: Any
                      "error": r.get("error"), "problem": r["problem"], "family": r["family"], "sm": r["sm"],
                      "config": r.get("config"), "usage": r.get("usage")})
     return write_results(path, rows, meta, kind="compile")
-
-
-def _comma_list(allowed: Iterable[str], what: str):
-    """An argparse type: comma-separated names, each one of `allowed`; returns the text unchanged."""
-    allowed = [str(a) for a in allowed]
-
-    def parse(text: str) -> str:
-        parts = text.split(",")
-        bad = [part for part in parts if part not in allowed]
-        if bad:
-            raise argparse.ArgumentTypeError(f"unknown {what} {bad[0]!r}; choose from {', '.join(allowed)}")
-        return text
-
-    return parse
-
-
-def build_parser() -> argparse.ArgumentParser:
-    from .commands._options import (
-        HelpFormatter, Parser, add_suite_argument, non_negative_int, output_file, positive_int,
-    )
-    from .dtypes import DTYPE_CHOICES
-
-    parser = Parser(prog="python -m tritonconv.compile", description=__doc__.split("\n\n")[0],
-                    formatter_class=HelpFormatter)
-    add_suite_argument(parser)
-    parser.add_argument("--targets", type=_comma_list(sorted(COMPILE_TARGETS), "target"), default="80,90",
-                        help="compute capabilities, comma-separated")
-    parser.add_argument("--dtypes", type=_comma_list(DTYPE_CHOICES, "dtype"), default="float16,float32",
-                        help="input dtypes, comma-separated")
-    parser.add_argument("--layouts", type=_comma_list(("nhwc", "nchw"), "layout"), default="nhwc,nchw",
-                        help="layouts of the suite problems, comma-separated")
-    parser.add_argument("--limit", type=non_negative_int, default=0, help="only the first N selected shapes (0: all)")
-    parser.add_argument("--families", help="only these kernel families, comma-separated (default: all)")
-    parser.add_argument("--jobs", type=positive_int, default=os.cpu_count() or 1, help="parallel compile processes")
-    parser.add_argument("--random", type=non_negative_int, default=0,
-                        help="instead of the suite, N random problems (0: the suite)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of --random")
-    parser.add_argument("--json", type=output_file, default=None, help="write the records here")
-    parser.add_argument("--report", action="store_true", help="static SASS report vs a reference GEMM (tritonconv.compile_report)")
-    parser.add_argument("--choice", default="dispatch", choices=("dispatch", "families", "space"),
-                        help="with --report: dispatch (the default pick), families (every family's default) or space "
-                             "(every feasible config)")
-    parser.add_argument("--space-limit", type=non_negative_int, default=0,
-                        help="with --choice space: at most N configs per family (0: no limit)")
-    return parser
-
-
-def main(argv: Optional[list[str]] = None) -> int:
-    from .cli import run_command
-
-    parser = build_parser()
-    try:
-        args = parser.parse_args(argv)
-    except SystemExit as exit:
-        return exit.code if isinstance(exit.code, int) else 2
-    return run_command(_run, args)
-
-
-def _run(args: argparse.Namespace) -> int:
-    from .commands._options import EMBEDDED_SUITE, resolve_suite
-    from .dtypes import canonical_dtype
-    from .errors import InvalidInputError
-    from .suite import load_suite, select, split_patterns
-
-    resolve_suite(args)
-    suite = args.suite or EMBEDDED_SUITE
-    shapes = select(load_suite(suite), split_patterns(args.shapes), source=str(suite))
-    if args.limit:
-        shapes = shapes[: args.limit]
-    dtypes, layouts = [canonical_dtype(d) for d in args.dtypes.split(",")], args.layouts.split(",")
-    if os.environ.get("TRITON_INTERPRET", "0") not in ("", "0"):
-        raise InvalidInputError("unset TRITON_INTERPRET: compiling for a target needs real Triton kernels")
-    from .kernels import FAMILIES
-
-    families = set(args.families.split(",")) if args.families else None
-    unknown = sorted((families or set()) - set(FAMILIES))
-    if unknown:
-        raise InvalidInputError(f"unknown kernel family {unknown[0]!r}; choose from {', '.join(sorted(FAMILIES))}")
-    problems = [s.problem(dtype=dt, layout=layout) for s in shapes for dt in dtypes for layout in layouts]
-    labels = {} if args.random else {
-        p: s.name for p, s in zip(problems, (s for s in shapes for _ in dtypes for _ in layouts))}
-    if args.random:
-        problems = random_problems(args.random, args.seed)
-    if args.report:
-        from .compile_report import report_main
-
-        return report_main(problems, [int(t) for t in args.targets.split(",")], args.choice, families, args.space_limit, labels, args.jobs, args.json)
-    from .progress import progress
-
-    with progress() as bar:  # kernels compiled, elapsed and ETA: a bar on a terminal, lines when redirected
-        tasks: list[Any] = []
-
-        def on_record(record: dict[str, Any], done: int, total: int) -> None:
-            if not tasks:
-                tasks.append(bar.add_task("kernels compiled", total=total))
-            bar.update(tasks[0], completed=done)
-
-        records = check_defaults(problems, [int(t) for t in args.targets.split(",")], families, args.jobs,
-                                 on_record=on_record)
-    failed = [r for r in records if not r["ok"]]
-    for r in records:
-        print(record_line(r))
-    if args.json:
-        write_compile_results(Path(args.json), records, targets=args.targets)
-    spilled = sum(1 for r in records if r["ok"] and _spills(r))
-    print(f"{len(records) - len(failed)} compiled ({spilled} spill registers), {len(failed)} failed")
-    return 1 if failed else 0
-
-
-def _spills(record: dict[str, Any]) -> bool:
-    return any(u.get("stack_bytes", 0) > 0 for u in record.get("usage") or [])
-
-
-def record_line(r: dict[str, Any]) -> str:
-    """One line per compiled default: FAIL (did not compile), SPILL (compiled, but registers spill to local
-    memory, which the dispatcher's defaults must not do) or ok."""
-    if not r["ok"]:
-        return f"FAIL  sm{r['sm']} {r['family']:<16} {r['problem']}  {r['error']}"
-    u = r["usage"][0]
-    detail = f"regs={u['registers']} stack={u['stack_bytes']} smem={u['shared_bytes']} hgmma={u['hgmma']} hmma={u['hmma']}"
-    return f"{'SPILL' if _spills(r) else 'ok   '} sm{r['sm']} {r['family']:<16} {r['problem']}  {detail}"
-
-
-if __name__ == "__main__":
-    sys.exit(main())
