@@ -3,12 +3,9 @@
 TRITON_INTERPRET must be set before Triton kernels are defined, i.e. before tritonconv is imported.
 """
 import os
-import sys
 
 import pytest
 import torch
-
-sys.path.insert(0, os.path.dirname(__file__))  # `from helpers import ...` and `from .helpers import ...` both work
 
 HAS_GPU = torch.cuda.is_available()
 if not HAS_GPU:

@@ -12,7 +12,7 @@ import subprocess
 import sys
 
 import pytest
-from test_compile_targets import ROOT, _env
+from tests.test_compile_targets import ROOT, _env
 
 SCRIPT = r"""
 import json

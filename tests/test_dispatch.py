@@ -3,7 +3,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from helpers import TOLERANCE, random_conv_inputs, reference_conv2d, rel_error
+from tests.helpers import TOLERANCE, random_conv_inputs, reference_conv2d, rel_error
 
 import tritonconv
 from tritonconv import dispatch

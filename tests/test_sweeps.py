@@ -16,7 +16,6 @@ import torch
 from tritonconv.kernels import FAMILIES
 from tritonconv.runtime import INTERPRET
 
-from .conftest import DEVICE
 from .sweeps.cases import draw_conv_case
 from .sweeps.run import (
     SWEEPS,
@@ -35,9 +34,9 @@ CHUNKS = 2  # each sweep split in two tests, so pytest-xdist spreads them
 
 @pytest.mark.parametrize("chunk", range(CHUNKS))
 @pytest.mark.parametrize("sweep", SWEEPS)
-def test_differential_sweep(sweep, chunk, deep, capsys):
+def test_differential_sweep(sweep, chunk, deep, capsys, device):
     cases = (DEEP_CASES if deep else CI_CASES[sweep]) // CHUNKS
-    results = list(run_sweep(sweep, cases, seed=1000 + chunk, options=SweepOptions(device=DEVICE)))
+    results = list(run_sweep(sweep, cases, seed=1000 + chunk, options=SweepOptions(device=device)))
     failed = [r for r in results if r.failed]
     checked = [r for r in results if r.status in ("ok", "known")]
     with capsys.disabled():
@@ -71,7 +70,7 @@ def claims(family: str, problem, capability) -> bool:
 
 
 @pytest.mark.parametrize("emulate", [None, 90])
-def test_supports_refuses_outside_the_claimed_range_and_refused_problems_are_never_routed(emulate, deep):
+def test_supports_refuses_outside_the_claimed_range_and_refused_problems_are_never_routed(emulate, deep, device):
     """Problems drawn from every family's range, judged by every family: a family accepts exactly what it
     claims, and for each refusal (with a reason string) nothing routes the problem to the family."""
     from tritonconv.functional import make_problem
@@ -87,7 +86,7 @@ def test_supports_refuses_outside_the_claimed_range_and_refused_problems_are_nev
         capability = device_info().capability
         for _ in range(1000 if deep else 60):
             case = draw_conv_case(rng.choice(list(FAMILIES)), rng, interpreter=INTERPRET)
-            t = make_conv_tensors(case, DEVICE)
+            t = make_conv_tensors(case, device)
             problem = make_problem(t.input, t.weight, t.bias, **case.conv_args, residual=t.residual, precision=case.precision)
             for name, family in FAMILIES.items():
                 reason = family.supports(problem)
@@ -96,7 +95,7 @@ def test_supports_refuses_outside_the_claimed_range_and_refused_problems_are_nev
                     continue
                 assert isinstance(reason, str) and reason, f"{name} accepts {problem.key} outside its range"
                 refused += 1
-                assert not routing_violations(problem, family, torch.device(DEVICE)), (name, problem.key)
+                assert not routing_violations(problem, family, torch.device(device)), (name, problem.key)
     assert refused > 20
 
 

@@ -18,7 +18,7 @@ import tritonconv
 from tritonconv.functional import make_problem
 from tritonconv.kernels import get_family
 
-from .helpers import TOLERANCE, random_conv_inputs, reference_conv2d, rel_error, run_poisoned
+from tests.helpers import TOLERANCE, random_conv_inputs, reference_conv2d, rel_error, run_poisoned
 
 FILTERS = [(1, 1), (3, 3), (5, 5), (7, 7), (1, 7), (7, 1), (2, 3)]
 ACTIVATIONS = [None, "relu", "relu6", "silu", "gelu"]

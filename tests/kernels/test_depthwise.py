@@ -10,7 +10,8 @@ import textwrap
 import pytest
 import torch
 
-from helpers import TOLERANCE, random_conv_inputs, reference_conv2d, rel_error, run_poisoned, sample_configs
+from tests import REPO
+from tests.helpers import TOLERANCE, random_conv_inputs, reference_conv2d, rel_error, run_poisoned, sample_configs
 from tritonconv import dispatch
 from tritonconv.errors import InvalidConfigError
 from tritonconv.functional import make_problem
@@ -179,7 +180,7 @@ COMPILE_SCRIPT = textwrap.dedent(
 
 def compile_defaults_in_subprocess(family: str, problems: list[ConvProblem]) -> list[dict]:
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    root = str(REPO)
     env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
     specs = json.dumps([p.to_dict() for p in problems])
     done = subprocess.run(
@@ -191,7 +192,7 @@ def compile_defaults_in_subprocess(family: str, problems: list[ConvProblem]) -> 
 
 
 def test_defaults_compile_for_sm80_sm90_without_spills():
-    suite = {e["name"]: e for e in json.load(open(os.path.join(os.path.dirname(__file__), "..", "bench", "suites", "conv2d.json")))["shapes"]}
+    suite = {e["name"]: e for e in json.loads((REPO / "bench" / "suites" / "conv2d.json").read_text())["shapes"]}
     problems = [
         ConvProblem.from_suite_entry(suite["mv2_dw_112"], dtype="float16", layout="nhwc"),
         ConvProblem.from_suite_entry(suite["mv2_dw_56s2"], dtype="float16", layout="nchw"),

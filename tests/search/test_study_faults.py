@@ -15,14 +15,14 @@ from pathlib import Path
 import pytest
 from filelock import FileLock
 from optuna.trial import TrialState
-from test_search import PROBLEM, BookkeepingRunner, study_journal, study_trials
 
 from tritonconv import cache
 from tritonconv.search import SearchSpace, journal, tune
 from tritonconv.search import study as study_module
 
-TESTS = Path(__file__).resolve().parent
-ROOT = TESTS.parent
+from tests import REPO
+from tests.search.test_study import PROBLEM, BookkeepingRunner, study_journal, study_trials
+
 SPACE = SearchSpace(PROBLEM, precisions=(PROBLEM.precision,))
 OTHER = PROBLEM.with_(k=16)
 
@@ -191,7 +191,7 @@ KILLED_TUNER = textwrap.dedent(
     os.environ["TRITON_INTERPRET"] = "1"
     import optuna
     from optuna.storages.journal import JournalFileBackend
-    import test_study_faults as t
+    import tests.search.test_study_faults as t
     from tritonconv import cache
     from tritonconv.search import SearchSpace
 
@@ -242,7 +242,7 @@ KILLED_TUNER = textwrap.dedent(
                                            ("write", 3, "grid"), ("cache", 0, "grid")])
 def test_kill_9_then_resume_keeps_every_finished_trial_and_remeasures_the_interrupted_one(point, at, mode, tmp_path, monkeypatch):
     record = tmp_path / "in-flight.json"
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS), str(ROOT)])}
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
     proc = subprocess.run([sys.executable, "-c", KILLED_TUNER, point, str(at), mode, str(record)], env=env,
                           capture_output=True, text=True, timeout=300, check=False)
     assert proc.returncode == -signal.SIGKILL, proc.stderr[-3000:]
@@ -295,7 +295,7 @@ def console_script(tmp_path):
     marker = tmp_path / "imported-cwd-optuna"
     (work / "optuna.py").write_text(f"open({str(marker)!r}, 'w').close()\nraise SystemExit('./optuna.py was imported')\n")
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
-    env["PYTHONPATH"] = str(ROOT)
+    env["PYTHONPATH"] = str(REPO)
 
     def start(reexec):
         script = bin_dir / ("tritonconv-reexec" if reexec else "tritonconv")
@@ -382,7 +382,7 @@ SLOW_TUNER = textwrap.dedent(
     """
     import os, sys, time
     os.environ["TRITON_INTERPRET"] = "1"
-    import test_study_faults as t
+    import tests.search.test_study_faults as t
 
     class Slow(t.RecordingRunner):
         def benchmark(self, problem, config, tolerance):
@@ -397,7 +397,7 @@ SLOW_TUNER = textwrap.dedent(
 def test_cache_clear_while_tuners_run_lets_them_finish_into_the_fresh_cache(capsys):
     from tritonconv.cli import main
 
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS), str(ROOT)])}
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
     tuners = [subprocess.Popen([sys.executable, "-c", SLOW_TUNER, which], env=env, stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, text=True) for which in ("this", "other")]
     wait_for_finished_trials(2, tuners[0])

@@ -1,14 +1,14 @@
 """Small-group family (block-diagonal MMA and direct FMA modes): randomized correctness vs float64 F.conv2d,
 supports() agreement, config-space sanity, and a real compile (sm_80, sm_90) of the defaults."""
 import json
-import os
 import random
 
 import pytest
 import torch
 
-from helpers import TOLERANCE, random_conv_inputs, reference_conv2d, rel_error, run_poisoned, sample_configs
-from test_conv_depthwise import compile_defaults_in_subprocess
+from tests import REPO
+from tests.helpers import TOLERANCE, random_conv_inputs, reference_conv2d, rel_error, run_poisoned, sample_configs
+from tests.kernels.test_depthwise import compile_defaults_in_subprocess
 from tritonconv import dispatch
 from tritonconv.errors import InvalidConfigError
 from tritonconv.functional import make_problem
@@ -139,7 +139,7 @@ def test_config_space_sanity():
 
 
 def test_defaults_compile_for_sm80_sm90_without_spills():
-    suite_path = os.path.join(os.path.dirname(__file__), "..", "bench", "suites", "conv2d.json")
+    suite_path = REPO / "bench" / "suites" / "conv2d.json"
     suite = {e["name"]: e for e in json.load(open(suite_path))["shapes"]}
     problems = [
         ConvProblem.from_suite_entry(suite["rx50_g32_56"], dtype="float16", layout="nhwc"),

@@ -12,7 +12,7 @@ from optuna.storages import JournalStorage
 from optuna.storages.journal import JournalFileBackend
 import torch
 
-from helpers import TOLERANCE, random_conv_inputs, reference_conv2d, rel_error
+from tests.helpers import TOLERANCE, random_conv_inputs, reference_conv2d, rel_error
 
 from tritonconv import cache, conv2d, dispatch
 from tritonconv.kernels import families_for, get_family

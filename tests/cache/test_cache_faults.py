@@ -16,14 +16,15 @@ import warnings
 import pytest
 import torch
 
-from helpers import TOLERANCE, random_conv_inputs, reference_conv2d, rel_error
+from tests import REPO
+from tests.helpers import TOLERANCE, random_conv_inputs, reference_conv2d, rel_error
 
 import tritonconv
 from tritonconv import cache, dispatch
 from tritonconv.cli import main
 from tritonconv.functional import make_problem
 
-from .test_cache import ELSEWHERE, HERE, PROBLEM, make_entry
+from tests.cache.test_cache import ELSEWHERE, HERE, PROBLEM, make_entry
 
 CPU = torch.device("cpu")
 X, W, B = random_conv_inputs(1, 4, 5, 5, 8, 4, 3, 3)
@@ -355,7 +356,7 @@ def test_stale_temp_files_of_killed_writers_are_removed():
 WRITER = textwrap.dedent(
     """
     import sys
-    from tests.test_cache import HERE, PROBLEM, make_entry
+    from tests.cache.test_cache import HERE, PROBLEM, make_entry
     from tritonconv import cache
     tag, count = int(sys.argv[1]), int(sys.argv[2])
     for i in range(count):
@@ -368,7 +369,7 @@ WRITER = textwrap.dedent(
 
 def _writer(tag: int, count: int) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-c", WRITER, str(tag), str(count)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, cwd=os.path.dirname(os.path.dirname(__file__)))
+                            stderr=subprocess.PIPE, text=True, cwd=REPO)
 
 
 def test_three_concurrent_writers_lose_nothing():
@@ -402,7 +403,7 @@ def test_kill_9_mid_write_loses_no_committed_entry():
 TUNER = textwrap.dedent(
     """
     import sys
-    from tests.test_cache import HERE, PROBLEM, make_entry
+    from tests.cache.test_cache import HERE, PROBLEM, make_entry
     from tritonconv import cache
     print("tuning", flush=True)
     sys.stdin.readline()  # until the test has cleared the cache
@@ -417,7 +418,7 @@ def test_cache_clear_while_a_tuner_runs(capsys):
     `search.journal`, tested with the studies)."""
     cache.update({GOOD_KEY: make_entry(), CONV_KEY: make_entry(CONV_PROBLEM)})
     tuner = subprocess.Popen([sys.executable, "-c", TUNER], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                             stderr=subprocess.PIPE, text=True, cwd=os.path.dirname(os.path.dirname(__file__)))
+                             stderr=subprocess.PIPE, text=True, cwd=REPO)
     assert tuner.stdout.readline().strip() == "tuning"
     assert main(["cache", "clear"]) == 0  # no terminal: no question
     out = capsys.readouterr().out

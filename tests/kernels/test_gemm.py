@@ -11,7 +11,7 @@ from tritonconv.dispatch import default_family
 from tritonconv.functional import make_problem
 from tritonconv.kernels import get_family
 
-from .helpers import TOLERANCE, random_conv_inputs, reference_conv2d, rel_error, run_poisoned
+from tests.helpers import TOLERANCE, random_conv_inputs, reference_conv2d, rel_error, run_poisoned
 
 GEMM_CONFIGS = [
     {"family": "gemm"},

@@ -14,7 +14,7 @@ from tritonconv.functional import empty_output, make_problem
 from tritonconv.kernels import ConvTensors, get_family
 from tritonconv.kernels.conv_hopper import can_read_input_by_tma, input_tma_reason, patch_waste, supports_on
 
-from .helpers import TOLERANCE, random_conv_inputs, reference_conv2d, rel_error
+from tests.helpers import TOLERANCE, random_conv_inputs, reference_conv2d, rel_error
 
 
 def test_supports_by_capability():

@@ -1,5 +1,5 @@
 """The tuning cache: keys, lookup for the dispatcher, batch bucketing, atomic merged writes, corrupt files,
-export/import. Entries are written directly here; tests/test_search.py fills the cache by real tuning."""
+export/import. Entries are written directly here; tests/search/test_study.py fills the cache by real tuning."""
 import json
 import os
 import subprocess
@@ -89,7 +89,7 @@ def test_updates_merge_trials_and_keep_other_keys():
 CONCURRENT_WRITER = textwrap.dedent(
     """
     import sys
-    from tests.test_cache import HERE, PROBLEM, make_entry
+    from tests.cache.test_cache import HERE, PROBLEM, make_entry
     from tritonconv import cache
     tag = sys.argv[1]
     for i in range(25):
