@@ -150,7 +150,7 @@ def _key_check(stage: Stage) -> None:
 
 def _key_row(stage: Stage, family, problem, x, w, cc: int, on_gpu: bool, counter, counter_compiled: list[bool]) -> None:
     from tritonconv.compile import cache_hash, compile_call, launch_hashes, resource_usage
-    from tritonconv.functional import empty_output, run_problem
+    from tritonconv.dispatch import empty_output, run_problem
     from tritonconv.search.compile_pool import candidate_calls
 
     config = {"family": family.name, **family.default_config(problem)}
@@ -177,7 +177,7 @@ def _key_row(stage: Stage, family, problem, x, w, cc: int, on_gpu: bool, counter
 
 
 def _tensors(problem, x, w):
-    from tritonconv.functional import empty_output
+    from tritonconv.dispatch import empty_output
     from tritonconv.kernels import ConvTensors
 
     return ConvTensors(x, w, empty_output(problem, x), None, None, "none")

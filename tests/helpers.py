@@ -6,7 +6,8 @@ from typing import Optional
 import torch
 import torch.nn.functional as F
 
-from tritonconv.functional import empty_output, make_problem, run_problem
+from tritonconv.dispatch import empty_output, run_problem
+from tritonconv.functional import make_problem
 from tritonconv.search.reference import TOLERANCE, rel_error  # noqa: F401  (the library's own tolerance table)
 
 ACTIVATION_FNS = {

@@ -18,7 +18,7 @@ SCRIPT = r"""
 import json
 from tritonconv import ConvProblem
 from tritonconv.compile import cache_hash, compile_call, launch_hashes
-from tritonconv.functional import empty_output, run_problem
+from tritonconv.dispatch import empty_output, run_problem
 from tritonconv.kernels import families_for
 from tritonconv.runtime import COMPILE_TARGETS, emulated_device
 from tritonconv.search.compile_pool import candidate_calls

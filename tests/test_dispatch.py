@@ -66,3 +66,21 @@ def test_explicit_configs_are_never_changed(monkeypatch):
     for _ in range(2):
         tritonconv.conv2d(x, w, b, padding=1, precision="tf32x3", config=config)
     assert launched[0] == launched[1] and launched[0]["num_stages"] == 3
+
+
+def test_the_dispatch_path_imports_only_downwards():
+    """functional/matmul/nn/convert -> ops -> dispatch -> cache: no module on the path imports one above it,
+    not even inside a function (ops used to import functional for run_problem and the layout rules)."""
+    import ast
+    from pathlib import Path
+
+    package = Path(tritonconv.__file__).parent
+    above = {"ops": {"functional", "matmul", "nn", "convert"}, "dispatch": {"functional", "matmul", "nn", "convert", "ops"}}
+    for module, forbidden in above.items():
+        imported = set()
+        for node in ast.walk(ast.parse((package / f"{module}.py").read_text())):
+            if isinstance(node, ast.ImportFrom) and node.level == 1:
+                imported |= {node.module} if node.module else {alias.name for alias in node.names}
+            elif isinstance(node, ast.Import):
+                imported |= {alias.name.removeprefix("tritonconv.") for alias in node.names}
+        assert not imported & forbidden, f"tritonconv.{module} imports {sorted(imported & forbidden)}"

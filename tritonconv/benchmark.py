@@ -237,7 +237,7 @@ def bench_problem(
     """
     from . import cache
     from .cudnn import cudnn_conv2d
-    from .functional import empty_output, run_problem
+    from .dispatch import empty_output, run_problem
     from .kernels import ConvTensors, families_for
 
     device = torch.device(device)

@@ -1,8 +1,10 @@
-"""Choosing the kernel for a problem: an explicit config, else the tuned one from the cache, else the default.
+"""Running a validated problem: the layout rules, the output allocation, and choosing the kernel (an explicit
+config, else the tuned one from the cache, else the default), then the launch (`run_problem`).
 
 Resolved choices are memoised per (problem, config, device, backend, cache generation), so a repeated shape costs
 one dict lookup, and any change of the cache (an update, a clear, an import, another TRITONCONV_CACHE_DIR) is
-seen by the next call. Imports run one way: dispatch -> cache -> config -> kernels.
+seen by the next call. Imports run one way: functional/matmul -> ops -> dispatch -> cache -> config -> kernels;
+nothing here imports upwards.
 """
 from __future__ import annotations
 
@@ -10,16 +12,21 @@ import warnings
 from typing import Any, Callable, Optional
 
 import torch
+from torch._prims_common import suggest_memory_format
 
 from . import cache
 from .config import DISPATCH_OPTIONS, resolve_config
 from .cudnn import CudnnConv
 from .errors import InvalidConfigError, UnsupportedError
-from .kernels import DEFAULT_FAMILY, FAMILIES, KernelFamily, families_for
+from .kernels import DEFAULT_FAMILY, FAMILIES, ConvTensors, KernelFamily, families_for
 from .kernels.base import Config
 from .problem import ConvProblem
+from .weights import contiguous_vector
 
-__all__ = ["BACKENDS", "DISPATCH_OPTIONS", "check_spills", "clear_memo", "default_family", "resolve_config", "select"]
+__all__ = [
+    "BACKENDS", "DISPATCH_OPTIONS", "check_spills", "clear_memo", "default_family", "empty_output", "layout_of",
+    "output_layout_of", "resolve_config", "run_problem", "select",
+]
 
 BACKENDS = ("auto", "triton", "cudnn")
 CUDNN = CudnnConv()
@@ -119,3 +126,57 @@ def check_spills(
     if ladder:
         _memo[key] = (_memo[key][0], ladder.pop(0))
 
+
+# ------------------------------------------------------------------------------------------------------------
+# Layouts, the output, the launch
+# ------------------------------------------------------------------------------------------------------------
+def layout_of(x: torch.Tensor) -> str:
+    """'nhwc' for channels_last tensors, 'nchw' otherwise (ambiguous tensors, e.g. C=1, count as NCHW)."""
+    if x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous():
+        return "nhwc"
+    return "nchw"
+
+
+def output_layout_of(input: torch.Tensor, weight: torch.Tensor) -> str:
+    """The output's memory format by F.conv2d's rule: channels_last when the input or the weight is, judged
+    from their strides as torch's suggest_memory_format judges them (a C=1 tensor with NHWC strides counts)."""
+    if torch.channels_last in (suggest_memory_format(input), suggest_memory_format(weight)):
+        return "nhwc"
+    return "nchw"
+
+
+def empty_output(problem: ConvProblem, like: torch.Tensor) -> torch.Tensor:
+    """An uninitialised output for `problem` in its output memory format, with `like`'s dtype and device."""
+    memory_format = torch.channels_last if problem.output_layout == "nhwc" else torch.contiguous_format
+    return torch.empty(problem.output_shape, dtype=like.dtype, device=like.device, memory_format=memory_format)
+
+
+def run_problem(
+    problem: ConvProblem,
+    input: torch.Tensor,
+    weight: torch.Tensor,
+    bias: Optional[torch.Tensor],
+    residual: Optional[torch.Tensor],
+    activation: str,
+    config: Optional[dict[str, Any]] = None,
+    output: Optional[torch.Tensor] = None,
+    backend: str = "auto",
+) -> torch.Tensor:
+    """Launch an already-validated problem: choose family and config, allocate the output, launch."""
+    if output is None:
+        output = empty_output(problem, input)
+    if output.numel() == 0 or output.device.type == "meta":  # nothing to compute; meta: shape and strides only
+        return output
+    family, full_config = select(problem, config, input.device, backend)
+    if full_config.get("convert_nhwc") and problem.layout == "nchw":
+        input = input.contiguous(memory_format=torch.channels_last)
+    launched = problem
+    if full_config.get("precision", problem.precision) != problem.precision:
+        launched = problem.with_(precision=full_config["precision"])
+    kernel_config = {k: v for k, v in full_config.items() if k not in DISPATCH_OPTIONS}
+    if bias is not None:
+        bias = contiguous_vector(bias)  # the kernels read bias[k] at bias_ptr + k
+    tensors = ConvTensors(input, weight, output, bias, residual, activation)
+    kernels = family.launch(launched, tensors, kernel_config)
+    check_spills(problem, config, input.device, backend, kernels)
+    return output

@@ -1,7 +1,7 @@
 """`tritonconv.conv2d`: F.conv2d's signature and semantics, plus a fused epilogue, on Triton kernels.
 
 The one dispatch path:  conv2d() -> validate -> ConvProblem -> custom op tritonconv::conv2d (tritonconv.ops)
-    -> run_problem -> config (explicit > cached > default) -> launch.
+    -> dispatch.run_problem -> config (explicit > cached > default) -> launch.
 """
 from __future__ import annotations
 
@@ -9,16 +9,13 @@ import operator
 from typing import Any, Optional, Union
 
 import torch
-from torch._prims_common import suggest_memory_format
 
 from . import dispatch, ops
 from .errors import InvalidInputError, UnsupportedError
-from .kernels import ConvTensors
 from .kernels.base import check_config
 from .kernels.epilogue import ACTIVATIONS
 from .problem import DTYPE_NAMES, PRECISIONS, ConvProblem, conv_output_size
 from .runtime import INTERPRET
-from .weights import contiguous_vector
 
 IntOrPair = Union[int, tuple[int, int], list[int]]
 
@@ -86,21 +83,6 @@ def _check_device(tensors: dict[str, Optional[torch.Tensor]]) -> None:
             "before importing tritonconv to run (slowly) on the CPU through the Triton interpreter"
         )
     raise InvalidInputError(f"tensors on device type {device.type!r} are not supported (CUDA, or CPU with the interpreter)")
-
-
-def _layout_of(x: torch.Tensor) -> str:
-    """'nhwc' for channels_last tensors, 'nchw' otherwise (ambiguous tensors, e.g. C=1, count as NCHW)."""
-    if x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous():
-        return "nhwc"
-    return "nchw"
-
-
-def output_layout_of(input: torch.Tensor, weight: torch.Tensor) -> str:
-    """The output's memory format by F.conv2d's rule: channels_last when the input or the weight is, judged
-    from their strides as torch's suggest_memory_format judges them (a C=1 tensor with NHWC strides counts)."""
-    if torch.channels_last in (suggest_memory_format(input), suggest_memory_format(weight)):
-        return "nhwc"
-    return "nchw"
 
 
 def make_problem(
@@ -188,8 +170,8 @@ def make_problem(
     return ConvProblem(
         n=n, c=c, h=h, w=w, k=k, r=r, s=s, stride_h=stride_hw[0], stride_w=stride_hw[1],
         pad_h=pads[0][0], pad_w=pads[1][0], dilation_h=dilation_hw[0], dilation_w=dilation_hw[1],
-        groups=groups, p=p, q=q, dtype=dtype, layout=_layout_of(input), precision=precision or "",
-        output_layout=output_layout_of(input, weight),
+        groups=groups, p=p, q=q, dtype=dtype, layout=dispatch.layout_of(input), precision=precision or "",
+        output_layout=dispatch.output_layout_of(input, weight),
     )
 
 
@@ -267,39 +249,3 @@ def _validated_problem(input, weight, bias, stride, padding, dilation, groups, r
         problem = _validated[key] = make_problem(input, weight, bias, stride, padding, dilation, groups,
                                                  residual=residual, precision=precision, activation=activation)
     return problem
-
-
-def empty_output(problem: ConvProblem, like: torch.Tensor) -> torch.Tensor:
-    memory_format = torch.channels_last if problem.output_layout == "nhwc" else torch.contiguous_format
-    return torch.empty(problem.output_shape, dtype=like.dtype, device=like.device, memory_format=memory_format)
-
-
-def run_problem(
-    problem: ConvProblem,
-    input: torch.Tensor,
-    weight: torch.Tensor,
-    bias: Optional[torch.Tensor],
-    residual: Optional[torch.Tensor],
-    activation: str,
-    config: Optional[dict[str, Any]] = None,
-    output: Optional[torch.Tensor] = None,
-    backend: str = "auto",
-) -> torch.Tensor:
-    """Launch an already-validated problem: choose family and config, allocate the output, launch."""
-    if output is None:
-        output = empty_output(problem, input)
-    if output.numel() == 0 or output.device.type == "meta":  # nothing to compute; meta: shape and strides only
-        return output
-    family, full_config = dispatch.select(problem, config, input.device, backend)
-    if full_config.get("convert_nhwc") and problem.layout == "nchw":
-        input = input.contiguous(memory_format=torch.channels_last)
-    launched = problem
-    if full_config.get("precision", problem.precision) != problem.precision:
-        launched = problem.with_(precision=full_config["precision"])
-    kernel_config = {k: v for k, v in full_config.items() if k not in dispatch.DISPATCH_OPTIONS}
-    if bias is not None:
-        bias = contiguous_vector(bias)  # the kernels read bias[k] at bias_ptr + k
-    tensors = ConvTensors(input, weight, output, bias, residual, activation)
-    kernels = family.launch(launched, tensors, kernel_config)
-    dispatch.check_spills(problem, config, input.device, backend, kernels)
-    return output

@@ -13,7 +13,8 @@ from typing import Any, Optional
 import torch
 
 from .errors import InvalidConfigError, InvalidInputError
-from .functional import _check_device, _check_tensor_dtype, check_tensors, run_problem
+from .dispatch import run_problem
+from .functional import _check_device, _check_tensor_dtype, check_tensors
 from .kernels.base import check_config
 from .kernels import get_family
 from .kernels.epilogue import ACTIVATIONS

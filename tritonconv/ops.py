@@ -1,7 +1,7 @@
 """`tritonconv::conv2d`: the conv as a PyTorch custom op, so that torch.compile, CUDA graphs and autograd see one
 opaque, well-described operation.
 
-    tritonconv.conv2d -> validate (make_problem) -> torch.ops.tritonconv.conv2d -> run_problem -> launch
+    tritonconv.conv2d -> validate (make_problem) -> torch.ops.tritonconv.conv2d -> dispatch.run_problem -> launch
 
 * The op's arguments are schema-friendly: tensors, int lists, ints and strings (an explicit config travels as a
   JSON string). The problem is rebuilt from them inside the op (memoised, no re-validation).
@@ -22,7 +22,7 @@ from typing import Any, Optional, Sequence
 import torch
 import torch.nn.functional as F
 
-from . import functional as _functional  # a module reference: functional imports this module too
+from . import dispatch
 from .problem import DTYPE_NAMES, ConvProblem, conv_output_size
 
 OP_NAME = "tritonconv::conv2d"
@@ -39,8 +39,8 @@ def explicit_padding(problem: ConvProblem) -> list[int]:
 
 def _problem_key(input: torch.Tensor, weight: torch.Tensor, stride, padding, dilation, groups, precision) -> tuple:
     return (
-        tuple(input.shape), tuple(weight.shape), input.dtype, _functional._layout_of(input),
-        _functional.output_layout_of(input, weight), tuple(stride), tuple(padding), tuple(dilation), groups, precision,
+        tuple(input.shape), tuple(weight.shape), input.dtype, dispatch.layout_of(input),
+        dispatch.output_layout_of(input, weight), tuple(stride), tuple(padding), tuple(dilation), groups, precision,
     )
 
 
@@ -65,8 +65,8 @@ def _problem_for(input, weight, stride, padding, dilation, groups, precision) ->
             dilation_h=dilation[0], dilation_w=dilation[1], groups=groups,
             p=conv_output_size(h, r, stride[0], top, bottom, dilation[0]),
             q=conv_output_size(w, s, stride[1], left, right, dilation[1]),
-            dtype=DTYPE_NAMES[input.dtype], layout=_functional._layout_of(input), precision=precision,
-            output_layout=_functional.output_layout_of(input, weight),
+            dtype=DTYPE_NAMES[input.dtype], layout=dispatch.layout_of(input), precision=precision,
+            output_layout=dispatch.output_layout_of(input, weight),
         )
         _problems[key] = problem
     return problem
@@ -107,7 +107,7 @@ def conv2d_op(
     config is an explicit kernel config as JSON, or None for the cached/default choice.
     """
     problem = _problem_for(input, weight, stride, padding, dilation, groups, precision)
-    return _functional.run_problem(
+    return dispatch.run_problem(
         problem, input, weight, bias, residual, activation, _parse_config(config), backend=backend
     )
 
@@ -119,7 +119,7 @@ def _conv2d_fake(input, weight, bias, residual, stride, padding, dilation, group
     top, left, bottom, right = padding
     p = conv_output_size(h, r, stride[0], top, bottom, dilation[0])
     q = conv_output_size(w, s, stride[1], left, right, dilation[1])
-    channels_last = _functional.output_layout_of(input, weight) == "nhwc"
+    channels_last = dispatch.output_layout_of(input, weight) == "nhwc"
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
     return input.new_empty((n, k, p, q)).contiguous(memory_format=memory_format)
 
@@ -223,7 +223,7 @@ def call(
     per call) and run its implementation directly: the same `run_problem`, the same result.
     """
     if _plain_eager_call(input, weight, bias, residual):
-        return _functional.run_problem(problem, input, weight, bias, residual, activation, config, backend=backend)
+        return dispatch.run_problem(problem, input, weight, bias, residual, activation, config, backend=backend)
     if not torch.compiler.is_compiling():
         register_problem(problem, input, weight)
     return conv2d_op(

@@ -10,7 +10,8 @@ import sys
 import pytest
 import torch
 
-from tritonconv.functional import empty_output, make_problem
+from tritonconv.dispatch import empty_output
+from tritonconv.functional import make_problem
 from tritonconv.kernels import ConvTensors, get_family
 from tritonconv.kernels.conv_hopper import can_read_input_by_tma, input_tma_reason, patch_waste, supports_on
 

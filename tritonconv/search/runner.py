@@ -138,7 +138,7 @@ class Bench:
     def candidate(self, problem: ConvProblem, config: dict[str, Any], tolerance: float, *, screen: bool = False) -> Measurement:
         """Run into a NaN-poisoned output, check the relative error, and only then time it (with the screening
         timer when `screen`)."""
-        from ..functional import empty_output, run_problem
+        from ..dispatch import empty_output, run_problem
         from .reference import rel_error
 
         data = self.data(problem)
