@@ -1,0 +1,211 @@
+"""The package's import graph, read from the source: every import statement, also those inside functions and
+under `if TYPE_CHECKING:` (a late import still ties two modules together). The rules ARCHITECTURE.md states:
+no cycles, layers that import one way, no kernel family importing another.
+"""
+from __future__ import annotations
+
+import ast
+import importlib.util
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+ROOT = "tritonconv"
+PACKAGE_DIR = Path(importlib.util.find_spec(ROOT).submodule_search_locations[0])
+
+
+@dataclass(frozen=True)
+class Edge:
+    source: str
+    target: str
+    line: int
+
+    def __str__(self) -> str:
+        return f"{self.source} -> {self.target} ({module_path(self.source)}:{self.line})"
+
+
+def module_files(package_dir: Path = PACKAGE_DIR, root: str = ROOT) -> dict[str, Path]:
+    """Dotted module name -> source file, for every module of the package (a package is its __init__.py)."""
+    modules = {}
+    for path in sorted(package_dir.rglob("*.py")):
+        parts = path.relative_to(package_dir).with_suffix("").parts
+        if parts[-1] == "__init__":
+            parts = parts[:-1]
+        modules[".".join((root, *parts))] = path
+    return modules
+
+
+MODULES = module_files()
+
+
+def module_path(module: str) -> str:
+    return str(MODULES[module].relative_to(PACKAGE_DIR.parent))
+
+
+def _known_prefix(name: str, modules) -> str | None:
+    """The longest prefix of the dotted `name` that is one of `modules` (`tritonconv.x.attr` -> `tritonconv.x`)."""
+    while name:
+        if name in modules:
+            return name
+        name = name.rpartition(".")[0]
+    return None
+
+
+def imported_modules(module: str, path: Path, modules) -> list[Edge]:
+    """The package modules `module` imports, wherever in the file the import statement is."""
+    is_package = path.name == "__init__.py"
+    edges = []
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = module if is_package else module.rpartition(".")[0]
+                for _ in range(node.level - 1):
+                    base = base.rpartition(".")[0]
+                base = f"{base}.{node.module}" if node.module else base
+            else:
+                base = node.module or ""
+            # `from .pkg import name`: the submodule pkg.name where there is one, else pkg itself
+            names = [f"{base}.{alias.name}" if f"{base}.{alias.name}" in modules else base for alias in node.names]
+        else:
+            continue
+        for name in names:
+            target = _known_prefix(name, modules)
+            if target is not None and target != module:
+                edges.append(Edge(module, target, node.lineno))
+    return list(dict.fromkeys(edges))  # one edge per import statement
+
+
+def import_graph(modules=MODULES) -> dict[str, list[Edge]]:
+    return {module: imported_modules(module, path, modules) for module, path in modules.items()}
+
+
+GRAPH = import_graph()
+
+
+def cycles(graph: dict[str, list[Edge]]) -> list[list[str]]:
+    """The strongly connected components with more than one module (Tarjan), each sorted."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found = []
+
+    def visit(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        on_stack.add(node)
+        for edge in graph.get(node, []):
+            if edge.target not in index:
+                visit(edge.target)
+                low[node] = min(low[node], low[edge.target])
+            elif edge.target in on_stack:
+                low[node] = min(low[node], index[edge.target])
+        if low[node] == index[node]:
+            component = []
+            while True:
+                member = stack.pop()
+                on_stack.discard(member)
+                component.append(member)
+                if member == node:
+                    break
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    for node in sorted(graph):
+        if node not in index:
+            visit(node)
+    return sorted(found)
+
+
+def within(module: str, *layers: str) -> bool:
+    """Whether `module` is one of `layers` (dotted names under tritonconv) or inside one of them."""
+    return any(module == f"{ROOT}.{layer}" or module.startswith(f"{ROOT}.{layer}.") for layer in layers)
+
+
+def edges_into(sources, forbidden) -> list[str]:
+    return [str(e) for m, edges in GRAPH.items() if sources(m) for e in edges if forbidden(e.target)]
+
+
+# --- the graph reader itself ------------------------------------------------------------------------------------
+
+def test_the_graph_reader_sees_late_relative_and_absolute_imports(tmp_path):
+    package = tmp_path / "pkg"
+    (package / "sub").mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    (package / "sub" / "__init__.py").write_text("from .leaf import thing\n")
+    (package / "sub" / "leaf.py").write_text("thing = 1\n")
+    (package / "top.py").write_text("def f():\n    from .sub import leaf\n    import pkg.other\n")
+    (package / "other.py").write_text(
+        "from . import top\nfrom .sub import thing\nfrom pkg.sub.leaf import thing as t\nimport json\n")
+    modules = module_files(package, "pkg")
+    graph = {m: imported_modules(m, p, modules) for m, p in modules.items()}
+    targets = {m: sorted({e.target for e in edges}) for m, edges in graph.items()}
+    assert targets == {
+        "pkg": [], "pkg.sub": ["pkg.sub.leaf"], "pkg.sub.leaf": [],
+        "pkg.top": ["pkg.other", "pkg.sub.leaf"], "pkg.other": ["pkg.sub", "pkg.sub.leaf", "pkg.top"],
+    }
+    assert cycles(graph) == [["pkg.other", "pkg.top"]]
+
+
+def test_the_real_graph_is_read():
+    assert len(MODULES) > 30 and sum(len(edges) for edges in GRAPH.values()) > 100
+    assert f"{ROOT}.kernels.base" in {e.target for e in GRAPH[f"{ROOT}.kernels"]}
+
+
+# --- the rules ----------------------------------------------------------------------------------------------------
+
+# Everything that uses kernels: the API, the custom op, dispatch, the cache, the search, benchmarks, the CLI.
+ABOVE_KERNELS = ("dispatch", "cache", "functional", "ops", "search", "commands", "cli", "matmul", "nn", "convert",
+                 "tune_model", "first_call", "benchmark", "compile", "compile_report")
+
+
+# The public API and the command line: what calls dispatch.
+API = ("functional", "ops", "matmul", "nn", "convert", "tune_model", "first_call", "commands", "cli")
+
+
+def test_kernels_import_nothing_above_them():
+    bad = edges_into(lambda m: within(m, "kernels"), lambda t: t == ROOT or within(t, *ABOVE_KERNELS))
+    assert not bad, "kernels import a layer above them:\n" + "\n".join(bad)
+
+
+def test_the_cache_imports_no_dispatch_or_api():
+    bad = edges_into(lambda m: within(m, "cache"), lambda t: t == ROOT or within(t, "dispatch", *API))
+    assert not bad, "the cache imports a layer above it:\n" + "\n".join(bad)
+
+
+def test_dispatch_imports_no_api():
+    """functional/matmul/nn/convert -> ops -> dispatch: dispatch is called by the API, never calls it."""
+    bad = edges_into(lambda m: within(m, "dispatch"), lambda t: t == ROOT or within(t, *API))
+    assert not bad, "dispatch imports the API above it:\n" + "\n".join(bad)
+
+
+def is_entry_point(module: str) -> bool:
+    """The command line: tritonconv.cli, tritonconv.commands.*, and `python -m` entry points (`__main__`)."""
+    return within(module, "commands", "cli") or module.rpartition(".")[2] == "__main__"
+
+
+def test_only_the_cli_imports_commands():
+    bad = edges_into(lambda m: not is_entry_point(m), lambda t: within(t, "commands"))
+    assert not bad, "modules below the CLI import tritonconv.commands:\n" + "\n".join(bad)
+
+
+def family_units() -> dict[str, str]:
+    """Family name -> the direct child of tritonconv.kernels (a module or a package) that defines it."""
+    from tritonconv.kernels import FAMILIES
+
+    prefix = f"{ROOT}.kernels."
+    units = {}
+    for name, family in FAMILIES.items():
+        module = type(family).__module__
+        assert module.startswith(prefix), f"family {name} is defined outside tritonconv.kernels ({module})"
+        units[name] = prefix + module[len(prefix):].split(".")[0]
+    return units
+
+
+@pytest.mark.parametrize("layer", ["kernels", "cache", "dispatch", "ops", "functional", "search", "commands"])
+def test_every_layer_named_by_the_rules_exists(layer):
+    """A renamed or moved layer must not make a rule pass by matching nothing."""
+    assert any(within(m, layer) for m in MODULES), layer
