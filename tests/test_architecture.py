@@ -182,6 +182,12 @@ def test_dispatch_imports_no_api():
     assert not bad, "dispatch imports the API above it:\n" + "\n".join(bad)
 
 
+def test_the_custom_op_imports_no_api_module_above_it():
+    """functional/matmul/nn/convert -> ops: the op calls dispatch, not the functions that call the op."""
+    bad = edges_into(lambda m: within(m, "ops"), lambda t: t == ROOT or within(t, *(a for a in API if a != "ops")))
+    assert not bad, "tritonconv.ops imports the API above it:\n" + "\n".join(bad)
+
+
 def is_entry_point(module: str) -> bool:
     """The command line: tritonconv.cli, tritonconv.commands.*, and `python -m` entry points (`__main__`)."""
     return within(module, "commands", "cli") or module.rpartition(".")[2] == "__main__"
