@@ -52,7 +52,20 @@ for cc in (80, 90):
 call = candidate_calls(problems[0], "implicit_gemm", {"family": "implicit_gemm", **families_for(problems[0])[0].default_config(problems[0])})[0]
 with emulated_device(COMPILE_TARGETS[90]):
     compiled_hash = compile_call(call, 90).hash
-print(json.dumps({"rows": rows, "compiled": compiled_hash, "expected": cache_hash(call, 90)}))
+# the compile pool's binary identity: two ResNet-50 1x1 convs (shapes are runtime ints) share each config's binary,
+# a 3x3 conv and another tile do not
+from tritonconv.search.compile_pool import binary_key
+one = ConvProblem(n=32, c=256, h=56, w=56, k=64, r=1, s=1, dtype="float16", layout="nhwc")
+two = ConvProblem(n=32, c=512, h=28, w=28, k=128, r=1, s=1, dtype="float16", layout="nhwc")
+three = ConvProblem(n=32, c=256, h=14, w=14, k=256, r=3, s=3, pad_h=1, pad_w=1, dtype="float16", layout="nhwc")
+shared = {}
+with emulated_device(COMPILE_TARGETS[90]):
+    for family in families_for(one):
+        config = family.default_config(one)
+        other_tile = {**config, "BLOCK_N": config["BLOCK_N"] * 2}
+        shared[family.name] = [binary_key(p, family.name, c, COMPILE_TARGETS[90]) for p, c in
+                               ((one, config), (two, config), (three, config), (one, other_tile))]
+print(json.dumps({"rows": rows, "compiled": compiled_hash, "expected": cache_hash(call, 90), "shared": shared}))
 """
 
 
@@ -74,6 +87,13 @@ def test_precompile_key_equals_launch_key_for_every_family(key_rows):
 
 def test_precompile_stores_the_kernel_under_that_key(key_rows):
     assert key_rows["compiled"] == key_rows["expected"]
+
+
+def test_runtime_int_shapes_share_a_binary_and_constexprs_do_not(key_rows):
+    assert set(key_rows["shared"]) >= {"implicit_gemm", "hopper_implicit_gemm", "gemm"}
+    for family, (one, two, three, other_tile) in key_rows["shared"].items():
+        assert one and one == two, family
+        assert three != one and other_tile != one, family
 
 
 def test_emulated_device_never_queries_the_gpu(monkeypatch):

@@ -98,3 +98,86 @@ def test_search_screens_and_retimes_only_the_best_with_the_full_timer(tmp_path):
     assert runner.calls.count("screen") >= 5 and runner.calls.count("full") == 3
     assert runner.calls[-3:] == ["full"] * 3 and not runner.screening  # the re-timing comes after the search
     assert result.time_ms > 0
+
+
+# ---- one compile per binary: candidates whose launches hash alike share one compile job ------------------------
+def _fake_compile(calls: list):
+    def compile_candidate(problem_dict, family, config, device):
+        calls.append((problem_dict["c"], family, tuple(sorted(config.items()))))
+        if config.get("explode"):
+            raise RuntimeError("worker died")
+        return {"ok": True, "usage": [{"stack_bytes": 0, "shared_bytes": 0}], "compile_s": 0.5, "compile_cpu_s": 0.4,
+                "cache_hits": 0, "cache_misses": 1}
+    return compile_candidate
+
+
+def _thread_precompiler(monkeypatch, calls: list):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from tritonconv.search import compile_pool
+
+    monkeypatch.setattr(compile_pool, "compile_candidate", _fake_compile(calls))
+    # the binary: the config alone (as for problems whose shapes are runtime ints)
+    monkeypatch.setattr(compile_pool, "binary_key", lambda problem, family, config, device: (family, str(sorted(config.items()))))
+    monkeypatch.setattr(compile_pool.Precompiler, "_new_pool", lambda self: ThreadPoolExecutor(1))
+    return compile_pool
+
+
+def test_a_binary_is_compiled_once_and_shared(monkeypatch):
+    calls: list = []
+    compile_pool = _thread_precompiler(monkeypatch, calls)
+    pool = compile_pool.Precompiler(COMPILE_TARGETS[90], workers=1)
+    a = ConvProblem(n=1, c=16, h=8, w=8, k=16, r=1, s=1, dtype="float16", layout="nhwc")
+    b = a.with_(c=32)
+    first = pool.submit(a, "gemm", {"BLOCK_M": 64})
+    again = pool.submit(b, "gemm", {"BLOCK_M": 64})  # another problem, the same binary
+    other = pool.submit(b, "gemm", {"BLOCK_M": 128})
+    verdicts = [pool.verdict(job, timeout=10) for job in (first, again, other)]
+    assert (pool.jobs, pool.shared) == (2, 1) and len(calls) == 2
+    assert [v.shared for v in verdicts] == [False, True, False] and all(v.usage for v in verdicts)
+    assert verdicts[0].attrs() == {"compile_s": 0.5, "compile_cpu_s": 0.4, "compile_cache_hits": 0}
+    assert verdicts[1].attrs() == {"compile_s": 0.0, "compile_cpu_s": 0.0, "compile_shared": True}  # no second cost
+    assert not again.cancel() and not first.future.cancelled()  # a sharer never cancels the owner's compile
+
+    # a job whose worker failed, or that was cancelled before it ran, is not shared: the binary is compiled again
+    boom = pool.submit(a, "gemm", {"explode": 1})
+    assert pool.verdict(boom, timeout=10).error
+    calls.clear()
+    retried = pool.submit(a, "gemm", {"explode": 1})
+    assert not retried.shared and pool.verdict(retried, timeout=10).error and len(calls) == 1
+    pool.close()
+
+
+def test_tune_many_compiles_each_binary_once_across_problems(monkeypatch, tmp_path):
+    calls: list = []
+    compile_pool = _thread_precompiler(monkeypatch, calls)
+    problems = [  # the same seed configs (defaults and heuristics follow C and K)
+        ConvProblem(n=1, c=32, h=8, w=8, k=16, r=1, s=1, dtype="float16", layout="nhwc"),
+        ConvProblem(n=2, c=32, h=6, w=6, k=16, r=1, s=1, dtype="float16", layout="nhwc"),
+    ]
+    made = []
+    real = compile_pool.Precompiler
+    monkeypatch.setattr(study_module, "Precompiler", lambda *a, **k: made.append(real(*a, **k)) or made[-1])
+    results = tune_many(problems, trials=6, runner=FakeRunner(compile_target=COMPILE_TARGETS[90]), cache=str(tmp_path),
+                        progress=False, early_stop=None, compile_workers=1)
+    rows = [r for result in results for r in result.timeline if "compile_s" in r]
+    shared = [r for r in rows if r.get("compile_shared")]
+    pool = made[0]
+    assert len(calls) == pool.jobs == len(rows) - len(shared) and pool.shared == len(shared)
+    assert len({c[1:] for c in calls}) == len(calls)  # no binary compiled twice
+    assert shared and all(r["compile_s"] == 0.0 for r in shared)  # the second problem's seeds reuse the first's
+    assert all(r["compile_cpu_s"] == 0.4 for r in rows if not r.get("compile_shared"))
+
+
+def test_compile_cpu_time_counts_the_child_processes():
+    """ptxas runs as a child of the compile worker: its CPU time is part of the compile's cost."""
+    import subprocess
+    import sys
+    import time
+
+    from tritonconv.search.compile_pool import cpu_seconds
+
+    total, own = cpu_seconds(), time.process_time()
+    subprocess.run([sys.executable, "-c", "x = 0\nfor i in range(2_000_000): x += i"], check=True)
+    child = (cpu_seconds() - total) - (time.process_time() - own)
+    assert child >= 0.05

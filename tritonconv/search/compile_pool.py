@@ -5,11 +5,17 @@ The workers compile for the benchmark GPU's capability under the exact cache key
 (one compile per candidate), and the compiled resource usage (register spills, shared memory over the device
 limit) rejects candidates before they reach the GPU. The workers are spawned and never touch CUDA: they see the
 benchmark GPU through `emulated_device` (its capability, SM count and shared memory), so families choose the
-launches they would choose there. One pool serves every problem of a `tune_many` / `tune_model` call.
+launches they would choose there. One pool serves every problem of a `tune_many` / `tune_model` call, and a
+binary is compiled once per pool: a candidate whose launches have the cache hashes of one submitted before (in
+this problem or an earlier one; shapes that are runtime ints specialise alike) shares that compile job.
+
+Each job reports its wall time and its CPU time (the worker's own plus its finished child processes': ptxas,
+cuobjdump), and how many of its launches Triton found in its on-disk cache.
 """
 from __future__ import annotations
 
 import multiprocessing
+import resource
 import signal
 import time
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -35,20 +41,57 @@ def candidate_calls(problem: ConvProblem, family: str, config: dict[str, Any]) -
     return get_family(family).kernel_calls(problem, tensors, kernel_config)
 
 
-def compile_candidate(problem_dict: dict[str, Any], family: str, config: dict[str, Any], device: DeviceInfo) -> dict[str, Any]:
-    """Worker: compile every launch of (family, config) for `device`; resource usage (no SASS) or the error."""
-    from ..compile import compile_call, resource_usage
+def _capability(device: DeviceInfo) -> int:
+    return device.capability[0] * 10 + device.capability[1]
+
+
+def binary_key(problem: ConvProblem, family: str, config: dict[str, Any], device: DeviceInfo) -> Optional[tuple[str, ...]]:
+    """The Triton cache hashes of the candidate's launches on `device` (what its compile job produces), or None
+    where they cannot be known here (kernels imported for the interpreter, a config the family refuses)."""
+    from ..compile import cache_hash
     from ..runtime import emulated_device
 
-    started = time.perf_counter()
-    problem = ConvProblem.from_dict(problem_dict)
-    capability = device.capability[0] * 10 + device.capability[1]
     try:
         with emulated_device(device):
-            usage = [resource_usage(compile_call(call, capability), sass=False) for call in candidate_calls(problem, family, config)]
+            return tuple(cache_hash(call, _capability(device)) for call in candidate_calls(problem, family, config))
+    except Exception:  # noqa: BLE001 - the compile job itself reports what is wrong with the candidate
+        return None
+
+
+def cpu_seconds() -> float:
+    """User + system CPU seconds of this process and of its finished children (ptxas and cuobjdump run as
+    child processes of the compile): a compile's cost on a core of its own, whatever else the machine runs."""
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return time.process_time() + children.ru_utime + children.ru_stime
+
+
+_cache_lookups: Optional[Any] = None  # this worker's CompileCounter (Triton's compilation listener), once
+
+
+def compile_candidate(problem_dict: dict[str, Any], family: str, config: dict[str, Any], device: DeviceInfo) -> dict[str, Any]:
+    """Worker: compile every launch of (family, config) for `device`; resource usage (no SASS) or the error,
+    with the job's wall and CPU seconds and Triton's on-disk cache hits and misses."""
+    global _cache_lookups
+    from ..compile import compile_call, resource_usage
+    from ..runtime import emulated_device
+    from .runner import CompileCounter
+
+    if _cache_lookups is None:
+        _cache_lookups = CompileCounter()
+    started, cpu_started = time.perf_counter(), cpu_seconds()
+    hits, misses = _cache_lookups.hits, _cache_lookups.misses
+
+    def timing() -> dict[str, Any]:
+        return {"compile_s": time.perf_counter() - started, "compile_cpu_s": cpu_seconds() - cpu_started,
+                "cache_hits": _cache_lookups.hits - hits, "cache_misses": _cache_lookups.misses - misses}
+
+    problem = ConvProblem.from_dict(problem_dict)
+    try:
+        with emulated_device(device):
+            usage = [resource_usage(compile_call(call, _capability(device)), sass=False) for call in candidate_calls(problem, family, config)]
     except Exception as exc:  # noqa: BLE001 - a failed compile is a recorded result
-        return {"ok": False, "error": f"compile failed: {type(exc).__name__}: {str(exc)[:400]}", "compile_s": time.perf_counter() - started}
-    return {"ok": True, "usage": [u.__dict__ for u in usage], "compile_s": time.perf_counter() - started}
+        return {"ok": False, "error": f"compile failed: {type(exc).__name__}: {str(exc)[:400]}", **timing()}
+    return {"ok": True, "usage": [u.__dict__ for u in usage], **timing()}
 
 
 def _warm_up() -> None:
@@ -63,14 +106,36 @@ class CompileVerdict:
     infeasible: Optional[str] = None  # compiled, but would spill or not fit: never benchmarked
     error: Optional[str] = None  # did not compile
     usage: Optional[list[dict[str, Any]]] = None
-    compile_s: float = 0.0  # the worker's time compiling this candidate (0 when it failed before)
+    compile_s: float = 0.0  # the worker's wall time compiling this candidate (0 when it failed before, or shared)
+    compile_cpu_s: float = 0.0  # its CPU time (worker + ptxas/cuobjdump children)
+    cache_hits: int = 0  # launches Triton found compiled in its on-disk cache
+    shared: bool = False  # the same binary was compiled for an earlier candidate: no work for this one
+
+    def attrs(self) -> dict[str, Any]:
+        """The trial attributes recording this compile (the study's timeline)."""
+        if self.shared:
+            return {"compile_s": 0.0, "compile_cpu_s": 0.0, "compile_shared": True}
+        return {"compile_s": self.compile_s, "compile_cpu_s": self.compile_cpu_s, "compile_cache_hits": self.cache_hits}
+
+
+@dataclass
+class CompileJob:
+    """A submitted candidate: its compile job's future, possibly shared with an earlier candidate."""
+
+    future: Future
+    shared: bool = False
+
+    def cancel(self) -> bool:
+        """Cancel the compile unless it is shared (then the candidate that submitted it decides)."""
+        return False if self.shared else self.future.cancel()
 
 
 class Precompiler:
     """A pool of compile workers for one target device (its capability and shared-memory limit).
 
     `submit` returns at once; `verdict` waits for that candidate. Keep one Precompiler across problems (the
-    workers' imports are paid once); `close` when done.
+    workers' imports are paid once, and each binary is compiled once); `close` when done. `jobs` counts the
+    compile jobs started, `shared` the candidates that reused one.
     """
 
     def __init__(self, device: DeviceInfo, workers: int = 4, *, reject_spills: bool = True, compile_timeout_s: float = 120.0):
@@ -78,9 +143,25 @@ class Precompiler:
         self.compile_timeout_s = compile_timeout_s  # a candidate compiling longer than this is failed
         self.shared_memory_limit = device.shared_memory_per_block
         self.pool = self._new_pool()
+        self.jobs = self.shared = 0
+        self._by_binary: dict[tuple[str, ...], Future] = {}
 
-    def submit(self, problem: ConvProblem, family: str, config: dict[str, Any]) -> Future:
-        """Start compiling; a broken pool (a worker died) is replaced once per failure, the candidate retried."""
+    def submit(self, problem: ConvProblem, family: str, config: dict[str, Any]) -> CompileJob:
+        """Start compiling, or share the job of an earlier candidate with the same binary (unless that job was
+        cancelled or its worker failed)."""
+        key = binary_key(problem, family, config, self.device)
+        earlier = self._by_binary.get(key) if key is not None else None
+        if earlier is not None and not earlier.cancelled() and not (earlier.done() and earlier.exception() is not None):
+            self.shared += 1
+            return CompileJob(earlier, shared=True)
+        future = self._start(problem, family, config)
+        self.jobs += 1
+        if key is not None:
+            self._by_binary[key] = future
+        return CompileJob(future)
+
+    def _start(self, problem: ConvProblem, family: str, config: dict[str, Any]) -> Future:
+        """Submit one compile job; a broken pool (a worker died) is replaced once per failure, the job retried."""
         try:
             return self.pool.submit(compile_candidate, problem.to_dict(), family, config, self.device)
         except BrokenProcessPool:
@@ -96,26 +177,27 @@ class Precompiler:
     def _new_pool(self) -> ProcessPoolExecutor:
         return ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"), initializer=_warm_up)
 
-    def verdict(self, future: Future, timeout: Optional[float] = None) -> CompileVerdict:
+    def verdict(self, job: CompileJob, timeout: Optional[float] = None) -> CompileVerdict:
         try:
-            result = future.result(timeout)
+            result = job.future.result(timeout)
         except FutureTimeout:
-            future.cancel()
+            job.future.cancel()
             return CompileVerdict(error=f"compile took more than {timeout:g} s")
         except Exception as exc:  # noqa: BLE001 - a dead compile worker only loses this candidate
             return CompileVerdict(error=f"compile worker failed: {type(exc).__name__}: {exc}")
-        seconds = float(result.get("compile_s", 0.0))
+        cost = {"compile_s": float(result.get("compile_s", 0.0)), "compile_cpu_s": float(result.get("compile_cpu_s", 0.0)),
+                "cache_hits": int(result.get("cache_hits", 0)), "shared": job.shared}
         if not result["ok"]:
-            return CompileVerdict(error=result["error"], compile_s=seconds)
+            return CompileVerdict(error=result["error"], **cost)
         for usage in result["usage"]:
             if self.reject_spills and usage["stack_bytes"] > 0:
-                return CompileVerdict(infeasible=f"spills registers ({usage['stack_bytes']} B of stack)", usage=result["usage"], compile_s=seconds)
+                return CompileVerdict(infeasible=f"spills registers ({usage['stack_bytes']} B of stack)", usage=result["usage"], **cost)
             if usage["shared_bytes"] > self.shared_memory_limit:
                 return CompileVerdict(
                     infeasible=f"uses {usage['shared_bytes']} B of shared memory, device allows {self.shared_memory_limit}",
-                    usage=result["usage"], compile_s=seconds,
+                    usage=result["usage"], **cost,
                 )
-        return CompileVerdict(usage=result["usage"], compile_s=seconds)
+        return CompileVerdict(usage=result["usage"], **cost)
 
     def close(self) -> None:
         self.pool.shutdown(wait=False, cancel_futures=True)

@@ -185,11 +185,11 @@ class Bench:
 
 
 class CompileCounter:
-    """Counts Triton's real compiles (on-disk cache misses) in this process, through Triton's compilation
-    listener: a candidate the precompile built counts 0 here."""
+    """Counts Triton's real compiles (on-disk cache misses) and its cache hits in this process, through
+    Triton's compilation listener: a candidate the precompile built counts 0 misses here."""
 
     def __init__(self) -> None:
-        self.misses = 0
+        self.misses = self.hits = 0
         try:
             from triton import knobs
         except ImportError:  # pragma: no cover - triton is a dependency
@@ -198,6 +198,7 @@ class CompileCounter:
 
         def listener(*, cache_hit: bool, **kwargs: Any) -> None:
             self.misses += 0 if cache_hit else 1
+            self.hits += 1 if cache_hit else 0
             if previous is not None:
                 previous(cache_hit=cache_hit, **kwargs)
 

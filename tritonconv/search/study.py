@@ -258,10 +258,11 @@ class _Run:
             return True
         return False
 
-    def measure(self, trial: optuna.Trial, candidate: Candidate, compile_s: Optional[float] = None) -> Measurement:
+    def measure(self, trial: optuna.Trial, candidate: Candidate, compiled: Optional[dict[str, Any]] = None) -> Measurement:
+        """Benchmark the candidate and tell the result; `compiled`: its compile's trial attributes."""
         self.benchmarks += 1
         m = self.runner.benchmark(self.space.problem_for(candidate), _runner_config(candidate), self.options.tolerance)
-        timing = {k: v for k, v in (("compile_s", compile_s), ("check_s", m.check_s), ("time_s", m.time_s), ("compiles", m.compiles)) if v is not None}
+        timing = {**(compiled or {}), **{k: v for k, v in (("check_s", m.check_s), ("time_s", m.time_s), ("compiles", m.compiles)) if v is not None}}
         if m.ok:
             self.finish(trial, value=m.time_ms, attrs={"rel_error": m.rel_error, **timing})
         else:
@@ -375,20 +376,20 @@ def _search(run: _Run, trials: int, timeout: Optional[float], early_stop: Option
         if not pending:
             break
         trial, candidate, future = pending.popleft()
-        compile_s = None
+        compiled = None
         if future is not None:
             verdict = precompiler.verdict(future, timeout=precompiler.compile_timeout_s)  # type: ignore[union-attr]
-            compile_s = verdict.compile_s
+            compiled = verdict.attrs()
             if verdict.infeasible:
-                run.finish(trial, state=TrialState.PRUNED, attrs={"infeasible": verdict.infeasible, "compile_s": compile_s}, counts=False)
+                run.finish(trial, state=TrialState.PRUNED, attrs={"infeasible": verdict.infeasible, **compiled}, counts=False)
                 continue
             if verdict.error:
-                run.finish(trial, state=TrialState.FAIL, attrs={"error": verdict.error, "compile_s": compile_s})
+                run.finish(trial, state=TrialState.FAIL, attrs={"error": verdict.error, **compiled})
                 continue
         if _params_key(trial.params) in run.known:  # an identical candidate asked earlier in this pipeline
             run.answer_known(trial, candidate)
             continue
-        run.measure(trial, candidate, compile_s)
+        run.measure(trial, candidate, compiled)
         if on_progress:
             on_progress(done + run.finished, trials, run.best)
     for trial, _, future in pending:
@@ -423,7 +424,8 @@ def _winner(run: _Run, retime_top: int) -> tuple[Candidate, Measurement]:
     return best
 
 
-TIMELINE_ATTRS = ("compile_s", "check_s", "time_s", "compiles", "infeasible", "error", "repeat_of", "from_cache", "seed")
+TIMELINE_ATTRS = ("compile_s", "compile_cpu_s", "compile_shared", "compile_cache_hits", "check_s", "time_s", "compiles",
+                  "infeasible", "error", "repeat_of", "from_cache", "seed")
 
 
 def _timeline(study: optuna.Study) -> list[dict[str, Any]]:
