@@ -1,0 +1,49 @@
+"""tritonconv.summary.RunSummary: the end-of-run lines of `tritonconv tune` / `tune-model`, from TuneResults
+(stand-ins with the fields it reads): duplicates counted once, the best speedup, winners that keep the baseline."""
+from __future__ import annotations
+
+from pathlib import Path
+from types import SimpleNamespace
+
+from tritonconv import cache
+from tritonconv.problem import ConvProblem
+from tritonconv.summary import RunSummary
+
+A = ConvProblem(n=1, c=8, h=6, w=6, k=16, r=3, s=3, pad_h=1, pad_w=1)
+B = A.with_(k=32)
+DEVICE = "NVIDIA H100 80GB HBM3|sm90|132sms"
+
+
+def result(problem, *, speedup, from_cache=False, trials=4, backend="triton", journal=None):
+    return SimpleNamespace(problem=problem, speedup=speedup, from_cache=from_cache, trials_run=trials,
+                           backend=backend, device=DEVICE, journal=journal)
+
+
+def test_counts_each_problem_once_and_names_the_best_speedup(tmp_path):
+    journal = tmp_path / "a.journal"
+    results = [result(A, speedup=1.5, journal=journal), result(A, speedup=1.5, journal=journal),
+               result(B, speedup=0.8, from_cache=True, trials=6, backend="cudnn")]
+    summary = RunSummary.of(results, wall_time_s=12.34)
+    assert (summary.winners, summary.newly_tuned, summary.trials_run, summary.keep_baseline) == (2, 1, 10, 1)
+    assert (summary.best_speedup, summary.best_label, summary.baseline) == (1.5, A.label, "cuDNN")
+    assert summary.cache_file == cache.cache_path() and summary.journals == (journal,)
+    text = "\n".join(summary.lines())
+    assert f"2 winners cached at {cache.cache_path()} (1 tuned now, 1 already cached)" in text
+    assert "1 of them keep cuDNN, which measured faster" in text and DEVICE in text
+    assert f"time 12.3 s, 10 trials run, best speedup vs cuDNN 1.50x ({A.label})" in text
+    assert f"study journal: {journal}" in text
+
+
+def test_without_any_baseline_time_and_with_several_journals():
+    journals = (Path("/j/one.journal"), Path("/j/two.journal"))
+    results = [result(A, speedup=None, journal=journals[0]), result(B, speedup=None, journal=journals[1])]
+    lines = RunSummary.of(results, wall_time_s=1.0).lines()
+    assert lines[0].startswith("2 winners cached at") and "already" not in lines[0]
+    assert "no cuDNN time to compare with" in lines[3]
+    assert lines[4].startswith("study journals (one per problem) in /j")
+
+
+def test_an_empty_run_summarises_this_machine():
+    summary = RunSummary.of([], wall_time_s=0.0)
+    assert (summary.winners, summary.trials_run, summary.best_speedup) == (0, 0, None)
+    assert summary.device == cache.fingerprint() and summary.journals == ()
