@@ -211,6 +211,13 @@ def family_units() -> dict[str, str]:
     return units
 
 
+def test_each_kernel_family_has_its_test_module():
+    from tests import REPO
+
+    missing = [name for name in family_units() if not (REPO / "tests" / "kernels" / f"test_{name}.py").is_file()]
+    assert not missing, f"no tests/kernels/test_<family>.py for {missing}"
+
+
 @pytest.mark.parametrize("layer", ["kernels", "cache", "dispatch", "ops", "functional", "search", "commands"])
 def test_every_layer_named_by_the_rules_exists(layer):
     """A renamed or moved layer must not make a rule pass by matching nothing."""
