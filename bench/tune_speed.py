@@ -12,9 +12,9 @@ without TRITON_INTERPRET (the pool compiles real kernels).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -34,9 +34,11 @@ RESNET50 = [
 PROJECTION_CORES = 16
 # GPU seconds per candidate when no GPU run measured them (assumptions, labelled so in the output): a screened
 # trial is the checked run + do_bench with 5 ms of warm-up and 20 ms of repeats + the worker round trip; each
-# problem's best few (retime_top=3) are re-timed with the full timer (25 ms + 100 ms).
+# problem's best few (retime_top=3) are re-timed with the full timer (25 ms + 100 ms), and cuDNN is timed
+# with it in both layouts.
 ASSUMED_GPU_S_PER_CANDIDATE = 0.05
 ASSUMED_GPU_S_PER_RETIME = 0.15
+ASSUMED_GPU_S_PER_BASELINE = 0.3  # cuDNN in both layouts with the full timer, once per problem
 RETIME_TOP = 3
 
 
@@ -54,73 +56,108 @@ def spread(items: list, count: int) -> list:
     return [items[round(i * (len(items) - 1) / max(1, count - 1))] for i in range(count)]
 
 
-def problem_row(result) -> dict:
+def problem_row(result, trials: int) -> dict:
     rows = result.timeline
-    compiled = [r for r in rows if "compile_s" in r]
+    owned = [r for r in rows if "compile_s" in r and not r.get("compile_shared")]
+    shared = [r for r in rows if r.get("compile_shared")]
     measured = [r for r in rows if r["state"] in ("COMPLETE", "FAIL") and "repeat_of" not in r and "from_cache" not in r]
-    total = lambda key: sum(r.get(key, 0.0) or 0.0 for r in rows)  # noqa: E731
+    total = lambda key, of=rows: sum(r.get(key, 0.0) or 0.0 for r in of)  # noqa: E731
     return {
-        "problem": result.problem.key, "wall_s": result.wall_time_s, "candidates_compiled": len(compiled),
-        "candidates_measured": len(measured), "pruned_before_compile": sum(1 for r in rows if r["state"] == "PRUNED" and "compile_s" not in r),
-        "compile_s": total("compile_s"), "check_s": total("check_s"), "time_s": total("time_s"),
+        "problem": result.problem.key, "wall_s": result.wall_time_s, "trials_run": result.trials_run,
+        "stopped_early": result.trials_run < trials,
+        "candidates_compiled": len(owned), "candidates_sharing_a_binary": len(shared), "candidates_measured": len(measured),
+        "pruned_before_compile": sum(1 for r in rows if r["state"] == "PRUNED" and "infeasible" in r and "compile_s" not in r),
+        "in_flight_when_the_search_stopped": sum(1 for r in rows if r["state"] == "PRUNED" and "infeasible" not in r and "compile_s" not in r),
+        "compile_s": total("compile_s", owned), "compile_cpu_s": total("compile_cpu_s", owned),
+        "triton_cache_hits": int(total("compile_cache_hits", owned)),
+        "check_s": total("check_s"), "time_s": total("time_s"),
         "compiles_in_benchmark_worker": sum(int(r.get("compiles", 0) or 0) for r in rows),
-        "candidates_per_s": len(compiled) / result.wall_time_s if result.wall_time_s else None,
         "family": result.family, "best_ms": result.time_ms,
     }
 
 
-def pool_start_s(workers: int) -> float:
-    """Seconds to spawn the compile pool and import Triton, torch and the families in every worker (paid once
-    per tune_many call)."""
+def pool_start_s(workers: int) -> tuple[float, float]:
+    """Wall seconds to spawn the compile pool and import Triton, torch and the families in every worker (paid
+    once per pool), and the CPU seconds per worker it took."""
     import multiprocessing
+    import resource
     from concurrent.futures import ProcessPoolExecutor
 
     from tritonconv.search.compile_pool import _warm_up
 
-    started = time.perf_counter()
+    started, before = time.perf_counter(), resource.getrusage(resource.RUSAGE_CHILDREN)
     with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), initializer=_warm_up) as pool:
         list(pool.map(_pid, range(workers)))
-    return time.perf_counter() - started
+        wall = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)  # the workers have exited and been waited for
+    return wall, (after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime) / workers
 
 
 def _pid(_: int) -> int:
     return os.getpid()
 
 
-def project(rows: list[dict], workers_here: int, measured_gpu: bool, start_s: float) -> dict:
-    """Projection to all 23 unique ResNet-50 convs on a 16-core machine (a projection, not a measurement)."""
-    compiled = sum(r["candidates_compiled"] for r in rows)
-    per_candidate_compile = sum(r["compile_s"] for r in rows) / max(1, compiled)
-    candidates_per_problem = compiled / max(1, len(rows))
-    gpu_per_candidate = (
-        sum(r["check_s"] + r["time_s"] for r in rows) / max(1, sum(r["candidates_measured"] for r in rows))
-        if measured_gpu else ASSUMED_GPU_S_PER_CANDIDATE
-    )
-    # the tuner's own serial work per candidate: wall time not explained by the pool's parallel compiles or the GPU
-    # (the first problem also paid the pool's start, s0, counted once below)
-    overhead = statistics.median(
-        max(0.0, r["wall_s"] - (start_s if i == 0 else 0.0) - r["compile_s"] / workers_here - r["check_s"] - r["time_s"])
-        / max(1, r["candidates_compiled"]) for i, r in enumerate(rows)
-    )
+def project(measured: dict, measured_gpu: bool) -> dict:
+    """Projection to all 23 unique ResNet-50 convs on a 16-core machine (a projection, not a measurement).
+
+    Every quantity is measured here except the GPU seconds per candidate (g, g_full, g_base: assumed without a
+    GPU run). The compile side is CPU time: on the 16-core machine each of the 15 compile workers has a core of
+    its own, so a job's CPU seconds (worker + ptxas/cuobjdump children) are its wall seconds there, whatever the
+    load on this machine. The tuner process (Optuna, the journal, the launch hashes) works in series with the
+    GPU worker and in parallel with the compile pool; the next problem's seeds compile while a problem's last
+    candidates are measured (prefetch), so only the first problem waits for a first compile.
+    """
+    rows, pool = measured["problems"], measured["compile_pool"]
+    p = len(rows)
     n = len(RESNET50)
     workers = PROJECTION_CORES - 1
-    compile_side = n * candidates_per_problem * per_candidate_compile / workers
-    retime = ASSUMED_GPU_S_PER_RETIME if not measured_gpu else 3 * gpu_per_candidate
-    gpu_side = n * (candidates_per_problem * gpu_per_candidate + RETIME_TOP * retime)
-    tuner_side = n * candidates_per_problem * overhead
+    cpu_per_problem = pool["compile_cpu_s"] / p  # every job the pool ran: also prefetched and stopped-search ones
+    cpu_per_job = pool["compile_cpu_s"] / max(1, pool["finished"])
+    measured_per_problem = sum(r["candidates_measured"] for r in rows) / p
+    tuner_cpu_per_problem = measured["tuner_process_cpu_s"] / p
+    if measured_gpu:
+        g = sum(r["check_s"] + r["time_s"] for r in rows) / max(1, sum(r["candidates_measured"] for r in rows))
+        g_full, g_base = 3 * g, 6 * g
+    else:
+        g, g_full, g_base = ASSUMED_GPU_S_PER_CANDIDATE, ASSUMED_GPU_S_PER_RETIME, ASSUMED_GPU_S_PER_BASELINE
+    # a search that stops early (no new best for early_stop trials) drops its candidates in flight: here at most
+    # `workers_here` were compiling, there up to 15; the extra ones are wasted jobs this run could not see
+    early = sum(r["stopped_early"] for r in rows) / p
+    waste_per_problem = early * max(0, workers - measured["machine"]["compile_workers"]) * cpu_per_job
+    compile_side = n * (cpu_per_problem + waste_per_problem) / workers
+    gpu_chain = n * (measured_per_problem * g + RETIME_TOP * g_full + g_base + tuner_cpu_per_problem)
+    s0 = measured["pool_start_cpu_s_per_worker"]
     return {
         "kind": "projection (not a measurement)",
-        "formula": "T = s0 + max(N * C * c / (cores - 1), N * (C * g + 3 * g_full)) + N * C * o, the compile pool and the "
-                   "GPU working in parallel",
-        "s0_pool_start_s_measured_here": start_s,
-        "N_unique_convs": n, "C_candidates_per_problem": candidates_per_problem,
-        "c_compile_s_per_candidate_measured_here": per_candidate_compile,
-        "g_gpu_s_per_candidate": gpu_per_candidate, "g_full_gpu_s_per_retime": retime,
+        "formula": "T = s0 + c_job + max(N * (K + W) / (cores - 1), N * (M * g + 3 * g_full + g_base + P)); "
+                   "upper bound without any overlap: s0 + N * (K + W) / (cores - 1) + N * (M * g + 3 * g_full + g_base + P)",
+        "terms": {
+            "s0": "compile pool start: CPU seconds of one worker's spawn and imports (they start in parallel, a core "
+                  "each); the tuner process's own start (import torch) is not counted",
+            "W": "compile CPU seconds per problem wasted when a search stops early with 15 compiles in flight instead "
+                 "of the workers here: fraction of problems stopped early * (15 - workers here) * c_job",
+            "c_job": "CPU seconds of one compile job (the first problem's first candidate waits for one)",
+            "K": "compile CPU seconds per problem: every job the pool ran, divided by the problems measured",
+            "M": "candidates measured (benchmarked) per problem",
+            "P": "CPU seconds of the tuner process per problem (Optuna ask/tell, journal, launch hashes, study set-up)",
+            "g, g_full, g_base": "GPU seconds per screened candidate, per full re-timing, per cuDNN baseline (both layouts)",
+        },
+        "N_unique_convs": n, "cores": PROJECTION_CORES,
+        "s0_pool_start_cpu_s_measured_here": s0, "pool_start_wall_s_here": measured["pool_start_s"],
+        "c_job_compile_cpu_s_measured_here": cpu_per_job,
+        "K_compile_cpu_s_per_problem_measured_here": cpu_per_problem,
+        "W_wasted_compile_cpu_s_per_problem": waste_per_problem,
+        "fraction_of_problems_stopped_early": early,
+        "M_measured_candidates_per_problem": measured_per_problem,
+        "P_tuner_cpu_s_per_problem_measured_here": tuner_cpu_per_problem,
+        "g_gpu_s_per_candidate": g, "g_full_gpu_s_per_retime": g_full, "g_base_gpu_s_per_baseline": g_base,
         "g_source": "measured (real runner)" if measured_gpu else "assumed: no GPU measurement",
-        "o_tuner_overhead_s_per_candidate_measured_here": overhead, "cores": PROJECTION_CORES,
-        "compile_side_s": compile_side, "gpu_side_s": gpu_side, "tuner_side_s": tuner_side,
-        "projected_total_s": start_s + max(compile_side, gpu_side) + tuner_side,
-        "caveat": "c was measured on this machine's CPU under its load; the GPU host's cores may compile faster or slower",
+        "compile_side_s": compile_side, "gpu_and_tuner_side_s": gpu_chain,
+        "projected_total_s": s0 + cpu_per_job + max(compile_side, gpu_chain),
+        "upper_bound_without_overlap_s": s0 + compile_side + gpu_chain,
+        "caveat": "CPU seconds were measured on this machine's cores; the GPU host's cores may compile faster or "
+                  "slower. K from a subset of the 23 convs undercounts the binaries they share with the others "
+                  "(a conservative K).",
     }
 
 
@@ -131,14 +168,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--trials", type=int, default=64, help="trial budget per problem (64 is tune's default)")
     parser.add_argument("--workers", type=int, default=0, help="compile workers (0: tune's default, cores - 1)")
     parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--warm-triton-cache", action="store_true",
+                        help="keep Triton's own cache directory (default: an empty one, so nothing compiled before counts)")
+    parser.add_argument("--chunk", type=int, default=0,
+                        help="problems per tune_many call, the file rewritten after each (0: one call for all)")
     parser.add_argument("--out", default="", help="JSON result file")
     parser.add_argument("--reproject", help="recompute the projection of a saved result file (in place)")
     args = parser.parse_args(argv)
     if args.reproject:
         saved = json.loads(Path(args.reproject).read_text())
-        old = saved["projection_resnet50_b32_16_cores"]
-        saved["projection_resnet50_b32_16_cores"] = project(saved["problems"], saved["machine"]["compile_workers"],
-                                                            saved["runner"] == "real", old["s0_pool_start_s_measured_here"])
+        saved["projection_resnet50_b32_16_cores"] = project(saved, saved["runner"] == "real")
         Path(args.reproject).write_text(json.dumps(saved, indent=1))
         print(json.dumps(saved["projection_resnet50_b32_16_cores"], indent=1))
         return 0
@@ -147,10 +186,13 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     import tempfile
 
+    if not args.warm_triton_cache:  # before any worker starts: they inherit it
+        os.environ["TRITON_CACHE_DIR"] = tempfile.mkdtemp(prefix="tune_speed_triton_")
     import torch
 
-    from tritonconv.runtime import COMPILE_TARGETS, emulated_device
+    from tritonconv.runtime import COMPILE_TARGETS, device_info, emulated_device
     from tritonconv.search import tune_many
+    from tritonconv.search.compile_pool import Precompiler
     from tritonconv.search.runner import FakeRunner, SubprocessRunner
     from tritonconv.search.study import default_compile_workers
 
@@ -164,34 +206,52 @@ def main(argv: list[str] | None = None) -> int:
     else:
         runner, target = FakeRunner(compile_target=COMPILE_TARGETS[90]), COMPILE_TARGETS[90]
     load_at_start = os.getloadavg()
-    start_s = pool_start_s(workers)
-    started, rows = time.perf_counter(), []
+    start_s, start_cpu_s = pool_start_s(workers)
+    pool = Precompiler(target or device_info("cuda"), workers)
+    started, cpu_started, done = time.perf_counter(), time.process_time(), []
+    chunk = args.chunk or len(problems)
     with tempfile.TemporaryDirectory() as cache_dir:
-        emulate = emulated_device(target) if target else _nothing()
-        with emulate:
-            # one tune_many call: one compile pool for every problem
-            done = tune_many(problems, trials=args.trials, runner=runner, cache=cache_dir, progress=False,
-                             compile_workers=workers, resume=False)
-        rows = [problem_row(r) for r in done]
+        for first in range(0, len(problems), chunk):
+            with emulated_device(target) if target else _nothing():
+                # one compile pool for every problem (and within a tune_many call, the next problem's seeds ahead)
+                done += tune_many(problems[first:first + chunk], trials=args.trials, runner=runner, cache=cache_dir,
+                                  progress=False, precompiler=pool, resume=False)
+            result = _result(args, workers, load_at_start, start_s, start_cpu_s, pool, done, target,
+                             time.perf_counter() - started, time.process_time() - cpu_started)
+            if args.out:  # after every chunk: a run cut short keeps what it measured
+                Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+                Path(args.out).write_text(json.dumps(result, indent=1))
+    pool.close()
     runner.close()
+    print(json.dumps(result, indent=1))
+    return 0
+
+
+def _result(args, workers: int, load_at_start, start_s: float, start_cpu_s: float, pool, done: list, target,
+            wall: float, tuner_cpu: float) -> dict:
+    rows = [problem_row(r, args.trials) for r in done]
     load = os.getloadavg()
+    stats = dataclasses.asdict(pool.stats)
     result = {
         "schema": "tritonconv-tune-speed", "runner": args.runner, "trials_budget": args.trials, "batch": args.batch,
         "machine": {"cpu_count": os.cpu_count(), "compile_workers": workers, "load_average_1_5_15": load,
                     "load_average_at_start": load_at_start,
                     "note": "shared machine: other engineers' jobs ran at the same time" if load[0] > 1 else ""},
         "compile_target": "sm_90 (emulated H100: 132 SMs, 232448 B shared memory per block)" if target else "this GPU",
-        "wall_s": time.perf_counter() - started, "problems": rows,
-        "candidates_per_s": sum(r["candidates_compiled"] for r in rows) / max(1e-9, sum(r["wall_s"] for r in rows)),
-        "projection_resnet50_b32_16_cores": project(rows, workers, args.runner == "real", start_s) if rows else None,
+        "triton_cache": "warm (the user's)" if args.warm_triton_cache else "empty at the start",
+        "problems_measured": [r["problem"] for r in rows],
+        "tune_many_calls": -(-len(rows) // (args.chunk or len(rows))),
+        "wall_s": wall, "tuner_process_cpu_s": tuner_cpu, "pool_start_s": start_s, "pool_start_cpu_s_per_worker": start_cpu_s,
+        "cpu_time_note": "compile_cpu_s: user + system CPU seconds of the compile worker and its ptxas/cuobjdump "
+                         "children per job; compile_s: the same jobs' wall seconds on this (loaded) machine. On a "
+                         "machine with a core per worker, CPU seconds are the per-core cost.",
+        "compile_pool": {**stats, "binary_share_rate": stats["shared"] / max(1, stats["shared"] + stats["jobs"]),
+                         "triton_cache_hit_rate": stats["cache_hits"] / max(1, stats["cache_hits"] + stats["cache_misses"])},
+        "problems": rows,
+        "projection_resnet50_b32_16_cores": None,
     }
-    text = json.dumps(result, indent=1)
-    if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(text)
-    print(text)
-    return 0
-
+    result["projection_resnet50_b32_16_cores"] = project(result, args.runner == "real") if rows else None
+    return result
 
 class _nothing:
     def __enter__(self):

@@ -20,7 +20,7 @@ class RecordingPrecompiler:
     def __init__(self, device, workers=4, **_):
         self.device, self.workers, self.compile_timeout_s = device, 2, 1.0
         self.events: list[tuple[str, str]] = []
-        self.closed = False
+        self.closed, self.upcoming = False, []
         RecordingPrecompiler.instances.append(self)
 
     def submit(self, problem, family, config):
@@ -31,6 +31,9 @@ class RecordingPrecompiler:
 
     def verdict(self, future, timeout=None):
         return CompileVerdict(usage=[], compile_s=0.25)
+
+    def prefetch(self):
+        self.upcoming = []
 
     def close(self):
         self.closed = True
@@ -133,7 +136,7 @@ def test_a_binary_is_compiled_once_and_shared(monkeypatch):
     again = pool.submit(b, "gemm", {"BLOCK_M": 64})  # another problem, the same binary
     other = pool.submit(b, "gemm", {"BLOCK_M": 128})
     verdicts = [pool.verdict(job, timeout=10) for job in (first, again, other)]
-    assert (pool.jobs, pool.shared) == (2, 1) and len(calls) == 2
+    assert (pool.stats.jobs, pool.stats.shared) == (2, 1) and len(calls) == 2
     assert [v.shared for v in verdicts] == [False, True, False] and all(v.usage for v in verdicts)
     assert verdicts[0].attrs() == {"compile_s": 0.5, "compile_cpu_s": 0.4, "compile_cache_hits": 0}
     assert verdicts[1].attrs() == {"compile_s": 0.0, "compile_cpu_s": 0.0, "compile_shared": True}  # no second cost
@@ -163,7 +166,7 @@ def test_tune_many_compiles_each_binary_once_across_problems(monkeypatch, tmp_pa
     rows = [r for result in results for r in result.timeline if "compile_s" in r]
     shared = [r for r in rows if r.get("compile_shared")]
     pool = made[0]
-    assert len(calls) == pool.jobs == len(rows) - len(shared) and pool.shared == len(shared)
+    assert len(calls) == pool.stats.jobs == len(rows) - len(shared) and pool.stats.shared == len(shared)
     assert len({c[1:] for c in calls}) == len(calls)  # no binary compiled twice
     assert shared and all(r["compile_s"] == 0.0 for r in shared)  # the second problem's seeds reuse the first's
     assert all(r["compile_cpu_s"] == 0.4 for r in rows if not r.get("compile_shared"))
@@ -181,3 +184,36 @@ def test_compile_cpu_time_counts_the_child_processes():
     subprocess.run([sys.executable, "-c", "x = 0\nfor i in range(2_000_000): x += i"], check=True)
     child = (cpu_seconds() - total) - (time.process_time() - own)
     assert child >= 0.05
+
+
+def test_next_problems_seeds_compile_while_the_last_candidates_are_measured(monkeypatch, tmp_path):
+    calls: list = []
+    compile_pool = _thread_precompiler(monkeypatch, calls)
+    events: list[tuple[str, int]] = []
+    start = compile_pool.Precompiler._start
+    monkeypatch.setattr(compile_pool.Precompiler, "_start",
+                        lambda self, problem, family, config: events.append(("submit", problem.c)) or start(self, problem, family, config))
+
+    class Runner(FakeRunner):
+        def benchmark(self, problem, config, tolerance):
+            events.append(("measure", problem.c))
+            return super().benchmark(problem, config, tolerance)
+
+    problems = [ConvProblem(n=1, c=16, h=8, w=8, k=16, r=1, s=1, dtype="float16", layout="nhwc"),
+                ConvProblem(n=1, c=32, h=8, w=8, k=16, r=1, s=1, dtype="float16", layout="nhwc")]  # other seeds
+    pool = compile_pool.Precompiler(COMPILE_TARGETS[90], workers=1)
+    results = tune_many(problems, trials=6, runner=Runner(compile_target=COMPILE_TARGETS[90]), cache=str(tmp_path),
+                        progress=False, early_stop=None, precompiler=pool)
+    first_ahead = events.index(("submit", 32))
+    last_of_first = len(events) - 1 - events[::-1].index(("measure", 16))
+    assert first_ahead < last_of_first - 3  # before the first problem's last searched candidates and its re-timing
+    assert pool.stats.prefetched > 0 and pool.stats.jobs == len(calls)
+    second = [r for r in results[1].timeline if "compile_s" in r]
+    assert second[0]["compile_s"] == 0.5 and not second[0].get("compile_shared")  # a prefetched job costs its candidate
+
+    # problems the cache answers are neither tuned nor prefetched: no compile at all
+    calls.clear()
+    tune_many(problems, trials=6, runner=Runner(compile_target=COMPILE_TARGETS[90]), cache=str(tmp_path),
+              progress=False, early_stop=None, precompiler=pool)
+    assert calls == []
+    pool.close()

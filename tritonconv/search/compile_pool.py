@@ -119,6 +119,31 @@ class CompileVerdict:
 
 
 @dataclass
+class PoolStats:
+    """What the pool compiled, every job counted once (also those no candidate waited for: prefetched seeds of a
+    problem that was never tuned, candidates in flight when a search stopped)."""
+
+    jobs: int = 0  # compile jobs submitted
+    shared: int = 0  # candidates that reused a job of the same binary instead
+    prefetched: int = 0  # jobs submitted ahead for the next problem's seeds
+    finished: int = 0  # jobs that ran to the end (the rest were cancelled before they started, or are running)
+    compile_s: float = 0.0  # wall seconds of the finished jobs, summed
+    compile_cpu_s: float = 0.0  # their CPU seconds (worker + ptxas/cuobjdump children), summed
+    cache_hits: int = 0  # launches Triton found in its on-disk cache
+    cache_misses: int = 0  # launches Triton compiled
+
+    def count(self, future: Future) -> None:
+        if future.cancelled() or future.exception() is not None:
+            return
+        result = future.result()
+        self.finished += 1
+        self.compile_s += float(result.get("compile_s", 0.0))
+        self.compile_cpu_s += float(result.get("compile_cpu_s", 0.0))
+        self.cache_hits += int(result.get("cache_hits", 0))
+        self.cache_misses += int(result.get("cache_misses", 0))
+
+
+@dataclass
 class CompileJob:
     """A submitted candidate: its compile job's future, possibly shared with an earlier candidate."""
 
@@ -134,8 +159,10 @@ class Precompiler:
     """A pool of compile workers for one target device (its capability and shared-memory limit).
 
     `submit` returns at once; `verdict` waits for that candidate. Keep one Precompiler across problems (the
-    workers' imports are paid once, and each binary is compiled once); `close` when done. `jobs` counts the
-    compile jobs started, `shared` the candidates that reused one.
+    workers' imports are paid once, and each binary is compiled once); `close` when done. `stats` counts the
+    jobs and their cost. `upcoming` (set by tune_many: the next problem's seed candidates) is submitted by
+    `prefetch`, which the search calls once it has asked its last candidate, so the pool does not idle while the
+    last candidates are measured and the next problem starts.
     """
 
     def __init__(self, device: DeviceInfo, workers: int = 4, *, reject_spills: bool = True, compile_timeout_s: float = 120.0):
@@ -143,22 +170,48 @@ class Precompiler:
         self.compile_timeout_s = compile_timeout_s  # a candidate compiling longer than this is failed
         self.shared_memory_limit = device.shared_memory_per_block
         self.pool = self._new_pool()
-        self.jobs = self.shared = 0
+        self.stats = PoolStats()
+        self.upcoming: list[tuple[ConvProblem, str, dict[str, Any]]] = []
         self._by_binary: dict[tuple[str, ...], Future] = {}
+        self._unclaimed: set[tuple[str, ...]] = set()  # prefetched binaries no candidate has asked for yet
 
     def submit(self, problem: ConvProblem, family: str, config: dict[str, Any]) -> CompileJob:
         """Start compiling, or share the job of an earlier candidate with the same binary (unless that job was
         cancelled or its worker failed)."""
         key = binary_key(problem, family, config, self.device)
-        earlier = self._by_binary.get(key) if key is not None else None
-        if earlier is not None and not earlier.cancelled() and not (earlier.done() and earlier.exception() is not None):
-            self.shared += 1
+        earlier = self._live_job(key)
+        if earlier is not None:
+            if key in self._unclaimed:  # prefetched for this candidate: its compile is this candidate's cost
+                self._unclaimed.discard(key)
+                return CompileJob(earlier)
+            self.stats.shared += 1
             return CompileJob(earlier, shared=True)
+        return CompileJob(self._new_job(key, problem, family, config))
+
+    def prefetch(self) -> None:
+        """Submit the `upcoming` candidates (once) whose binaries are not compiled or compiling yet."""
+        upcoming, self.upcoming = self.upcoming, []
+        for problem, family, config in upcoming:
+            key = binary_key(problem, family, config, self.device)
+            if key is not None and self._live_job(key) is None:
+                self._new_job(key, problem, family, config)
+                self.stats.prefetched += 1
+                self._unclaimed.add(key)
+
+    def _live_job(self, key: Optional[tuple[str, ...]]) -> Optional[Future]:
+        """The job compiling (or that compiled) this binary, unless it was cancelled or its worker failed."""
+        future = self._by_binary.get(key) if key is not None else None
+        if future is None or future.cancelled() or (future.done() and future.exception() is not None):
+            return None
+        return future
+
+    def _new_job(self, key: Optional[tuple[str, ...]], problem: ConvProblem, family: str, config: dict[str, Any]) -> Future:
         future = self._start(problem, family, config)
-        self.jobs += 1
+        self.stats.jobs += 1
+        future.add_done_callback(self.stats.count)
         if key is not None:
             self._by_binary[key] = future
-        return CompileJob(future)
+        return future
 
     def _start(self, problem: ConvProblem, family: str, config: dict[str, Any]) -> Future:
         """Submit one compile job; a broken pool (a worker died) is replaced once per failure, the job retried."""

@@ -373,6 +373,8 @@ def _search(run: _Run, trials: int, timeout: Optional[float], early_stop: Option
                 trial, candidate = asked
                 future = precompiler.submit(run.space.problem_for(candidate), candidate[FAMILY], _runner_config(candidate)) if precompiler else None
                 pending.append((trial, candidate, future))
+        if precompiler is not None and done + run.finished + len(pending) >= trials:
+            precompiler.prefetch()  # the last candidate is asked: the pool starts on the next problem's seeds
         if not pending:
             break
         trial, candidate, future = pending.popleft()
@@ -392,6 +394,8 @@ def _search(run: _Run, trials: int, timeout: Optional[float], early_stop: Option
         run.measure(trial, candidate, compiled)
         if on_progress:
             on_progress(done + run.finished, trials, run.best)
+    if precompiler is not None:
+        precompiler.prefetch()
     for trial, _, future in pending:
         if future is not None:
             future.cancel()
@@ -615,9 +619,10 @@ def tune(
 
 
 def tune_many(problems: Iterable[ConvProblem], *, progress: bool = True, runner: Optional[Runner] = None,
-              **options: Any) -> list[TuneResult]:
+              precompiler: Optional[Precompiler] = None, **options: Any) -> list[TuneResult]:
     """`tune` each distinct problem (de-duplicated by key, results in input order) with one runner and a rich
-    progress bar over problems; takes tune's keyword arguments."""
+    progress bar over problems; takes tune's keyword arguments. `precompiler`: a compile pool to use instead of
+    a new one (the caller closes it; its `stats` count what it compiled)."""
     if capturing():
         raise TuningError(
             "cannot tune while a CUDA graph is being captured (benchmarking would break the capture): tune before "
@@ -625,9 +630,8 @@ def tune_many(problems: Iterable[ConvProblem], *, progress: bool = True, runner:
         )
     problems = list(problems)
     check_tune_options(problems, options)
-    owned = runner is None
+    owned, own_pool = runner is None, precompiler is None
     runner = runner or default_runner()
-    precompiler: Optional[Precompiler] = None
     unique: dict[str, ConvProblem] = {}
     for p in problems:
         unique.setdefault(p.key, p)
@@ -640,10 +644,13 @@ def tune_many(problems: Iterable[ConvProblem], *, progress: bool = True, runner:
     settings = {**defaults, **options}
     compile_workers = settings.pop("compile_workers")
     try:
-        precompiler = _precompiler(runner, compile_workers)
+        precompiler = precompiler or _precompiler(runner, compile_workers)
         with _progress_bar(progress) as bar:
             overall = bar.add_task("problems", total=len(unique)) if bar else None
-            for key, problem in unique.items():
+            queue = list(unique.values())
+            for index, (key, problem) in enumerate(unique.items()):
+                if precompiler is not None and index + 1 < len(queue):
+                    precompiler.upcoming = _seed_jobs(queue[index + 1], runner, settings)
                 label = problem.long_label
                 task = bar.add_task(label, total=settings["trials"]) if bar else None
 
@@ -660,11 +667,28 @@ def tune_many(problems: Iterable[ConvProblem], *, progress: bool = True, runner:
                                description=f"{label}: {result.family} {result.time_ms:.4g} ms re-timed ({how})")
                     bar.advance(overall)
     finally:
-        if precompiler is not None:
+        if precompiler is not None and own_pool:
             precompiler.close()
         if owned:
             runner.close()
     return [results[p.key] for p in problems]
+
+
+def _seed_jobs(problem: ConvProblem, runner: Runner, settings: dict[str, Any]) -> list[tuple[ConvProblem, str, dict[str, Any]]]:
+    """The compile jobs of the problem's seed candidates, the first ones its search will ask (none when the
+    cache answers the problem, or the problem cannot be tuned: its own turn reports why)."""
+    try:
+        options = _options(problem, settings["precision"], settings["tolerance"], settings["layouts"])
+        cache_file = _cache_file(settings["cache"])
+        if settings["resume"] and cache_file:
+            key = tuning_cache.entry_key(options.problem, device_info(runner.device).fingerprint)
+            if _answered_by_cache(tuning_cache.read_entry(key, path=cache_file), options, settings["trials"]):
+                return []
+        space = SearchSpace(options.problem, precisions=options.precisions, convert_options=options.convert_options)
+        seeds = space.seeds()[: settings["trials"]]
+    except TritonConvError:
+        return []
+    return [(space.problem_for(c), c[FAMILY], _runner_config(c)) for c in seeds]
 
 
 def default_compile_workers() -> int:
