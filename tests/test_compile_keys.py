@@ -31,6 +31,7 @@ problems = [
     ConvProblem(n=2, c=64, h=7, w=7, k=64, r=3, s=3, pad_h=1, pad_w=1, groups=8, dtype="float16", layout="nhwc"),
     ConvProblem(n=1, c=48, h=7, w=7, k=40, r=1, s=1, dtype="float32", layout="nchw"),
     ConvProblem(n=1, c=17, h=10, w=10, k=19, r=3, s=3, pad_h=2, pad_w=2, dilation_h=2, dilation_w=2, dtype="float32", layout="nhwc", precision="tf32"),
+    ConvProblem(n=1, c=40, h=9, w=9, k=24, r=3, s=3, stride_h=2, stride_w=2, pad_h=1, pad_w=1, dtype="int8", layout="nchw"),
 ]
 rows = []
 for cc in (80, 90):
@@ -78,7 +79,8 @@ def key_rows():
 
 def test_precompile_key_equals_launch_key_for_every_family(key_rows):
     rows = key_rows["rows"]
-    assert {r["family"] for r in rows} >= {"implicit_gemm", "hopper_implicit_gemm", "gemm", "depthwise", "small_group"}
+    assert {r["family"] for r in rows} >= {"implicit_gemm", "hopper_implicit_gemm", "gemm", "depthwise", "small_group",
+                                           "int8_implicit_gemm"}
     assert {r["sm"] for r in rows} == {80, 90}
     assert any(r["config"].get("convert_nhwc") for r in rows)
     mismatched = [r for r in rows if not r["launched"] or r["launched"] != r["precompiled"]]

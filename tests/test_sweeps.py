@@ -51,6 +51,8 @@ def test_differential_sweep(sweep, chunk, deep, capsys, device):
 
 def claims(family: str, problem, capability) -> bool:
     """What the README says each family covers (the spec the supports() answers are checked against)."""
+    if family == "int8_implicit_gemm":  # quantized inputs only (tritonconv.quantized); the sweeps draw floats
+        return problem.dtype == "int8" and not problem.batched_weight
     if problem.batched_weight:
         return family == "gemm"
     if INTERPRET and problem.operand_dtype == torch.bfloat16 and family in ("implicit_gemm", "gemm"):

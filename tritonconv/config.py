@@ -24,6 +24,8 @@ def resolve_config(problem: ConvProblem, config: dict[str, Any]) -> tuple[Kernel
     family; without one it is the general implicit-GEMM family (not whatever the default dispatch would pick,
     so that a config means the same thing for every problem)."""
     family = get_family(config.get("family", DEFAULT_FAMILY))
+    if problem.dtype not in family.dtypes:
+        raise InvalidConfigError(f"family {family.name!r} computes {', '.join(family.dtypes)} inputs, not {problem.dtype}")
     reason = family.supports(problem)
     if reason:
         raise InvalidConfigError(f"family {family.name!r} does not support this problem: {reason}")

@@ -18,15 +18,21 @@ from __future__ import annotations
 import copy
 import operator
 from dataclasses import dataclass, field
-from typing import Callable, Optional
+from typing import Any, Callable, Optional, Sequence
 
 import torch
 import torch.fx
 import torch.nn.functional as F
 from torch import nn
 
+from .errors import InvalidInputError, TritonConvError
 from .nn import Conv2d
-from .problem import DTYPE_NAMES
+from .problem import DTYPE_NAMES, PRECISIONS
+from .quantized import QuantizedConv2d, scale_for
+from .quantized.calibration import QuantizationAccuracy, calibrate, compare_outputs
+
+# What convert(precision=...) accepts: the float operand precisions and "int8" (quantized convs).
+CONVERT_PRECISIONS: tuple[str, ...] = PRECISIONS["float32"] + PRECISIONS["int8"]
 
 _ACTIVATION_MODULES: dict[type, str] = {nn.ReLU: "relu", nn.ReLU6: "relu6", nn.SiLU: "silu", nn.GELU: "gelu"}
 _ACTIVATION_FUNCTIONS: dict[Callable, str] = {
@@ -47,6 +53,9 @@ class ConversionReport:
     fused_residuals: list[str] = field(default_factory=list)
     traced: bool = False
     trace_error: Optional[str] = None
+    precision: Optional[str] = None  # the precision the convs were set to (None: each conv's default)
+    input_scales: dict[str, float] = field(default_factory=dict)  # int8: conv name -> calibrated input scale
+    accuracy: Optional[QuantizationAccuracy] = None  # int8: the converted model vs the float one, calibration inputs
 
     def summary(self) -> str:
         lines = [
@@ -55,6 +64,9 @@ class ConversionReport:
             f"{len(self.fused_residuals)} residual add(s)"
             + ("" if self.traced else f" (torch.fx tracing failed: {self.trace_error}; Sequential fusion only)")
         ]
+        if self.precision == "int8":
+            lines.append(f"  int8: {len(self.input_scales)} conv(s) quantized (per-channel weights, min-max "
+                         f"calibrated inputs)" + (f"; {self.accuracy.summary()}" if self.accuracy else ""))
         lines += [f"  skipped {name}: {reason}" for name, reason in self.skipped.items()]
         return "\n".join(lines)
 
@@ -68,20 +80,47 @@ def convert(
     fuse_activations: bool = True,
     fuse_residuals: bool = True,
     inplace: bool = False,
+    precision: Optional[str] = None,
+    calibration: Optional[Sequence[Any]] = None,
 ) -> nn.Module:
     """A model computing the same outputs with tritonconv convolutions (see the module docstring).
 
     fold_bn folds eval-mode BatchNorm2d layers into the preceding conv (a BatchNorm in training mode is kept);
     fuse_activations / fuse_residuals fuse following activations / residual adds into the conv's epilogue.
     inplace=False (the default) converts a deep copy and leaves `model` untouched.
+    precision: None (each conv's default, as tritonconv.conv2d), a float operand precision ("ieee", "tf32",
+    "tf32x3", "fp16", "bf16": set on every converted conv), or "int8": after the float conversion (folds and
+    fusions included) every converted conv becomes a `tritonconv.quantized.QuantizedConv2d` with symmetric
+    per-output-channel int8 weights and an int8 input whose scale comes from a min-max calibration pass (the
+    largest |input| each conv sees) of the float model over `calibration`, a list of example inputs (tensors,
+    or tuples of the model's arguments). The report then holds each conv's input scale and the accuracy of the
+    converted model against the float model on the calibration inputs (`report.accuracy`).
     """
     if not isinstance(model, nn.Module):
-        from .errors import InvalidInputError
-
         raise InvalidInputError(f"convert takes a torch.nn.Module, got {type(model).__name__}")
+    if precision is not None and precision not in CONVERT_PRECISIONS:
+        raise InvalidInputError(f"precision must be None or one of {', '.join(CONVERT_PRECISIONS)}, got {precision!r}")
+    if calibration is not None and precision != "int8":
+        raise InvalidInputError("calibration is only used with precision='int8'")
+    if precision == "int8":
+        max_abs, references = calibrate(model, calibration)  # on the float model as given, before any change
     if not inplace:
         model = copy.deepcopy(model)
-    report = ConversionReport()
+    report = ConversionReport(precision=precision)
+    model = _convert_float(model, report, fold_bn, fuse_activations, fuse_residuals)
+    if precision == "int8":
+        model = _quantize_convs(model, report, max_abs)
+        report.accuracy = compare_outputs(model, calibration, references)
+    elif precision is not None:
+        for module in model.modules():
+            if isinstance(module, Conv2d):
+                module.precision = precision
+    _attach(model, report)
+    return model
+
+
+def _convert_float(model: nn.Module, report: ConversionReport, fold_bn: bool, fuse_activations: bool,
+                   fuse_residuals: bool) -> nn.Module:
     if type(model) is nn.Conv2d:  # a bare conv: nothing to fuse with
         reason = _unsupported_reason(model)
         if reason:
@@ -89,7 +128,6 @@ def convert(
         else:
             model = Conv2d.from_conv(model)
             report.converted.append("")
-        _attach(model, report)
         return model
 
     _replace_convs(model, report)
@@ -106,12 +144,41 @@ def convert(
                 graph_module.recompile()
                 graph_module.delete_all_unused_submodules()  # the folded BatchNorms, fused activations
                 model = graph_module
-    _attach(model, report)
     return model
 
 
 def _attach(model: nn.Module, report: ConversionReport) -> None:
     object.__setattr__(model, "tritonconv_report", report)
+
+
+def _quantize_convs(model: nn.Module, report: ConversionReport, max_abs: dict[str, float]) -> nn.Module:
+    """Every converted conv replaced by its QuantizedConv2d (input scale from the max|input| calibrated under its
+    name; a conv shared by several parents stays shared); convs the calibration never reached, or that cannot
+    be quantized, stay float and are listed as skipped. Returns the model (a bare conv is itself replaced)."""
+    replaced: dict[int, Optional[nn.Module]] = {}
+
+    def quantized(name: str, conv: Conv2d) -> Optional[nn.Module]:
+        if id(conv) not in replaced:
+            replaced[id(conv)] = None
+            if name not in max_abs:
+                report.skipped.setdefault(name, "not reached by the calibration inputs: kept in float")
+            else:
+                try:
+                    replaced[id(conv)] = QuantizedConv2d.from_float(conv, scale_for(max_abs[name]))
+                    report.input_scales[name] = replaced[id(conv)]._input_scale
+                except TritonConvError as error:
+                    report.skipped.setdefault(name, f"kept in float: {error}")
+        return replaced[id(conv)]
+
+    if isinstance(model, Conv2d):
+        return quantized("", model) or model
+    for parent_name, parent in list(model.named_modules(remove_duplicate=False)):
+        for child_name, child in list(parent.named_children()):
+            if isinstance(child, Conv2d):
+                replacement = quantized(f"{parent_name}.{child_name}" if parent_name else child_name, child)
+                if replacement is not None:
+                    setattr(parent, child_name, replacement)
+    return model
 
 
 # ------------------------------------------------------------------------------------------------------------

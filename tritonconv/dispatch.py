@@ -19,7 +19,7 @@ from .config import DISPATCH_OPTIONS, resolve_config
 from .cudnn import CudnnConv
 from .errors import InvalidConfigError, UnsupportedError
 from .kernels import DEFAULT_FAMILY, FAMILIES, ConvTensors, KernelFamily, families_for
-from .kernels.base import Config
+from .kernels.base import Config, Quantization
 from .problem import ConvProblem
 from .weights import contiguous_vector
 
@@ -146,9 +146,10 @@ def output_layout_of(input: torch.Tensor, weight: torch.Tensor) -> str:
 
 
 def empty_output(problem: ConvProblem, like: torch.Tensor) -> torch.Tensor:
-    """An uninitialised output for `problem` in its output memory format, with `like`'s dtype and device."""
+    """An uninitialised output for `problem` in its output memory format, on `like`'s device, in the problem's
+    output dtype (the input's for floats; float32 for int8, see ConvProblem.output_dtype)."""
     memory_format = torch.channels_last if problem.output_layout == "nhwc" else torch.contiguous_format
-    return torch.empty(problem.output_shape, dtype=like.dtype, device=like.device, memory_format=memory_format)
+    return torch.empty(problem.output_shape, dtype=problem.output_dtype, device=like.device, memory_format=memory_format)
 
 
 def run_problem(
@@ -161,8 +162,10 @@ def run_problem(
     config: Optional[dict[str, Any]] = None,
     output: Optional[torch.Tensor] = None,
     backend: str = "auto",
+    quant: Optional[Quantization] = None,
 ) -> torch.Tensor:
-    """Launch an already-validated problem: choose family and config, allocate the output, launch."""
+    """Launch an already-validated problem: choose family and config, allocate the output, launch. `quant`: the
+    scales of an int8 problem (see tritonconv.quantized)."""
     if output is None:
         output = empty_output(problem, input)
     if output.numel() == 0 or output.device.type == "meta":  # nothing to compute; meta: shape and strides only
@@ -176,7 +179,7 @@ def run_problem(
     kernel_config = {k: v for k, v in full_config.items() if k not in DISPATCH_OPTIONS}
     if bias is not None:
         bias = contiguous_vector(bias)  # the kernels read bias[k] at bias_ptr + k
-    tensors = ConvTensors(input, weight, output, bias, residual, activation)
+    tensors = ConvTensors(input, weight, output, bias, residual, activation, quant)
     kernels = family.launch(launched, tensors, kernel_config)
     check_spills(problem, config, input.device, backend, kernels)
     return output

@@ -14,7 +14,7 @@ from . import dispatch, ops
 from .errors import InvalidInputError, UnsupportedError
 from .kernels.base import check_config
 from .kernels.epilogue import ACTIVATIONS
-from .problem import DTYPE_NAMES, PRECISIONS, ConvProblem, conv_output_size
+from .problem import DTYPE_NAMES, PRECISIONS, QUANTIZED_DTYPE_NAMES, ConvProblem, conv_output_size
 from .runtime import INTERPRET
 
 IntOrPair = Union[int, tuple[int, int], list[int]]
@@ -62,6 +62,9 @@ def _check_tensor_dtype(t: torch.Tensor, what: str) -> str:
     if t.dtype not in DTYPE_NAMES:
         if t.dtype == torch.float64:
             raise UnsupportedError(f"{what} is float64: tritonconv supports float32, float16 and bfloat16")
+        if t.dtype == torch.int8:
+            raise UnsupportedError(f"{what} has dtype {t.dtype}: tritonconv.conv2d computes float32, float16 and bfloat16; "
+                                   f"use tritonconv.quantized.conv2d for int8 tensors with their scales")
         raise UnsupportedError(f"{what} has dtype {t.dtype}: tritonconv supports float32, float16 and bfloat16")
     return DTYPE_NAMES[t.dtype]
 
@@ -97,8 +100,10 @@ def make_problem(
     residual: Optional[torch.Tensor] = None,
     precision: Optional[str] = None,
     activation: Optional[str] = None,
+    quantized: bool = False,
 ) -> ConvProblem:
-    """Validate F.conv2d-style arguments (4-D input) and describe them as a ConvProblem; raise clear errors."""
+    """Validate F.conv2d-style arguments (4-D input) and describe them as a ConvProblem; raise clear errors.
+    `quantized`: an int8 input and weight with a float bias and residual (tritonconv.quantized checks their dtypes)."""
     check_tensors(input=input, weight=weight, bias=bias, residual=residual)
     if input.dim() != 4:
         raise InvalidInputError(f"input must be 4-D (N, C, H, W) or 3-D (C, H, W), got shape {tuple(input.shape)}")
@@ -160,9 +165,9 @@ def make_problem(
         raise InvalidInputError(f"activation must be one of {sorted(ACTIVATIONS)} or None, got {activation!r}")
     # Dtypes after the arguments: a bad argument is named whatever the dtype; mismatches before unsupported types.
     for name, t in (("weight", weight), ("bias", bias), ("residual", residual)):
-        if t is not None and t.dtype != input.dtype:
+        if t is not None and t.dtype != input.dtype and not (quantized and name != "weight"):
             raise InvalidInputError(f"{name} dtype {t.dtype} does not match input dtype {input.dtype}")
-    dtype = _check_tensor_dtype(input, "input")
+    dtype = QUANTIZED_DTYPE_NAMES[input.dtype] if quantized else _check_tensor_dtype(input, "input")
     _check_device({"input": input, "weight": weight, "bias": bias, "residual": residual})
     if precision is not None and precision not in PRECISIONS[dtype]:
         raise InvalidInputError(f"precision {precision!r} is not available for {dtype}; choose from {PRECISIONS[dtype]}")

@@ -12,17 +12,21 @@ from typing import Any, Literal
 import torch
 
 Layout = Literal["nchw", "nhwc"]
-Precision = Literal["ieee", "tf32", "tf32x3", "fp16", "bf16"]
+Precision = Literal["ieee", "tf32", "tf32x3", "fp16", "bf16", "int8"]
 
+# Float input dtypes: what tritonconv.conv2d computes in.
 DTYPE_NAMES: dict[torch.dtype, str] = {torch.float32: "float32", torch.float16: "float16", torch.bfloat16: "bfloat16"}
-DTYPES: dict[str, torch.dtype] = {v: k for k, v in DTYPE_NAMES.items()}
-ELEMENT_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2}
+# Quantized input dtypes: what tritonconv.quantized.conv2d computes in (integer accumulation, scaled epilogue).
+QUANTIZED_DTYPE_NAMES: dict[torch.dtype, str] = {torch.int8: "int8"}
+DTYPES: dict[str, torch.dtype] = {v: k for k, v in {**DTYPE_NAMES, **QUANTIZED_DTYPE_NAMES}.items()}
+ELEMENT_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2, "int8": 1}
 
 # Operand precisions each input dtype may use; accumulation is always float32.
 PRECISIONS: dict[str, tuple[str, ...]] = {
     "float32": ("ieee", "tf32", "tf32x3", "fp16", "bf16"),
     "float16": ("fp16",),
     "bfloat16": ("bf16",),
+    "int8": ("int8",),  # int8 x int8 products, int32 accumulation
 }
 INT32_MAX = 2**31 - 1
 
@@ -33,6 +37,8 @@ def default_precision(dtype: str) -> str:
         return "fp16"
     if dtype == "bfloat16":
         return "bf16"
+    if dtype == "int8":
+        return "int8"
     return "tf32" if torch.backends.cudnn.allow_tf32 else "ieee"
 
 
@@ -156,6 +162,17 @@ class ConvProblem:
         return _end_padding(self.w, self.s, self.stride_w, self.pad_w, self.dilation_w, self.q)
 
     @property
+    def is_quantized(self) -> bool:
+        """Integer operands (int8): computed by the quantized families only, with a scaled epilogue."""
+        return self.torch_dtype in QUANTIZED_DTYPE_NAMES
+
+    @property
+    def output_dtype(self) -> torch.dtype:
+        """The dtype of an output buffer the dispatcher allocates: the input's for floats; float32 (the
+        dequantised int32 sums) for quantized inputs (tritonconv.quantized allocates int8 for a requantised one)."""
+        return torch.float32 if self.is_quantized else self.torch_dtype
+
+    @property
     def operand_dtype(self) -> torch.dtype:
         """The dtype the matrix units multiply in (fp16/bf16 precisions cast float32 operands down)."""
         return {"fp16": torch.float16, "bf16": torch.bfloat16}.get(self.precision, self.torch_dtype)
@@ -233,10 +250,14 @@ class ConvProblem:
         """Random (never zero) input and weight for this problem, in its dtype and layouts (a batched weight is
         [N, K, C, R, S]; a "ck" weight has K as its contiguous axis)."""
         gen = torch.Generator().manual_seed(seed)
-        x = torch.randn(self.n, self.c, self.h, self.w, generator=gen).to(self.torch_dtype)
         batch = (self.n,) if self.batched_weight else ()
-        wt = torch.randn(*batch, self.k, self.c_per_group, self.r, self.s, generator=gen)
-        wt = (wt / (self.gemm_k**0.5)).to(self.torch_dtype)
+        if self.is_quantized:  # quantized values over the whole int8 range
+            x = torch.randint(-128, 128, (self.n, self.c, self.h, self.w), generator=gen, dtype=torch.int8)
+            wt = torch.randint(-128, 128, (*batch, self.k, self.c_per_group, self.r, self.s), generator=gen, dtype=torch.int8)
+        else:
+            x = torch.randn(self.n, self.c, self.h, self.w, generator=gen).to(self.torch_dtype)
+            wt = torch.randn(*batch, self.k, self.c_per_group, self.r, self.s, generator=gen)
+            wt = (wt / (self.gemm_k**0.5)).to(self.torch_dtype)
         if self.layout == "nhwc":
             x = x.contiguous(memory_format=torch.channels_last)
         if self.weight_layout == "ck":

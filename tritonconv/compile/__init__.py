@@ -21,7 +21,7 @@ from typing import Any, Callable, Iterable, Iterator, Optional
 
 import torch
 
-from ..kernels.base import Config, ConvTensors, KernelCall, KernelFamily
+from ..kernels.base import Config, ConvTensors, KernelCall, KernelFamily, Quantization
 from ..problem import ConvProblem
 from ..runtime import COMPILE_TARGETS, emulated_device
 
@@ -201,19 +201,25 @@ def resource_usage(compiled, *, sass: bool = True) -> ResourceUsage:
 
 
 def meta_tensors(problem: ConvProblem, *, bias: bool = True, residual: bool = False, activation: str = "relu",
-                 convert_nhwc: bool = False) -> ConvTensors:
+                 convert_nhwc: bool = False, scales: bool = False, requantize: bool = False) -> ConvTensors:
     """Shape-and-stride-only tensors for `problem` (device "meta"): enough to describe a launch, no data.
-    `convert_nhwc`: an NCHW problem whose input the dispatcher converts to channels_last first (the output stays NCHW)."""
+    `convert_nhwc`: an NCHW problem whose input the dispatcher converts to channels_last first (the output stays NCHW).
+    A quantized (int8) problem has a float32 output (unit scales, as the search runs it), with `scales` per-channel
+    scales (tritonconv.quantized's dequantised output), with `requantize` also an int8 output."""
     fmt = torch.channels_last if problem.layout == "nhwc" else torch.contiguous_format
     dt = problem.torch_dtype
+    out_dt = torch.int8 if requantize else problem.output_dtype
     input_fmt = torch.channels_last if convert_nhwc else fmt
     x = torch.empty(problem.n, problem.c, problem.h, problem.w, dtype=dt, device="meta", memory_format=input_fmt)
     w = torch.empty(problem.k, problem.c_per_group, problem.r, problem.s, dtype=dt, device="meta")
     y_fmt = torch.channels_last if problem.output_layout == "nhwc" else torch.contiguous_format
-    y = torch.empty(problem.output_shape, dtype=dt, device="meta", memory_format=y_fmt)
-    b = torch.empty(problem.k, dtype=dt, device="meta") if bias else None
-    res = torch.empty(problem.output_shape, dtype=dt, device="meta", memory_format=fmt) if residual else None
-    return ConvTensors(x, w, y, b, res, activation)
+    y = torch.empty(problem.output_shape, dtype=out_dt, device="meta", memory_format=y_fmt)
+    b = torch.empty(problem.k, dtype=problem.output_dtype, device="meta") if bias else None
+    res = torch.empty(problem.output_shape, dtype=problem.output_dtype, device="meta", memory_format=fmt) if residual else None
+    quant = None
+    if problem.is_quantized and (scales or requantize):
+        quant = Quantization(torch.empty(problem.k, dtype=torch.float32, device="meta"), 0.5 if requantize else None)
+    return ConvTensors(x, w, y, b, res, activation, quant)
 
 
 def compile_config(

@@ -41,11 +41,12 @@ def get_family(name: str) -> KernelFamily:
 
 
 def families_for(problem: ConvProblem) -> list[KernelFamily]:
-    """Every registered family that computes `problem` correctly (a batched weight only where a family says
-    `handles_batched_weight`)."""
+    """Every registered family that computes `problem` correctly (its dtype among the family's `dtypes`, a batched
+    weight only where a family says `handles_batched_weight`)."""
     return [
         f for f in FAMILIES.values()
-        if f.supports(problem) is None and (not problem.batched_weight or getattr(f, "handles_batched_weight", False))
+        if problem.dtype in f.dtypes and f.supports(problem) is None
+        and (not problem.batched_weight or getattr(f, "handles_batched_weight", False))
     ]
 
 

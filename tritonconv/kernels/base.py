@@ -122,9 +122,19 @@ class ConfigSpace:
                 yield config
 
 
+@dataclass(frozen=True)
+class Quantization:
+    """The epilogue scales of a quantized (int8) conv: y = int32 sum * scale[k] (+ bias, residual, activation),
+    stored as float, or with `out_scale` requantised to int8 (round half to even of y / out_scale, saturated)."""
+
+    scale: torch.Tensor  # float32 [K], contiguous: x_scale * w_scale[k]
+    out_scale: Optional[float] = None
+
+
 @dataclass
 class ConvTensors:
-    """The tensors of one conv call. `output` is allocated by the dispatcher in the input's memory format."""
+    """The tensors of one conv call. `output` is allocated by the dispatcher in the input's memory format.
+    `quant`: the scales of an int8 conv (None: unit scales, float32 output of the exact int32 sums)."""
 
     input: torch.Tensor
     weight: torch.Tensor
@@ -132,6 +142,7 @@ class ConvTensors:
     bias: Optional[torch.Tensor] = None
     residual: Optional[torch.Tensor] = None
     activation: str = "none"
+    quant: Optional[Quantization] = None
 
 
 @dataclass
@@ -155,6 +166,8 @@ class KernelFamily:
 
     name: str = ""
     description: str = ""
+    # Input dtypes the family computes: float families never see an int8 problem (families_for, resolve_config).
+    dtypes: tuple[str, ...] = ("float32", "float16", "bfloat16")
 
     # ---- what the family computes ----------------------------------------------------------------------
     def supports(self, problem: ConvProblem) -> Optional[str]:

@@ -4,7 +4,7 @@ import triton.language as tl
 
 # Activation names accepted by the public API and their kernel codes.
 ACTIVATIONS: dict[str, int] = {"none": 0, "relu": 1, "relu6": 2, "silu": 3, "gelu": 4}
-PRECISION_CODES: dict[str, int] = {"ieee": 0, "tf32": 1, "tf32x3": 2, "fp16": 3, "bf16": 4}
+PRECISION_CODES: dict[str, int] = {"ieee": 0, "tf32": 1, "tf32x3": 2, "fp16": 3, "bf16": 4, "int8": 5}
 
 
 @triton.jit

@@ -165,6 +165,11 @@ class Bench:
         from .reference import rel_error
 
         data = self.data(problem)
+        x, w = data.input, data.weight
+        if problem.is_quantized:  # PyTorch has no cuDNN int8 conv: the float conv of the same values (fp16 on a GPU)
+            dtype = "float16" if self.device == "cuda" else "float32"
+            problem = problem.with_(dtype=dtype, precision="fp16" if dtype == "float16" else "ieee")
+            x, w = x.to(problem.torch_dtype), w.to(problem.torch_dtype)
         best = Measurement(error="no layout ran")
         allow_tf32 = torch.backends.cudnn.allow_tf32
         benchmark_mode = torch.backends.cudnn.benchmark
@@ -172,7 +177,7 @@ class Bench:
             torch.backends.cudnn.benchmark = True
             torch.backends.cudnn.allow_tf32 = problem.precision not in ("ieee", "tf32x3")
             for memory_format in (torch.contiguous_format, torch.channels_last):
-                tensors = ConvTensors(data.input.contiguous(memory_format=memory_format), data.weight, None)  # type: ignore[arg-type]
+                tensors = ConvTensors(x.contiguous(memory_format=memory_format), w, None)  # type: ignore[arg-type]
                 out = cudnn_conv2d(problem, tensors)
                 self._sync()
                 m = Measurement(time_ms=self.timer(functools.partial(cudnn_conv2d, problem, tensors)), rel_error=rel_error(out, data.reference))
