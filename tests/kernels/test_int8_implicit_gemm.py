@@ -16,8 +16,8 @@ import torch
 import torch.nn.functional as F
 import triton
 import triton.language as tl
-from helpers import sample_configs
-from test_compile_targets import ROOT, _env
+from tests.helpers import sample_configs
+from tests.test_compile_targets import ROOT, _env
 
 from tritonconv import ConvProblem
 from tritonconv.dispatch import empty_output, run_problem
