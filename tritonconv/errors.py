@@ -15,3 +15,11 @@ class UnsupportedError(TritonConvError, NotImplementedError):
 
 class InvalidConfigError(TritonConvError, ValueError):
     """A kernel config names an unknown family or parameter, a value outside its choices, or breaks a constraint."""
+
+
+class CacheError(TritonConvError):
+    """The cache file is unreadable, belongs to another program/schema version, or cannot be written."""
+
+
+class EntryError(CacheError):
+    """One cache entry does not validate (the reason is the message)."""

@@ -36,7 +36,7 @@ GOOD_KEY = cache.entry_key(PROBLEM, HERE)
 @pytest.fixture(autouse=True)
 def _fresh_state():
     cache.invalidate()
-    cache._warned.clear()
+    cache.files.forget_warnings()
     yield
     cache.invalidate()
 
@@ -187,8 +187,8 @@ def test_one_backup_per_distinct_corrupt_file_however_many_processes_read_it():
     path = cache.cache_path()
     path.parent.mkdir(parents=True)
     path.write_text("{torn")
-    reader = ("from tritonconv import cache; import warnings; warnings.simplefilter('ignore'); cache.lookup_config("
-              "cache.ConvProblem(1, 4, 5, 5, 8, 3, 3), 'cpu')")
+    reader = ("from tritonconv import cache; from tritonconv.problem import ConvProblem; import warnings; "
+              "warnings.simplefilter('ignore'); cache.lookup_config(ConvProblem(1, 4, 5, 5, 8, 3, 3), 'cpu')")
     for _ in range(3):
         cache.invalidate()
         with warnings.catch_warnings():
@@ -216,7 +216,7 @@ def test_a_directory_where_the_cache_file_should_be(capsys):
 
 def test_an_oversized_file_is_refused_clearly(monkeypatch, tmp_path, capsys):
     write_cache({GOOD_KEY: make_entry()})
-    monkeypatch.setattr(cache, "MAX_FILE_BYTES", 100)
+    monkeypatch.setattr(cache.files, "MAX_FILE_BYTES", 100)
     with pytest.warns(RuntimeWarning, match="over the limit"):
         conv2d_is_right()
     huge = tmp_path / "huge.json"
@@ -498,7 +498,7 @@ def test_the_hot_file_is_found_entry_by_entry_and_survives_a_damaged_line():
     lines = path.read_text().split("\n")
     assert lines[0].endswith('"entries": {') and len(lines) == 5, "one entry per line"
     cache.invalidate()
-    assert isinstance(cache._load_view().raw, cache._LineIndexed), "no full parse on the hot path"
+    assert isinstance(cache.view.load_view().raw, cache.store.LineIndexed), "no full parse on the hot path"
     damaged = [line.replace('"time_ms"', '"time_ms" 3', 1) if line.startswith(json.dumps(CONV_KEY)) else line for line in lines]
     path.write_text("\n".join(damaged))
     cache.invalidate()
@@ -549,11 +549,17 @@ def test_dispatch_follows_the_cache_to_another_directory(monkeypatch, tmp_path):
 
 def test_cache_does_not_import_dispatch():
     import ast
+    from pathlib import Path
 
-    tree = ast.parse(open(cache.__file__).read())
-    imported = {alias.name for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) for alias in node.names}
-    imported |= {node.module or "" for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
-    assert "dispatch" not in imported and "tritonconv.dispatch" not in imported
+    modules = sorted(Path(cache.__file__).parent.glob("*.py"))
+    assert len(modules) > 5, "the cache is a package of small modules"
+    for module in modules:
+        tree = ast.parse(module.read_text())
+        imported = {alias.name for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) for alias in node.names}
+        imported |= {node.module or "" for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
+        imported |= {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
+        upward = imported & {"dispatch", "tritonconv.dispatch", "ops", "functional", "search", "tritonconv.search"}
+        assert not upward, f"{module.name} imports {sorted(upward)}"
 
 
 def test_info_counts_entries_per_device(capsys):

@@ -1,0 +1,95 @@
+"""The in-memory view used by the dispatcher (entries parsed and validated on first lookup), and the
+generation counter in dispatch's memo key."""
+from __future__ import annotations
+
+import os
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..errors import CacheError, EntryError
+from .entry import CacheEntry
+from .files import read_bytes, warn_once
+from .keys import CACHE_DIR_ENV, SCHEMA_VERSION, cache_path
+from .store import LineIndexed, stored_from_bytes
+
+
+@dataclass
+class View:
+    dir_setting: str | None  # TRITONCONV_CACHE_DIR when loaded (cheaper to compare than paths)
+    path: Path
+    raw: dict[str, Any] | LineIndexed
+    parsed: dict[str, CacheEntry | None] = field(default_factory=dict)  # validated on first lookup
+    by_bucket: dict[str, list[tuple[int, str]]] | None = None  # built on first bucketed lookup
+
+
+_view_cache: View | None = None
+_generation = 0
+_generation_dir: str | None = None
+
+
+def generation() -> int:
+    """A counter that changes whenever what `lookup_config` may answer changes in this process: an update, a
+    clear, an import, or TRITONCONV_CACHE_DIR pointing elsewhere. The dispatcher keys its memo on it."""
+    global _generation, _generation_dir
+    setting = os.environ.get(CACHE_DIR_ENV)
+    if setting != _generation_dir:
+        _generation_dir = setting
+        _generation += 1
+    return _generation
+
+
+def invalidate() -> None:
+    """Forget the in-memory view (the next lookup re-reads the file) and bump the generation."""
+    global _view_cache, _generation
+    _view_cache = None
+    _generation += 1
+
+
+def load_view() -> View:
+    global _view_cache
+    setting = os.environ.get(CACHE_DIR_ENV)
+    if _view_cache is not None and _view_cache.dir_setting == setting:
+        return _view_cache
+    path = cache_path()
+    entries: dict[str, Any] | LineIndexed = {}
+    try:
+        raw = read_bytes(path, what="tuning cache")
+        if raw is not None:
+            indexed = LineIndexed.parse(raw)
+            if indexed is not None:
+                entries = indexed
+            else:  # another layout (an older version's, or edited by hand): parsed whole
+                stored = stored_from_bytes(path, raw, backup=True, what="tuning cache")
+                entries = stored.entries
+                if stored.version != SCHEMA_VERSION:  # used as it is (stripping the trials would copy it all)
+                    warn_once(f"version:{path}", f"the tuning cache {path} is in the version-{stored.version} format "
+                               f"(trial histories inline, slow to load); the next tune or `tritonconv cache check "
+                               f"--fix` converts it")
+    except CacheError as exc:
+        warnings.warn(f"{exc} - using default configs until then", RuntimeWarning, stacklevel=4)
+        entries = {}
+    _view_cache = View(setting, path, entries)
+    return _view_cache
+
+
+def valid_entry(view: View, key: str) -> CacheEntry | None:
+    """The entry under `key` if it validates fully (record, config for its problem, current kernel)."""
+    if key in view.parsed:
+        return view.parsed[key]
+    entry = None
+    if key in view.raw:
+        try:
+            entry = CacheEntry.from_json(key, view.raw[key])
+            reason = entry.config_problem() if entry.is_current() else None
+            if reason:
+                raise EntryError(f"its config does not fit its problem: {reason}")
+            if not entry.is_current():
+                entry = None  # tuned on an older kernel source: silently unused
+        except EntryError as exc:
+            warn_once(str(view.path), f"skipping the invalid tuning cache entry {key} in {view.path}: {exc} (it stays "
+                                       f"in the file; `tritonconv cache check` lists every such entry)")
+            entry = None
+    view.parsed[key] = entry
+    return entry
