@@ -18,6 +18,20 @@ from .kernels.epilogue import ACTIVATIONS
 from .problem import conv_output_size
 
 
+def output_shape(input: torch.Tensor, out_channels: int, kernel_size: tuple[int, int], stride: tuple[int, int],
+                 padding: Any, dilation: tuple[int, int]) -> tuple[int, int, int, int]:
+    """The (N, K, P, Q) a conv module's forward gives a 4-D `input` (padding: an int, a pair, "same" or "valid")."""
+    n, _, h, w = input.shape
+    if padding == "same":
+        return n, out_channels, h, w
+    pad = (0, 0) if padding == "valid" else (padding, padding) if isinstance(padding, int) else padding
+    return (
+        n, out_channels,
+        conv_output_size(h, kernel_size[0], stride[0], pad[0], pad[0], dilation[0]),
+        conv_output_size(w, kernel_size[1], stride[1], pad[1], pad[1], dilation[1]),
+    )
+
+
 class Conv2d(nn.Conv2d):
     """`torch.nn.Conv2d` computed by tritonconv (tuned config from the cache, else the default heuristic).
 
@@ -62,22 +76,12 @@ class Conv2d(nn.Conv2d):
             extra += f", activation={self.activation}"
         return extra
 
-    def _output_hw(self, h: int, w: int, padding: Any) -> tuple[int, int]:
-        if padding == "same":
-            return h, w
-        pad = (0, 0) if padding == "valid" else (padding, padding) if isinstance(padding, int) else padding
-        return (
-            conv_output_size(h, self.kernel_size[0], self.stride[0], pad[0], pad[0], self.dilation[0]),
-            conv_output_size(w, self.kernel_size[1], self.stride[1], pad[1], pad[1], self.dilation[1]),
-        )
-
     def _fusable_residual(self, input: torch.Tensor, residual: torch.Tensor, padding: Any) -> bool:
         """The kernel adds a residual of exactly the output's shape and dtype; anything else (broadcasting,
         another dtype) is added in PyTorch instead."""
         if input.dim() != 4 or residual.dtype != input.dtype:
             return False
-        n, _, h, w = input.shape
-        return tuple(residual.shape) == (n, self.out_channels, *self._output_hw(h, w, padding))
+        return tuple(residual.shape) == output_shape(input, self.out_channels, self.kernel_size, self.stride, padding, self.dilation)
 
     def forward(self, input: torch.Tensor, residual: Optional[torch.Tensor] = None) -> torch.Tensor:
         """activation(conv(input) + bias + residual)."""

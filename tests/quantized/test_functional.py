@@ -146,3 +146,15 @@ def test_bad_input_is_one_line_error(kwargs, error, match):
 def test_float_conv2d_points_int8_tensors_to_the_quantized_api():
     with pytest.raises(UnsupportedError, match="tritonconv.quantized.conv2d"):
         tritonconv.conv2d(X8, W8)
+
+
+def test_strided_views_of_every_tensor():
+    """Sliced input (channel stride 2), a weight view, a strided bias and a transposed residual: read through
+    their strides, the same result as their contiguous copies."""
+    x_big, w_big, w_scale, _ = quantized_inputs(1, 16, 6, 6, 16, 8, 3, 3, seed=6)
+    x, wq, bias = x_big[:, ::2], w_big.transpose(2, 3), torch.randn(32)[::2]
+    residual = torch.randn(1, 16, 4, 4).transpose(2, 3)
+    ref = float_reference(x.contiguous(), wq.contiguous(), 0.1, w_scale, bias.contiguous(), residual=residual.contiguous())
+    y = tq.conv2d(x, wq, 0.1, w_scale, bias, residual=residual)
+    assert not x.is_contiguous() and not wq.is_contiguous() and not bias.is_contiguous()
+    assert rel(y, ref) < 1e-6

@@ -62,3 +62,16 @@ def test_state_dict_round_trip_keeps_the_scales():
 def test_padding_modes_other_than_zeros_are_refused():
     with pytest.raises(InvalidInputError, match="padding_mode 'reflect'"):
         QuantizedConv2d.from_float(nn.Conv2d(2, 2, 3, padding=1, padding_mode="reflect"), 0.1)
+
+
+def test_a_residual_the_kernel_cannot_add_is_added_in_pytorch():
+    """A broadcasting residual (one value per channel) is added after the kernel, before the activation."""
+    torch.manual_seed(1)
+    conv = nn.Conv2d(4, 8, 3, padding=1)
+    x, residual = torch.randn(1, 4, 5, 5), torch.randn(1, 8, 1, 1)
+    q = QuantizedConv2d.from_float(conv, scale_for(x.abs().max()), activation="relu")
+    ref = F.relu(F.conv2d(x.double(), conv.weight.double(), conv.bias.double(), padding=1) + residual.double())
+    y = q(x, residual)
+    full = q(x, residual.expand(1, 8, 5, 5).contiguous())  # the fused path: the same values
+    assert ((y.double() - ref).norm() / ref.norm()).item() < 1e-2
+    assert torch.allclose(y, full, atol=1e-5)

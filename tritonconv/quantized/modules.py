@@ -6,9 +6,12 @@ from typing import Any, Optional
 
 import torch
 from torch import nn
+from torch.nn.modules.utils import _pair
 
+from ..cudnn import _ACTIVATIONS
 from ..errors import InvalidInputError
 from ..kernels.epilogue import ACTIVATIONS
+from ..nn import output_shape
 from .functional import conv2d
 from .quantize import quantize_tensor, quantize_weight
 
@@ -59,8 +62,15 @@ class QuantizedConv2d(nn.Module):
         return text + (f", activation={self.activation}" if self.activation != "none" else "")
 
     def forward(self, input: torch.Tensor, residual: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """activation(dequantised conv + bias + residual). A residual the kernel cannot add (not of the output's
+        shape, e.g. broadcasting) is added in PyTorch after the kernel, then the activation."""
         x_q = quantize_tensor(input, self._input_scale)
+        fused = residual is None or (input.dim() == 4 and residual.is_floating_point() and tuple(residual.shape) == output_shape(
+            input, self.weight_q.shape[0], tuple(self.weight_q.shape[2:]), _pair(self.stride), self.padding, _pair(self.dilation)))
         y = conv2d(x_q, self.weight_q, self._input_scale, self.weight_scale, self.bias, None, self.stride,
-                   self.padding, self.dilation, self.groups, activation=self.activation, residual=residual,
-                   config=self.config)
+                   self.padding, self.dilation, self.groups, activation=self.activation if fused else None,
+                   residual=residual if fused else None, config=self.config)
+        if not fused:
+            act = _ACTIVATIONS[self.activation]
+            y = act(y + residual) if act is not None else y + residual
         return y if input.dtype == torch.float32 else y.to(input.dtype)
