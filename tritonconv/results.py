@@ -28,7 +28,8 @@ import platform
 import shlex
 import sys
 import tempfile
-from collections.abc import Mapping, Sequence
+import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -160,26 +161,20 @@ def tune_record(result: Any, name: str | None = None) -> ResultRecord:
     )
 
 
-def cache_entry_record(key: str, entry: Mapping[str, Any]) -> Record:
-    """A cache (or cache export) entry as a results record: the tuned winner against the baseline it was timed
-    with in the same run."""
-    from .problem import ConvProblem
-
-    try:
-        problem: ConvProblem | None = ConvProblem.from_dict(entry["problem"])
-    except (KeyError, TypeError, ValueError):
-        problem = None
-    baseline = baseline_label(str(entry.get("fingerprint", "")))
-    baseline_ms, flops = entry.get("cudnn_time_ms"), problem.flops if problem else None
+def cache_entry_record(entry: Any) -> Record:
+    """A cache (or cache export) entry, a `tritonconv.cache.CacheEntry`, as a results record: the tuned winner
+    against the baseline it was timed with in the same run."""
+    problem = entry.problem
+    baseline = baseline_label(entry.fingerprint)
     return ResultRecord(
-        name=problem.label if problem else key, baseline=baseline,
-        fields={"key": key, "device": entry.get("fingerprint"), "trials_run": entry.get("trials_run"),
-                "problem": entry.get("problem")},
+        name=problem.label, baseline=baseline,
+        fields={"key": entry.key, "device": entry.fingerprint, "trials_run": entry.trials_run,
+                "problem": problem.to_dict()},
         results=[
-            CandidateResult.measured(baseline, baseline_ms, role="baseline", flops=flops, baseline_ms=baseline_ms),
-            CandidateResult.measured("tuned", entry.get("time_ms"), flops=flops, baseline_ms=baseline_ms,
-                                     rel_error=entry.get("rel_error"), family=entry.get("family"),
-                                     config=entry.get("config")),
+            CandidateResult.measured(baseline, entry.cudnn_time_ms, role="baseline", flops=problem.flops,
+                                     baseline_ms=entry.cudnn_time_ms),
+            CandidateResult.measured("tuned", entry.time_ms, flops=problem.flops, baseline_ms=entry.cudnn_time_ms,
+                                     rel_error=entry.rel_error, family=entry.family, config=entry.config),
         ],
     ).to_dict()
 
@@ -224,12 +219,24 @@ def write_results(
 
 
 def _from_cache_file(document: dict[str, Any], path: Path) -> dict[str, Any]:
+    from .cache import CacheEntry, EntryError  # here, not at the top: the cache imports the kernels (and Triton)
+
     entries = document.get("entries")
     if not isinstance(entries, dict):
         raise InvalidInputError(f"{path}: a tritonconv cache file without an \"entries\" mapping")
-    records = [cache_entry_record(key, entry) for key, entry in sorted(entries.items()) if isinstance(entry, dict)]
-    fingerprints = sorted({str(e.get("fingerprint")) for e in entries.values() if isinstance(e, dict)})
-    meta = {"source": "cache", "devices": fingerprints, "triton": document.get("triton"),
+    valid, skipped = [], {}
+    for key, raw in sorted(entries.items()):
+        try:
+            valid.append(CacheEntry.from_json(key, raw))
+        except EntryError as exc:
+            skipped[str(key)] = str(exc)
+    if skipped:
+        first = next(iter(skipped))
+        warnings.warn(f"{path}: {len(skipped)} cache entries that do not validate are left out of the report (first: "
+                      f"{first}: {skipped[first]})", UserWarning, stacklevel=3)
+    records = [cache_entry_record(entry) for entry in valid]
+    fingerprints = sorted({entry.fingerprint for entry in valid})
+    meta = {"source": "cache", "devices": fingerprints, "triton": document.get("triton"), "skipped_entries": skipped,
             "exported_from": document.get("exported_from"), "date": document.get("exported_at"),
             "interpreter": any(f.startswith(INTERPRETER_DEVICE.name) for f in fingerprints),
             "baseline": baseline_label(fingerprints[0]) if len(fingerprints) == 1 else None}

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass, field, fields
 from typing import Any
 
@@ -75,6 +76,23 @@ class CacheEntry:
     @property
     def key(self) -> str:
         return entry_key(self.problem, self.fingerprint, self.triton)
+
+    @classmethod
+    def from_result(cls, result: Any, *, family_version: str | None = None, **search_fields: Any) -> CacheEntry:
+        """The entry for one tuning result: a `tritonconv.search.TuneResult`, read by attribute (problem, device,
+        family, config without its "family" key, time_ms, cudnn_time_ms, rel_error, precision, wall_time_s).
+        `search_fields` are what only the search knows (cudnn_error, trials_run, budget, exhausted, search, timer,
+        trials); `family_version` defaults to the winning family's current one."""
+        family = FAMILIES.get(result.family)
+        if family is None:
+            raise EntryError(f"its family {result.family!r} is not a known kernel family")
+        version = family_version if family_version is not None else family.version
+        return cls(
+            problem=result.problem, fingerprint=result.device, family=result.family, family_version=version,
+            config={"family": result.family, **result.config}, time_ms=result.time_ms,
+            cudnn_time_ms=result.cudnn_time_ms, rel_error=result.rel_error, precision=result.precision,
+            wall_time_s=result.wall_time_s, timestamp=time.strftime("%Y-%m-%dT%H:%M:%S"), **search_fields,
+        )
 
     def to_json(self, *, with_trials: bool = True) -> dict[str, Any]:
         data = dict(self.extra)
@@ -164,6 +182,7 @@ def family_version(name: str) -> str | None:
     """A family's source hash (computed once per process by the family)."""
     family = FAMILIES.get(name)
     return family.version if family is not None else None
+
 
 
 def is_current(entry: CacheEntry) -> bool:

@@ -565,13 +565,11 @@ def _tune_one_locked(options: _Options, runner: Runner, device_fp: str, key: str
         journal=None if opened.replaced() else path,
     )
     if cache_file:
-        entry = tuning_cache.CacheEntry(
-            problem=options.problem, fingerprint=device_fp, family=result.family,
-            family_version=space.families[result.family].version, config={FAMILY: result.family, **config},
-            time_ms=result.time_ms, cudnn_time_ms=cudnn_ms, cudnn_error=None if baseline.ok else baseline.error,
-            rel_error=result.rel_error, precision=result.precision, trials_run=_trials_spent(study), budget=trials,
-            exhausted=run.exhausted(), wall_time_s=result.wall_time_s, timestamp=time.strftime("%Y-%m-%dT%H:%M:%S"), search=options.search,
-            timer="wall-clock (interpreter)" if runner.device == "cpu" else "cuda", trials=_trial_records(run),
+        entry = tuning_cache.CacheEntry.from_result(
+            result, family_version=space.families[result.family].version,
+            cudnn_error=None if baseline.ok else baseline.error, trials_run=_trials_spent(study), budget=trials,
+            exhausted=run.exhausted(), search=options.search, trials=_trial_records(run),
+            timer="wall-clock (interpreter)" if runner.device == "cpu" else "cuda",
         )
         tuning_cache.update({key: entry}, path=cache_file)
     return result
