@@ -6,6 +6,7 @@ so the kernel itself runs here. The tensor-core instructions (IMMA on sm_80, IGM
 compiling for those targets (a subprocess without the interpreter)."""
 from __future__ import annotations
 
+import itertools
 import json
 import random
 import subprocess
@@ -186,3 +187,31 @@ def test_compiles_to_integer_tensor_core_mma(compiled_rows):
     for row in compiled_rows:
         assert row["mma"] == {80: "IMMA", 90: "IGMMA"}[row["sm"]], row
         assert row["loop_mma"] > 0 and row["spill"] == 0, row
+
+
+def _random_case(rng: random.Random) -> tuple[ConvProblem, dict]:
+    groups = rng.choice([1, 1, 2, 3])
+    c, k = groups * rng.choice([1, 3, 5, 16, 33]), groups * rng.choice([1, 7, 16, 24])
+    r, s = rng.choice([(1, 1), (3, 3), (5, 5), (1, 3), (2, 3)])
+    stride, dil = (rng.choice([1, 2, 3]), rng.choice([1, 2])), (rng.choice([1, 2]), rng.choice([1, 3]))
+    pad = (rng.choice([0, 1, 3]), rng.choice([0, 2]))
+    h, w = rng.choice([1, 4, 7]) + dil[0] * (r - 1), rng.choice([1, 5, 8]) + dil[1] * (s - 1)
+    problem = ConvProblem(n=rng.choice([1, 1, 2]), c=c, h=h, w=w, k=k, r=r, s=s, stride_h=stride[0],
+                          stride_w=stride[1], pad_h=pad[0], pad_w=pad[1], dilation_h=dil[0], dilation_w=dil[1],
+                          groups=groups, dtype="int8", layout=rng.choice(["nchw", "nhwc"]))
+    space = FAMILY.space(problem)  # any config the hard constraints allow, pruned (wasteful) ones included
+    configs = space.feasible(problem, [dict(zip(space.names, v)) for v in itertools.product(*(p.choices for p in space.params))])
+    return problem, rng.choice(configs)
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_random_problems_and_configs_are_exact(seed):
+    """Seeded random geometry (stride, padding, dilation, rectangular and even filters, groups, batch 1,
+    1-pixel outputs, both layouts) with a random feasible config: the exact int32 sums, NaN-poisoned output."""
+    rng = random.Random(seed)
+    problem, config = _random_case(rng)
+    x, w = problem.make_tensors("cpu", seed=seed)
+    out = run_int8(problem, x, w, config)
+    expected = integer_reference(x, w, (problem.stride_h, problem.stride_w), (problem.pad_h, problem.pad_w),
+                                 (problem.dilation_h, problem.dilation_w), problem.groups)
+    assert torch.equal(out.double(), expected), (problem.key, config)
