@@ -26,8 +26,8 @@ from .sweeps.run import (
     summarize,
 )
 
-CI_CASES = {"implicit_gemm": 8, "depthwise": 6, "small_group": 6, "gemm": 8, "hopper_implicit_gemm": 6, "matmul": 8,
-            "dispatch": 8}
+CI_CASES = {"implicit_gemm": 8, "depthwise": 6, "small_group": 6, "gemm": 8, "hopper_implicit_gemm": 6, "winograd": 4,
+            "matmul": 8, "dispatch": 8}
 DEEP_CASES = 500
 CHUNKS = 2  # each sweep split in two tests, so pytest-xdist spreads them
 
@@ -55,7 +55,7 @@ def claims(family: str, problem, capability) -> bool:
         return problem.dtype == "int8" and not problem.batched_weight
     if problem.batched_weight:
         return family == "gemm"
-    if INTERPRET and problem.operand_dtype == torch.bfloat16 and family in ("implicit_gemm", "gemm"):
+    if INTERPRET and problem.operand_dtype == torch.bfloat16 and family in ("implicit_gemm", "gemm", "winograd"):
         return False  # the interpreter computes bf16 tl.dot wrongly: refused there (small_group keeps to FMA)
     if family == "depthwise":
         return problem.groups == problem.c > 1
@@ -68,6 +68,9 @@ def claims(family: str, problem, capability) -> bool:
         row_bytes = problem.gemm_k * problem.operand_dtype.itemsize
         return (capability >= (9, 0) and problem.groups == 1 and problem.precision in ("tf32", "fp16", "bf16")
                 and row_bytes % 16 == 0)
+    if family == "winograd":
+        return ((problem.r, problem.s, problem.stride_h, problem.stride_w, problem.dilation_h, problem.dilation_w)
+                == (3, 3, 1, 1, 1, 1) and 36 * problem.groups <= 65535)
     return True  # implicit_gemm: everything
 
 

@@ -7,12 +7,12 @@ or `copy_` invalidates it, and a freed weight frees its prepared copies.
 from __future__ import annotations
 
 import weakref
-from typing import Optional
+from typing import Callable, Optional
 
 import torch
 
 WEIGHT_LAYOUTS = ("krsc", "kcrs", "rsck")  # rsck: output channels fastest (depthwise/direct kernels)
-# id(weight) -> (weak reference to weight, {(layout, dtype, version, data_ptr): prepared tensor}).
+# id(weight) -> (weak reference to weight, {(kind, version, data_ptr): prepared tensor}).
 # Keyed by identity: tensors compare elementwise, so they cannot be ordinary dict keys.
 _prepared: dict[int, tuple[weakref.ref, dict]] = {}
 
@@ -34,15 +34,21 @@ def prepare_weight(weight: torch.Tensor, layout: str, dtype: Optional[torch.dtyp
     if layout not in WEIGHT_LAYOUTS:
         raise ValueError(f"unknown weight layout {layout!r}; expected one of {WEIGHT_LAYOUTS}")
     dtype = dtype or weight.dtype
+    return prepare_derived(weight, (layout, dtype), lambda w: _relayout(w, layout, dtype))
+
+
+def prepare_derived(weight: torch.Tensor, kind: tuple, make: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+    """`make(weight)`, computed once per weight version and `kind` (a hashable description of what `make`
+    derives: a layout, a Winograd transform) and cached like the layouts."""
     if weight.device.type == "meta" or torch.compiler.is_compiling():
-        return _relayout(weight, layout, dtype)
-    key = (layout, dtype, weight._version, weight.data_ptr())
+        return make(weight)
+    key = (kind, weight._version, weight.data_ptr())
     entries = _entries_for(weight)
     prepared = entries.get(key)
     if prepared is None:
-        for stale in [k for k in entries if k[2:] != key[2:]]:  # older versions of this weight
+        for stale in [k for k in entries if k[1:] != key[1:]]:  # older versions of this weight
             del entries[stale]
-        prepared = _relayout(weight.detach(), layout, dtype)
+        prepared = make(weight.detach())
         entries[key] = prepared
     return prepared
 

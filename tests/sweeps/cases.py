@@ -106,17 +106,20 @@ def _dtype_and_precision(rng: random.Random, interpreter: bool, precisions: tupl
     return dtype, rng.choice(list(precisions) + [None])  # None: the library's default precision
 
 
-def _geometry(rng: random.Random, *, one_by_one: bool = False) -> dict[str, Any]:
-    """Filter, stride, dilation, padding and input size with a positive output (tiny sizes for the interpreter)."""
+def _geometry(rng: random.Random, *, one_by_one: bool = False, winograd: bool = False) -> dict[str, Any]:
+    """Filter, stride, dilation, padding and input size with a positive output (tiny sizes for the interpreter);
+    `winograd`: 3x3, stride 1, dilation 1."""
     while True:
         if one_by_one:
             r = s = 1
+        elif winograd:
+            r = s = 3
         else:
             r, s = rng.choice([(1, 1), (2, 2), (3, 3), (3, 3), (5, 5), (1, 3), (3, 1), (2, 3), (1, 5), (4, 4)])
         stride = (rng.choice([1, 1, 2, 3]), rng.choice([1, 1, 2, 3]))
-        if rng.random() < 0.5:
-            stride = (stride[0], stride[0])
-        dilation = (1, 1) if one_by_one or rng.random() < 0.6 else (rng.choice([1, 2]), rng.choice([1, 2, 3]))
+        if rng.random() < 0.5 or winograd:
+            stride = (1, 1) if winograd else (stride[0], stride[0])
+        dilation = (1, 1) if one_by_one or winograd or rng.random() < 0.6 else (rng.choice([1, 2]), rng.choice([1, 2, 3]))
         if one_by_one:
             padding: Padding = rng.choice([0, "valid"])
         elif stride == (1, 1) and rng.random() < 0.3:
@@ -160,7 +163,7 @@ def _channels(rng: random.Random, family: str) -> tuple[int, int, int]:
 def draw_conv_case(family: str, rng: random.Random, *, interpreter: bool) -> ConvCase:
     """A random conv2d call in `family`'s domain (the family's `supports()` still has the last word)."""
     one_by_one = family == "gemm"
-    geometry = _geometry(rng, one_by_one=one_by_one)
+    geometry = _geometry(rng, one_by_one=one_by_one, winograd=family == "winograd")
     c, k, groups = _channels(rng, family)
     precisions = ("tf32", "fp16", "bf16") if family == "hopper_implicit_gemm" else FLOAT32_PRECISIONS
     # The Hopper family runs in the interpreter only under an emulated sm_90, where its bf16 tl.dot is wrong.

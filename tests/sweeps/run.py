@@ -449,7 +449,7 @@ def run_matmul_case(case: MatmulCase, options: SweepOptions, rng: random.Random,
 # ------------------------------------------------------------------------------------------------------------
 # Sweeps
 # ------------------------------------------------------------------------------------------------------------
-SWEEPS = ("implicit_gemm", "depthwise", "small_group", "gemm", "hopper_implicit_gemm", "matmul", "dispatch")
+SWEEPS = ("implicit_gemm", "depthwise", "small_group", "gemm", "hopper_implicit_gemm", "winograd", "matmul", "dispatch")
 
 
 def _emulate_for(sweep: str, index: int, options: SweepOptions) -> int | None:

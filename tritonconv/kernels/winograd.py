@@ -1,0 +1,347 @@
+"""Winograd conv2d F(m x m, 3 x 3), m = 2 or 4: 3x3 filters, stride 1, dilation 1, any padding, NCHW or NHWC.
+
+The output is cut into m x m tiles; each reads an alpha x alpha input patch (alpha = m + 2, neighbours overlap by
+2). With the transform matrices B, G, A of Lavin & Gray ("Fast Algorithms for Convolutional Neural Networks"):
+    U[a, b]    = (G g G^T)[a, b]          per (k, c): the weight transform, done once per weight version (cached)
+    V[a, b]    = (B^T d B)[a, b]          per (tile, c): the input transform
+    M[a, b]    = V[a, b] @ U[a, b]        alpha^2 independent GEMMs [tiles, C] @ [C, K] (tensor cores)
+    Y          = A^T M A                  per (tile, k): the output transform, then the fused epilogue
+Three launches: the input transform writes V to a workspace, the existing batched GEMM kernel (grid axis 1 walks
+the alpha^2 x groups GEMMs) writes M in float32, and the output transform applies bias, residual and activation
+and stores through the output's strides (any layout). Multiplies drop from 9 per output to alpha^2 / m^2
+(16/4 = 4 for F(2,3), 36/16 = 2.25 for F(4,3)), at the price of rounding error the transforms amplify
+(F(4,3) more; the search checks every candidate against float64, so a too inexact one never wins).
+"""
+from __future__ import annotations
+
+from typing import Optional, Sequence
+
+import torch
+import triton
+import triton.language as tl
+
+from ..problem import INT32_MAX, ConvProblem
+from ..runtime import device_info
+from ..weights import prepare_derived
+from .base import (
+    Config,
+    ConfigSpace,
+    ConvTensors,
+    KernelCall,
+    KernelFamily,
+    Param,
+    clamp_pow2,
+    epilogue_constexprs,
+    interpreter_dot_reason,
+    needs_int64,
+    pow2_divisor,
+)
+from .conv_implicit_gemm import fits_registers, fits_shared_memory
+from .epilogue import PRECISION_CODES, store_conv_tile
+from .gemm import gemm_kernel
+
+TILES = (2, 4)  # m of F(m x m, 3 x 3)
+MAX_GRID_Y = 65535  # the GEMM's grid axis 1 holds alpha^2 x groups
+# The transform kernels' own tiles (tiles x channels): small, as each element holds alpha^2 values in registers.
+TRANSFORM_BLOCK = {2: (32, 32), 4: (16, 32)}
+TRANSFORM_WARPS = 4
+
+# Transform matrices (Lavin & Gray); float64 for the weight transform done in torch.
+G_MATRIX = {
+    2: ((1.0, 0.0, 0.0), (0.5, 0.5, 0.5), (0.5, -0.5, 0.5), (0.0, 0.0, 1.0)),
+    4: ((1 / 4, 0.0, 0.0), (-1 / 6, -1 / 6, -1 / 6), (-1 / 6, 1 / 6, -1 / 6),
+        (1 / 24, 1 / 12, 1 / 6), (1 / 24, -1 / 12, 1 / 6), (0.0, 0.0, 1.0)),
+}
+
+
+@triton.jit
+def input_transform_1d(d, TILE: tl.constexpr):
+    """B^T d along one axis: alpha values (a tuple) to alpha values."""
+    if TILE == 2:
+        out = (d[0] - d[2], d[1] + d[2], d[2] - d[1], d[1] - d[3])
+    else:
+        out = (
+            4.0 * d[0] - 5.0 * d[2] + d[4],
+            d[3] + d[4] - 4.0 * (d[1] + d[2]),
+            4.0 * (d[1] - d[2]) + d[4] - d[3],
+            2.0 * (d[3] - d[1]) + d[4] - d[2],
+            2.0 * (d[1] - d[3]) + d[4] - d[2],
+            4.0 * d[1] - 5.0 * d[3] + d[5],
+        )
+    return out
+
+
+@triton.jit
+def output_transform_1d(m, TILE: tl.constexpr):
+    """A^T m along one axis: alpha values (a tuple) to TILE values."""
+    if TILE == 2:
+        out = (m[0] + m[1] + m[2], m[1] - m[2] - m[3])
+    else:
+        out = (
+            m[0] + m[1] + m[2] + m[3] + m[4],
+            m[1] - m[2] + 2.0 * (m[3] - m[4]),
+            m[1] + m[2] + 4.0 * (m[3] + m[4]),
+            m[1] - m[2] + 8.0 * (m[3] - m[4]) + m[5],
+        )
+    return out
+
+
+@triton.jit
+def tile_origins(offs_t, TH, TW, TILE: tl.constexpr):
+    """Tile t = (n * TH + th) * TW + tw covers output rows th*TILE.. and columns tw*TILE..: returns (n, th, tw)."""
+    n = offs_t // (TH * TW)
+    rest = offs_t - n * (TH * TW)
+    th = rest // TW
+    return n, th, rest - th * TW
+
+
+@triton.jit
+def winograd_input_transform_kernel(
+    x_ptr, v_ptr,
+    N, H, W, Cg, TH, TW, pad_h, pad_w,
+    sxn, sxc, sxh, sxw,  # input strides (n, c, h, w)
+    svb, svt,  # workspace strides: per GEMM batch (position, group), per tile; channels contiguous
+    TILE: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_C: tl.constexpr, INDEX_64: tl.constexpr,
+):
+    """V[(a * alpha + b) * G + g, t, c] = (B^T d B)[a, b] of tile t's input patch d, channel g * Cg + c."""
+    ALPHA: tl.constexpr = TILE + 2
+    offs_t = tl.program_id(0) * BLOCK_T + tl.arange(0, BLOCK_T)
+    offs_c = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
+    g = tl.program_id(2)
+    num_groups = tl.num_programs(2)
+    if INDEX_64:
+        offs_t = offs_t.to(tl.int64)
+        offs_c = offs_c.to(tl.int64)
+        g = g.to(tl.int64)
+    mask_t = offs_t < N * TH * TW
+    mask_c = offs_c < Cg
+    n, th, tw = tile_origins(offs_t, TH, TW, TILE)
+    h0 = th * TILE - pad_h
+    w0 = tw * TILE - pad_w
+    base = x_ptr + (n * sxn + h0 * sxh + w0 * sxw)[:, None] + ((g * Cg + offs_c) * sxc)[None, :]
+    rows = ()
+    for i in tl.static_range(ALPHA):
+        row_ok = mask_t & (h0 + i >= 0) & (h0 + i < H)
+        row = ()
+        for j in tl.static_range(ALPHA):
+            ok = row_ok & (w0 + j >= 0) & (w0 + j < W)
+            d = tl.load(base + (i * sxh + j * sxw), mask=ok[:, None] & mask_c[None, :], other=0.0)
+            row = row + (d.to(tl.float32),)
+        rows = rows + (input_transform_1d(row, TILE),)
+    v_tile = v_ptr + (offs_t * svt)[:, None] + offs_c[None, :]
+    store_mask = mask_t[:, None] & mask_c[None, :]
+    for b in tl.static_range(ALPHA):
+        column = ()
+        for i in tl.static_range(ALPHA):
+            column = column + (rows[i][b],)
+        v = input_transform_1d(column, TILE)
+        for a in tl.static_range(ALPHA):
+            tl.store(v_tile + ((a * ALPHA + b) * num_groups + g) * svb, v[a].to(v_ptr.dtype.element_ty), mask=store_mask)
+
+
+@triton.jit
+def winograd_output_transform_kernel(
+    m_ptr, y_ptr, bias_ptr, res_ptr,
+    N, Kg, P, Q, TH, TW,
+    smb, smt,  # workspace strides: per GEMM batch, per tile; output channels contiguous
+    syn, syk, syp, syq,  # output strides (n, k, p, q)
+    srn, srk, srp, srq,  # residual strides (n, k, p, q)
+    TILE: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_K: tl.constexpr,
+    HAS_BIAS: tl.constexpr, HAS_RESIDUAL: tl.constexpr, ACTIVATION: tl.constexpr, INDEX_64: tl.constexpr,
+):
+    """y[n, g * Kg + k, th * TILE + i, tw * TILE + j] = act((A^T M A)[i, j] + bias + residual) for each tile."""
+    ALPHA: tl.constexpr = TILE + 2
+    offs_t = tl.program_id(0) * BLOCK_T + tl.arange(0, BLOCK_T)
+    offs_k = tl.program_id(1) * BLOCK_K + tl.arange(0, BLOCK_K)
+    g = tl.program_id(2)
+    num_groups = tl.num_programs(2)
+    if INDEX_64:
+        offs_t = offs_t.to(tl.int64)
+        offs_k = offs_k.to(tl.int64)
+        g = g.to(tl.int64)
+    mask_t = offs_t < N * TH * TW
+    mask_k = offs_k < Kg
+    n, th, tw = tile_origins(offs_t, TH, TW, TILE)
+    m_tile = m_ptr + (offs_t * smt)[:, None] + offs_k[None, :]
+    load_mask = mask_t[:, None] & mask_k[None, :]
+    rows = ()
+    for a in tl.static_range(ALPHA):
+        row = ()
+        for b in tl.static_range(ALPHA):
+            row = row + (tl.load(m_tile + ((a * ALPHA + b) * num_groups + g) * smb, mask=load_mask, other=0.0),)
+        rows = rows + (output_transform_1d(row, TILE),)
+    for j in tl.static_range(TILE):
+        column = ()
+        for a in tl.static_range(ALPHA):
+            column = column + (rows[a][j],)
+        y = output_transform_1d(column, TILE)
+        q = tw * TILE + j
+        for i in tl.static_range(TILE):
+            p = th * TILE + i
+            store_conv_tile(
+                y[i], n, p, q, g * Kg + offs_k, mask_t & (p < P) & (q < Q), mask_k, y_ptr, bias_ptr, res_ptr,
+                syn, syk, syp, syq, srn, srk, srp, srq, HAS_BIAS, HAS_RESIDUAL, ACTIVATION,
+            )
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Weight transform (torch, once per weight version)
+# ------------------------------------------------------------------------------------------------------------
+def transform_weight(weight: torch.Tensor, tile: int, groups: int, dtype: torch.dtype) -> torch.Tensor:
+    """U[(a * alpha + b) * groups + g, k, c] = (G w[g * Kg + k, c] G^T)[a, b], computed in float64 and stored
+    in `dtype`, contiguous (the GEMM's B, reduction axis contiguous); cached per weight version."""
+
+    def make(w: torch.Tensor) -> torch.Tensor:
+        k, cg = w.shape[0], w.shape[1]
+        g_matrix = torch.tensor(G_MATRIX[tile], dtype=torch.float64, device=w.device)
+        u = torch.einsum("ar,kcrs,bs->abkc", g_matrix, w.to(torch.float64), g_matrix)
+        alpha = tile + 2
+        return u.reshape(alpha * alpha * groups, k // groups, cg).to(dtype).contiguous()
+
+    return prepare_derived(weight, ("winograd", tile, groups, dtype), make)
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Config space
+# ------------------------------------------------------------------------------------------------------------
+def tiles_of(problem: ConvProblem, tile: int) -> tuple[int, int, int]:
+    """(tile rows, tile columns, all tiles) covering the output with tile x tile blocks."""
+    th, tw = triton.cdiv(problem.p, tile), triton.cdiv(problem.q, tile)
+    return th, tw, problem.n * th * tw
+
+
+def not_wasteful(problem: ConvProblem, config: Config) -> Optional[str]:
+    """Prunes GEMM tiles mostly made of padding: correct but never fastest."""
+    if config["BLOCK_M"] > clamp_pow2(tiles_of(problem, config["TILE"])[2], 16, 128):
+        return "BLOCK_M larger than the tiles need"
+    if config["BLOCK_N"] > clamp_pow2(problem.k_per_group, 16, 128):
+        return "BLOCK_N larger than the output channels per group need"
+    if config["BLOCK_K"] > clamp_pow2(problem.c_per_group, 16, 64):
+        return "BLOCK_K larger than the input channels per group need"
+    if config["BLOCK_M"] * config["BLOCK_N"] < config["num_warps"] * 256:
+        return "too many warps for the tile"
+    return None
+
+
+# Precisions whose F(4,3) error exceeds their default tolerance (README: tf32 ~4e-3 > 3e-3, bf16 ~3.3e-2 > 3e-2,
+# emulated in float64 with operands rounded to the precision). Every config a family's space offers must be within
+# the precision's tolerance, so these keep to F(2,3); fp16 F(4,3) (~4e-3 < 1e-2) stays.
+F43_TOO_INEXACT = ("tf32", "bf16")
+
+
+def tile_choices(problem: ConvProblem) -> tuple[int, ...]:
+    return TILES[:1] if problem.precision in F43_TOO_INEXACT else TILES
+
+
+class WinogradConv(KernelFamily):
+    name = "winograd"
+    description = "Winograd F(2x2,3x3) / F(4x4,3x3): 3x3 stride-1 convs, input/output transforms around a batched GEMM"
+
+    def supports(self, problem: ConvProblem) -> Optional[str]:
+        if (problem.r, problem.s) != (3, 3):
+            return "Winograd family only runs 3x3 filters"
+        if (problem.stride_h, problem.stride_w) != (1, 1):
+            return "Winograd family needs stride 1"
+        if (problem.dilation_h, problem.dilation_w) != (1, 1):
+            return "Winograd family needs dilation 1"
+        if interpreter_dot_reason(problem):
+            return interpreter_dot_reason(problem)
+        if 36 * problem.groups > MAX_GRID_Y:
+            return f"groups={problem.groups} exceeds the launch grid's limit ({MAX_GRID_Y} // 36)"
+        return None
+
+    def preference(self, problem: ConvProblem) -> int:
+        # Never the untuned pick: it must win by measurement (and within the error tolerance).
+        return -1
+
+    def space(self, problem: ConvProblem) -> ConfigSpace:
+        return ConfigSpace(
+            params=[
+                Param("TILE", tile_choices(problem)),
+                Param("BLOCK_M", (16, 32, 64, 128)),
+                Param("BLOCK_N", (16, 32, 64, 128)),
+                Param("BLOCK_K", (16, 32, 64)),
+                Param("GROUP_M", (1, 8)),
+                Param("num_warps", (2, 4, 8)),
+                Param("num_stages", (1, 2, 3, 4, 5)),
+            ],
+            constraints=[fits_shared_memory, fits_registers],
+            pruning=[not_wasteful],
+        )
+
+    def default_config(self, problem: ConvProblem) -> Config:
+        """F(2,3) (the more accurate tile), GEMM tiles sized to the batched GEMM and shrunk until the grid
+        covers the SMs (on Hopper BLOCK_M stays >= 64: warpgroup MMA), stages that fit."""
+        half = problem.operand_dtype.itemsize == 2
+        tile = 2
+        gemms = (tile + 2) ** 2 * problem.groups
+        rows = tiles_of(problem, tile)[2]
+        hopper = device_info().capability >= (9, 0)
+        block_m = clamp_pow2(rows, 64 if hopper else 16, 128)
+        block_n = clamp_pow2(problem.k_per_group, 16, 128)
+        block_k = clamp_pow2(problem.c_per_group, 16, 64 if half else 32)
+        sms = device_info().sm_count if device_info().sm_count > 1 else 132
+        while triton.cdiv(rows, block_m) * triton.cdiv(problem.k_per_group, block_n) * gemms < sms and block_m > (64 if hopper else 32):
+            block_m //= 2
+        config: Config = {
+            "TILE": tile, "BLOCK_M": block_m, "BLOCK_N": block_n, "BLOCK_K": block_k, "GROUP_M": 8,
+            "num_warps": 8 if block_m * block_n >= 128 * 128 else 4, "num_stages": 4 if half else 3,
+        }
+        while config["num_stages"] > 1 and fits_shared_memory(problem, config):
+            config["num_stages"] -= 1
+        return config
+
+    def heuristic_configs(self, problem: ConvProblem) -> list[Config]:
+        base = self.default_config(problem)
+        variants = [base, {**base, "TILE": 4}, {**base, "BLOCK_N": max(16, base["BLOCK_N"] // 2), "num_warps": 4}]
+        return self.space(problem).feasible(problem, variants)
+
+    def kernel_calls(self, problem: ConvProblem, tensors: ConvTensors, config: Config) -> Sequence[KernelCall]:
+        x, y, res = tensors.input, tensors.output, tensors.residual
+        tile = config["TILE"]
+        alpha = tile + 2
+        groups, cg, kg = problem.groups, problem.c_per_group, problem.k_per_group
+        th, tw, rows = tiles_of(problem, tile)
+        gemms = alpha * alpha * groups
+        u = transform_weight(tensors.weight, tile, groups, problem.operand_dtype)
+        # Workspaces: V (the GEMM's A) in the operand dtype, M (its output) in float32.
+        v = torch.empty((gemms, rows, cg), dtype=problem.operand_dtype, device=x.device)
+        m = torch.empty((gemms, rows, kg), dtype=torch.float32, device=x.device)
+        epilogue = epilogue_constexprs(problem, tensors)
+        index_64 = needs_int64(problem, tensors, v, m, u) or max(v.numel(), m.numel(), u.numel()) > INT32_MAX
+        block_t, block_c = TRANSFORM_BLOCK[tile]
+
+        input_call = KernelCall(
+            winograd_input_transform_kernel, (triton.cdiv(rows, block_t), triton.cdiv(cg, block_c), groups),
+            dict(x_ptr=x, v_ptr=v, N=problem.n, H=problem.h, W=problem.w, Cg=cg, TH=th, TW=tw,
+                 pad_h=problem.pad_h, pad_w=problem.pad_w,
+                 sxn=x.stride(0), sxc=x.stride(1), sxh=x.stride(2), sxw=x.stride(3), svb=v.stride(0), svt=v.stride(1)),
+            dict(TILE=tile, BLOCK_T=block_t, BLOCK_C=block_c, INDEX_64=index_64),
+            num_warps=TRANSFORM_WARPS, num_stages=1,
+        )
+        gemm_call = KernelCall(
+            gemm_kernel,
+            (triton.cdiv(rows, config["BLOCK_M"]) * triton.cdiv(kg, config["BLOCK_N"]), gemms, 1),
+            dict(a_ptr=v, b_ptr=u, c_ptr=m, bias_ptr=None, res_ptr=None, ws_ptr=None, M=rows, N=kg, K=cg, Q=1,
+                 sa_b=v.stride(0), sa_p=0, sa_q=v.stride(1), sa_k=1, sb_b=u.stride(0), sb_k=1, sb_n=u.stride(1),
+                 sc_b=m.stride(0), sc_p=0, sc_q=m.stride(1), sc_n=1, sr_b=0, sr_p=0, sr_q=0, sr_n=0),
+            dict(BLOCK_M=config["BLOCK_M"], BLOCK_N=config["BLOCK_N"], BLOCK_K=config["BLOCK_K"],
+                 GROUP_M=config["GROUP_M"], SPLIT_K=1, EVEN_K=cg % config["BLOCK_K"] == 0, DECODE_ROWS=False,
+                 HAS_BIAS=False, HAS_RESIDUAL=False, ACTIVATION=0, PRECISION=PRECISION_CODES[problem.precision],
+                 INDEX_64=index_64, ROW_ALIGN=pow2_divisor((v.stride(0), v.stride(1), u.stride(0), u.stride(1))),
+                 K_ALIGN=pow2_divisor((cg,))),
+            config["num_warps"], config["num_stages"],
+        )
+        res_strides = res.stride() if res is not None else (0, 0, 0, 0)
+        block_t, block_k = TRANSFORM_BLOCK[tile]
+        output_call = KernelCall(
+            winograd_output_transform_kernel, (triton.cdiv(rows, block_t), triton.cdiv(kg, block_k), groups),
+            dict(m_ptr=m, y_ptr=y, bias_ptr=tensors.bias, res_ptr=res, N=problem.n, Kg=kg, P=problem.p, Q=problem.q,
+                 TH=th, TW=tw, smb=m.stride(0), smt=m.stride(1),
+                 syn=y.stride(0), syk=y.stride(1), syp=y.stride(2), syq=y.stride(3),
+                 srn=res_strides[0], srk=res_strides[1], srp=res_strides[2], srq=res_strides[3]),
+            dict(TILE=tile, BLOCK_T=block_t, BLOCK_K=block_k, HAS_BIAS=epilogue["HAS_BIAS"],
+                 HAS_RESIDUAL=epilogue["HAS_RESIDUAL"], ACTIVATION=epilogue["ACTIVATION"], INDEX_64=index_64),
+            num_warps=TRANSFORM_WARPS, num_stages=1,
+        )
+        return [input_call, gemm_call, output_call]
