@@ -37,7 +37,7 @@ def xw(device):
         (dict(backend="cublas"), InvalidInputError, "backend must be one of"),
         (dict(config={"BLOCK_Q": 16}), InvalidConfigError, "has no parameter"),
         (dict(config={"BLOCK_M": 48}), InvalidConfigError, "BLOCK_M=48 is not one of"),
-        (dict(config={"family": "winograd"}), InvalidConfigError, "unknown kernel family 'winograd'"),
+        (dict(config={"family": "fft"}), InvalidConfigError, "unknown kernel family 'fft'"),
         (dict(config={"convert_nhwc": "yes"}), InvalidConfigError, "convert_nhwc='yes'"),
     ],
 )

@@ -12,7 +12,7 @@ from typing import Callable, Optional
 import torch
 
 WEIGHT_LAYOUTS = ("krsc", "kcrs", "rsck")  # rsck: output channels fastest (depthwise/direct kernels)
-# id(weight) -> (weak reference to weight, {(kind, version, data_ptr): prepared tensor}).
+# id(weight) -> (weak reference to weight, {(*kind, version, data_ptr): prepared tensor}).
 # Keyed by identity: tensors compare elementwise, so they cannot be ordinary dict keys.
 _prepared: dict[int, tuple[weakref.ref, dict]] = {}
 
@@ -42,11 +42,11 @@ def prepare_derived(weight: torch.Tensor, kind: tuple, make: Callable[[torch.Ten
     derives: a layout, a Winograd transform) and cached like the layouts."""
     if weight.device.type == "meta" or torch.compiler.is_compiling():
         return make(weight)
-    key = (kind, weight._version, weight.data_ptr())
+    key = (*kind, weight._version, weight.data_ptr())
     entries = _entries_for(weight)
     prepared = entries.get(key)
     if prepared is None:
-        for stale in [k for k in entries if k[1:] != key[1:]]:  # older versions of this weight
+        for stale in [k for k in entries if k[-2:] != key[-2:]]:  # older versions of this weight
             del entries[stale]
         prepared = make(weight.detach())
         entries[key] = prepared
