@@ -217,3 +217,45 @@ def test_next_problems_seeds_compile_while_the_last_candidates_are_measured(monk
               progress=False, early_stop=None, precompiler=pool)
     assert calls == []
     pool.close()
+
+
+def test_the_next_candidates_are_asked_for_while_the_gpu_worker_measures(monkeypatch, tmp_path):
+    RecordingPrecompiler.instances.clear()
+    monkeypatch.setattr(study_module, "Precompiler", RecordingPrecompiler)
+    events = lambda: RecordingPrecompiler.instances[0].events  # noqa: E731
+
+    class OverlappingRunner(FakeRunner):
+        """Like the GPU worker process: start_benchmark hands the job over, the returned function waits."""
+
+        def start_benchmark(self, problem, config, tolerance):
+            events().append(("start", ""))
+            measurement = self.benchmark(problem, config, tolerance)
+            return lambda: events().append(("wait", "")) or measurement
+
+    problem = ConvProblem(n=1, c=16, h=8, w=8, k=16, r=3, s=3, pad_h=1, pad_w=1, dtype="float16", layout="nhwc")
+    result = tune_many([problem], trials=8, runner=OverlappingRunner(compile_target=COMPILE_TARGETS[90]),
+                       cache=str(tmp_path), progress=False, early_stop=None)[0]
+    kinds = [kind for kind, _ in events()]
+    between = [kinds[i + 1:kinds.index("wait", i)] for i, kind in enumerate(kinds) if kind == "start"]
+    assert any("submit" in asked for asked in between)  # asked and submitted while the measurement ran
+    assert kinds.count("start") == kinds.count("wait") == kinds.count("submit")  # each candidate measured once
+    assert result.trials_run == 8 and kinds.count("submit") <= 8  # the budget holds with the overlap
+
+
+def hang_in_worker(kind, problem, config):
+    """Worker hook: a candidate that never finishes."""
+    if kind != "baseline":
+        import time
+
+        time.sleep(600)
+
+
+def test_a_started_benchmark_that_hangs_restarts_the_worker():
+    problem = ConvProblem(n=1, c=4, h=5, w=5, k=4, r=1, s=1, dtype="float32", layout="nhwc")
+    runner = SubprocessRunner(timer="single", hook=hang_in_worker, job_timeout_s=8)
+    try:
+        waiting = runner.start_benchmark(problem, {"family": "gemm"}, 1e-3)
+        measurement = waiting()
+    finally:
+        runner.close()
+    assert measurement.crashed and "hung for more than 8 s" in measurement.error and runner.restarts == 1

@@ -258,10 +258,20 @@ class _Run:
             return True
         return False
 
-    def measure(self, trial: optuna.Trial, candidate: Candidate, compiled: Optional[dict[str, Any]] = None) -> Measurement:
-        """Benchmark the candidate and tell the result; `compiled`: its compile's trial attributes."""
+    def measure(self, trial: optuna.Trial, candidate: Candidate, compiled: Optional[dict[str, Any]] = None,
+                meanwhile: Optional[Callable[[], None]] = None) -> Measurement:
+        """Benchmark the candidate and tell the result; `compiled`: its compile's trial attributes. A runner
+        with `start_benchmark` (the GPU worker process) works on it while `meanwhile()` runs here; others
+        measure first (then `meanwhile` is not called)."""
         self.benchmarks += 1
-        m = self.runner.benchmark(self.space.problem_for(candidate), _runner_config(candidate), self.options.tolerance)
+        problem, config = self.space.problem_for(candidate), _runner_config(candidate)
+        start = getattr(self.runner, "start_benchmark", None)
+        if start is not None and meanwhile is not None:
+            waiting = start(problem, config, self.options.tolerance)
+            meanwhile()
+            m = waiting()
+        else:
+            m = self.runner.benchmark(problem, config, self.options.tolerance)
         timing = {**(compiled or {}), **{k: v for k, v in (("check_s", m.check_s), ("time_s", m.time_s), ("compiles", m.compiles)) if v is not None}}
         if m.ok:
             self.finish(trial, value=m.time_ms, attrs={"rel_error": m.rel_error, **timing})
@@ -350,12 +360,14 @@ def _search(run: _Run, trials: int, timeout: Optional[float], early_stop: Option
     """Ask, reject, answer or measure, tell: until the budget, the timeout, early stopping or an exhausted grid.
 
     Pipelined: up to two candidates per compile worker are compiling while the runner measures the oldest one,
-    so the GPU and the compile pool work at the same time. Candidates still in flight when the search stops are
-    told PRUNED ("not run") and cost nothing."""
+    so the GPU and the compile pool work at the same time, and a runner with `start_benchmark` measures while
+    the next candidates are asked for. Candidates still in flight when the search stops are told PRUNED ("not
+    run") and cost nothing."""
     start = time.monotonic()
     done = _trials_spent(run.study)
     depth = 2 * precompiler.workers if precompiler else 1
     pending: deque[tuple[optuna.Trial, Candidate, Any]] = deque()
+    measuring = [0]  # 1 while a trial is being measured: it counts against the budget, not the compile lookahead
 
     def stopping() -> bool:
         return (
@@ -364,8 +376,9 @@ def _search(run: _Run, trials: int, timeout: Optional[float], early_stop: Option
             or run.infeasible >= MAX_INFEASIBLE_PER_TRIAL * trials
         )
 
-    while not stopping():
-        while (len(pending) < depth and done + run.finished + len(pending) < trials
+    def fill() -> None:
+        """Ask for candidates (and start compiling them) until `depth` are in flight or the budget is asked for."""
+        while (len(pending) < depth and done + run.finished + len(pending) + measuring[0] < trials
                and run.infeasible < MAX_INFEASIBLE_PER_TRIAL * trials
                and run.ready()):
             asked = _ask(run)
@@ -373,8 +386,11 @@ def _search(run: _Run, trials: int, timeout: Optional[float], early_stop: Option
                 trial, candidate = asked
                 future = precompiler.submit(run.space.problem_for(candidate), candidate[FAMILY], _runner_config(candidate)) if precompiler else None
                 pending.append((trial, candidate, future))
-        if precompiler is not None and done + run.finished + len(pending) >= trials:
+        if precompiler is not None and done + run.finished + len(pending) + measuring[0] >= trials:
             precompiler.prefetch()  # the last candidate is asked: the pool starts on the next problem's seeds
+
+    while not stopping():
+        fill()
         if not pending:
             break
         trial, candidate, future = pending.popleft()
@@ -391,7 +407,12 @@ def _search(run: _Run, trials: int, timeout: Optional[float], early_stop: Option
         if _params_key(trial.params) in run.known:  # an identical candidate asked earlier in this pipeline
             run.answer_known(trial, candidate)
             continue
-        run.measure(trial, candidate, compiled)
+        # the next asks (Optuna's sampling, the launch hashes) run while the GPU worker measures this one
+        measuring[0] = 1
+        try:
+            run.measure(trial, candidate, compiled, meanwhile=fill)
+        finally:
+            measuring[0] = 0
         if on_progress:
             on_progress(done + run.finished, trials, run.best)
     if precompiler is not None:
