@@ -16,6 +16,9 @@ from .store import dump_store, quarantine, read_file
 from .view import invalidate
 
 
+OLD_FORMATS = {1: "trial histories inline, slow to load", 2: "family versions by the older rule"}
+
+
 @dataclass
 class CheckReport:
     path: Path
@@ -57,11 +60,13 @@ def check(*, fix: bool = False, path: Path | None = None) -> CheckReport:
                 return report
             report.entries = len(stored.entries)
             if stored.version != SCHEMA_VERSION:
-                report.problems.append(f"{path} is schema version {stored.version} (trials inline); version "
-                                       f"{SCHEMA_VERSION} keeps them out of the hot file")
+                old = stored.version
+                report.problems.append(f"{path} is schema version {old} ({OLD_FORMATS.get(old, 'older')}); "
+                                       f"the current version is {SCHEMA_VERSION}")
                 if fix:
                     migrate(stored)
-                    report.fixed.append(f"migrated {path} to version {SCHEMA_VERSION} (the old file is kept as {path.name}.v1)")
+                    report.fixed.append(f"migrated {path} to version {SCHEMA_VERSION} (the old file is kept as "
+                                        f"{path.name}.v{old})")
             here = fingerprint()
             bad: dict[str, Any] = {}
             for key, raw in stored.entries.items():

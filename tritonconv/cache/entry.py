@@ -13,6 +13,7 @@ from ..errors import EntryError
 from ..kernels import FAMILIES
 from ..problem import ConvProblem
 from .keys import CUDNN_FAMILY, entry_key
+from .versions import family_version, restamp
 
 
 _PROBLEM_FIELDS = {f.name: f.type for f in fields(ConvProblem)}
@@ -175,13 +176,8 @@ class CacheEntry:
 
     def usable_trials(self) -> list[dict[str, Any]]:
         """The trial records a search can reuse (well-formed ones; others stay on disk untouched)."""
-        return [t for t in self.trials or [] if isinstance(t, dict) and isinstance(t.get("config"), dict)]
-
-
-def family_version(name: str) -> str | None:
-    """A family's source hash (computed once per process by the family)."""
-    family = FAMILIES.get(name)
-    return family.version if family is not None else None
+        trials = [restamp(t) for t in self.trials or []]  # those measured on an unchanged kernel stay reusable
+        return [t for t in trials if isinstance(t, dict) and isinstance(t.get("config"), dict)]
 
 
 

@@ -14,8 +14,10 @@ from ..runtime import device_info
 
 
 SCHEMA = "tritonconv-cache"
-SCHEMA_VERSION = 2
-READABLE_VERSIONS = (1, 2)
+# 1: trial histories inline; 2: trials in their own files, one entry per line; 3: family versions by the
+# current rule (own module + kernels; see versions.py), older files' entries re-stamped where unchanged.
+SCHEMA_VERSION = 3
+READABLE_VERSIONS = (1, 2, 3)
 TRIALS_SCHEMA = "tritonconv-trials"
 CACHE_FILE = "tuning-cache.json"
 TRIALS_DIR = "tuning-trials"

@@ -14,9 +14,11 @@ from ..errors import CacheError, EntryError
 from .entry import CacheEntry, is_int
 from .files import backup_copy, dump_json, parse_json, read_bytes, write_bytes
 from .keys import QUARANTINE_FILE, READABLE_VERSIONS, SCHEMA, SCHEMA_VERSION
+from .versions import restamp
 
 
 ENTRIES_OPEN = ', "entries": {'
+LINE_VERSIONS = (2, 3)  # the schema versions written one entry per line (by dump_store)
 _ENTRY_LINE = re.compile(rb'^("(?:[^"\\\n]|\\.)*"): ', re.MULTILINE)
 
 
@@ -32,8 +34,9 @@ class LineIndexed:
     """The raw entries of a hot file written by `dump_store`, found and parsed one at a time: a lookup is one
     substring search of the bytes (`"KEY": ` at a line start), never a parse of the whole file."""
 
-    def __init__(self, raw: bytes):
+    def __init__(self, raw: bytes, version: int = SCHEMA_VERSION):
         self.raw = raw
+        self.version = version  # the file's schema version (entries of an older one are re-stamped when read)
 
     @staticmethod
     def parse(raw: bytes) -> LineIndexed | None:
@@ -45,9 +48,9 @@ class LineIndexed:
             header = json.loads(first[: -len(ENTRIES_OPEN) - 1] + b"}")
         except ValueError:
             return None
-        if not isinstance(header, dict) or header.get("schema") != SCHEMA or header.get("version") != SCHEMA_VERSION:
+        if not isinstance(header, dict) or header.get("schema") != SCHEMA or header.get("version") not in LINE_VERSIONS:
             return None
-        return LineIndexed(raw)
+        return LineIndexed(raw, header["version"])
 
     def _start(self, key: object) -> int:
         if not isinstance(key, str):
@@ -67,7 +70,7 @@ class LineIndexed:
         value, problem = parse_json(self.raw[start:end].rstrip(b","))
         if problem:
             raise EntryError(f"its line in the file is damaged ({problem})")
-        return value
+        return restamp(value) if self.version < SCHEMA_VERSION else value
 
     def keys(self) -> list[str]:
         """Every key (a scan of all lines: only batch bucketing needs it)."""
@@ -82,13 +85,18 @@ class LineIndexed:
 
 @dataclass
 class StoredFile:
-    """A parsed cache or export file: its raw entries by key, exactly as on disk."""
+    """A parsed cache or export file: its raw entries by key as on disk, except that the entries of a file of an
+    older schema version are re-stamped with the current family version where their kernel is unchanged."""
 
     path: Path
     version: int
     entries: dict[str, Any]
     header: dict[str, Any] = field(default_factory=dict)  # every other top-level field, kept on rewrite
     damaged_lines: list[str] = field(default_factory=list)  # lines of a one-entry-per-line file that do not parse
+
+    def __post_init__(self) -> None:
+        if self.version < SCHEMA_VERSION:
+            self.entries = {key: restamp(raw) for key, raw in self.entries.items()}
 
     def parsed(self) -> tuple[dict[str, CacheEntry], dict[str, str]]:
         """(valid entries, {key: why invalid}) - full structural validation of every entry."""

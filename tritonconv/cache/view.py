@@ -11,7 +11,7 @@ from typing import Any
 from ..errors import CacheError, EntryError
 from .entry import CacheEntry
 from .files import read_bytes, warn_once
-from .keys import CACHE_DIR_ENV, SCHEMA_VERSION, cache_path
+from .keys import CACHE_DIR_ENV, cache_path
 from .store import LineIndexed, stored_from_bytes
 
 
@@ -63,7 +63,7 @@ def load_view() -> View:
             else:  # another layout (an older version's, or edited by hand): parsed whole
                 stored = stored_from_bytes(path, raw, backup=True, what="tuning cache")
                 entries = stored.entries
-                if stored.version != SCHEMA_VERSION:  # used as it is (stripping the trials would copy it all)
+                if stored.version == 1:  # used as it is (stripping the trials would copy it all)
                     warn_once(f"version:{path}", f"the tuning cache {path} is in the version-{stored.version} format "
                                f"(trial histories inline, slow to load); the next tune or `tritonconv cache check "
                                f"--fix` converts it")

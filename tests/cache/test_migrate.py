@@ -1,0 +1,122 @@
+"""Schema version 2 -> 3 on a real version-2 cache (tests/data/cache_v2: written by tritonconv at commit 53863d5,
+before the bump, with `cache.update`): entries whose kernel is unchanged stay usable, entries of changed kernels
+and fields this version does not know are kept in the file, and the old file is kept beside it."""
+from __future__ import annotations
+
+import json
+import shutil
+import warnings
+from pathlib import Path
+
+import pytest
+import torch
+
+from tritonconv import cache
+from tritonconv.kernels import get_family
+from tritonconv.problem import ConvProblem
+
+from tests.cache.test_cache import HERE, PROBLEM, make_entry
+
+DATA = Path(__file__).parents[1] / "data" / "cache_v2"
+CPU = torch.device("cpu")
+STORED = {"implicit_gemm": "d0eb028e2767", "depthwise": "941c16596ec0"}  # the family versions in the file
+DEPTHWISE = ConvProblem(n=1, c=8, h=8, w=8, k=8, r=3, s=3, pad_h=1, pad_w=1, groups=8, dtype="float32",
+                        layout="nchw", precision="ieee")
+FAST, CUDNN_WON, STALE = PROBLEM, PROBLEM.with_(k=64), PROBLEM.with_(k=48)  # STALE: a version no rule gives
+
+
+@pytest.fixture(autouse=True)
+def v2_cache():
+    cache.invalidate()
+    shutil.copytree(DATA, cache.cache_dir())
+    yield json.loads((DATA / cache.CACHE_FILE).read_text())
+    cache.invalidate()
+
+
+@pytest.fixture
+def rule_changed(monkeypatch):
+    """Every family's version is by a new rule now; by the old rule implicit_gemm's kernel is unchanged since
+    the file was written, depthwise's changed."""
+    for name in STORED:
+        monkeypatch.setattr(get_family(name), "version", f"new-{name}")
+    old_rule = {"implicit_gemm": frozenset({STORED["implicit_gemm"]}), "depthwise": frozenset({"changed00000"})}
+    monkeypatch.setattr(cache.versions, "legacy_versions", lambda name: old_rule.get(name, frozenset()))
+
+
+def key(problem: ConvProblem) -> str:
+    return cache.entry_key(problem, HERE)
+
+
+def lookups() -> dict[str, object]:
+    return {name: cache.lookup_config(problem, CPU) for name, problem in
+            (("fast", FAST), ("cudnn_won", CUDNN_WON), ("depthwise", DEPTHWISE), ("stale", STALE))}
+
+
+def test_the_test_data_is_a_version_2_file():
+    data = json.loads((DATA / cache.CACHE_FILE).read_text())
+    assert data["version"] == 2 and cache.SCHEMA_VERSION == 3
+    assert set(data["entries"]) == {key(FAST), key(CUDNN_WON), key(DEPTHWISE), key(STALE)}
+
+
+def test_a_version_2_file_is_used_as_it_is_with_unchanged_kernels_re_stamped(rule_changed):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # an understood older file: nothing to warn about
+        found = lookups()
+    assert found["fast"]["BLOCK_M"] == 64 and found["cudnn_won"] == {"family": "cudnn"}
+    assert found["depthwise"] is None and found["stale"] is None, "changed kernels are never used"
+    assert (cache.cache_path().read_bytes() == (DATA / cache.CACHE_FILE).read_bytes()), "reading never rewrites"
+    assert cache.read_entry(key(FAST)).family_version == "new-implicit_gemm"
+    reusable = cache.read_entry(key(FAST)).usable_trials()
+    assert reusable and all(t["family_version"] == "new-implicit_gemm" for t in reusable), "its trials stay reusable"
+
+
+def test_check_fix_migrates_keeping_every_entry_and_the_old_file(rule_changed, v2_cache):
+    report = cache.check()
+    assert any("schema version 2" in p for p in report.problems) and not report.fixed
+    report = cache.check(fix=True)
+    assert any(".v2" in f for f in report.fixed)
+    data = json.loads(cache.cache_path().read_text())
+    assert data["version"] == cache.SCHEMA_VERSION and set(data["entries"]) == set(v2_cache["entries"])
+    for problem in (FAST, CUDNN_WON):
+        assert data["entries"][key(problem)] == {**v2_cache["entries"][key(problem)], "family_version": "new-implicit_gemm"}
+    assert data["entries"][key(CUDNN_WON)]["tuned_by"] == "tritonconv 0.x", "unknown fields are kept"
+    for problem in (DEPTHWISE, STALE):
+        assert data["entries"][key(problem)] == v2_cache["entries"][key(problem)], "stale entries are kept as they were"
+    kept = cache.cache_path().with_name(cache.CACHE_FILE + ".v2")
+    assert kept.read_bytes() == (DATA / cache.CACHE_FILE).read_bytes()
+    for trial_file in (DATA / cache.TRIALS_DIR).iterdir():
+        assert (cache.cache_dir() / cache.TRIALS_DIR / trial_file.name).read_bytes() == trial_file.read_bytes()
+    cache.invalidate()
+    found = lookups()
+    assert found["fast"]["BLOCK_M"] == 64 and found["cudnn_won"] == {"family": "cudnn"}
+    assert found["depthwise"] is None and found["stale"] is None
+    assert {k: e.is_current() for k, e in cache.entries().items()} == {
+        key(FAST): True, key(CUDNN_WON): True, key(DEPTHWISE): False, key(STALE): False}
+    assert cache.check().ok and not cache.check().problems
+
+
+def test_the_next_tune_migrates_too_and_a_current_file_is_never_re_stamped(rule_changed, monkeypatch):
+    new = PROBLEM.with_(k=16)
+    assert cache.update({key(new): make_entry(new)}) == {key(new): "added"}
+    data = json.loads(cache.cache_path().read_text())
+    assert data["version"] == cache.SCHEMA_VERSION and len(data["entries"]) == 5
+    assert data["entries"][key(FAST)]["family_version"] == "new-implicit_gemm"
+
+    def no_old_rule(name):
+        raise AssertionError("a current file's entries are taken as they are")
+
+    monkeypatch.setattr(cache.versions, "legacy_versions", no_old_rule)
+    cache.invalidate()
+    assert lookups()["fast"]["BLOCK_M"] == 64 and cache.lookup_config(new, CPU) is not None
+
+
+def test_unchanged_family_versions_migrate_unchanged(monkeypatch, v2_cache):
+    """The common case: the kernels are what the file was tuned on (same version by the current rule)."""
+    for name, version in STORED.items():
+        monkeypatch.setattr(get_family(name), "version", version)
+    assert cache.check(fix=True).fixed
+    data = json.loads(cache.cache_path().read_text())
+    assert data["entries"] == v2_cache["entries"] and data["version"] == cache.SCHEMA_VERSION
+    cache.invalidate()
+    found = lookups()
+    assert found["fast"]["BLOCK_M"] == 64 and found["depthwise"] is not None and found["stale"] is None

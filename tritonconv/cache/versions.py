@@ -1,0 +1,75 @@
+"""Kernel family versions: the current one (a family's own hash, `KernelFamily.version`), and the rules older
+schema versions were written with, so that an entry of an older file whose kernel is unchanged is kept usable
+(re-stamped with the current version) when the rule changes, instead of being thrown away.
+
+Schema versions 1 and 2 hashed a family's whole import closure (until the rule became: its own module plus the
+kernels it launches); from schema version 3 on, a file's family versions are by the current rule. Whoever
+changes the rule again bumps SCHEMA_VERSION and appends the outgoing rule to LEGACY_RULES.
+"""
+from __future__ import annotations
+
+import functools
+import hashlib
+import inspect
+from collections.abc import Callable
+from types import ModuleType
+from typing import Any
+
+from ..kernels import FAMILIES, KernelFamily
+
+
+def family_version(name: str) -> str | None:
+    """A family's source hash (computed once per process by the family), None for an unknown family."""
+    family = FAMILIES.get(name)
+    return family.version if family is not None else None
+
+
+def import_closure_version(family: KernelFamily) -> str:
+    """The family version of schema versions 1 and 2: a hash of the source of the family's module and of every
+    tritonconv module it imports or takes functions, kernels or classes from, transitively."""
+    found: dict[str, ModuleType] = {}
+    pending = [inspect.getmodule(type(family))]
+    while pending:
+        current = pending.pop()
+        if current is None or current.__name__ in found:
+            continue
+        found[current.__name__] = current
+        for value in vars(current).values():
+            dependency = value if isinstance(value, ModuleType) else inspect.getmodule(getattr(value, "fn", value))
+            if dependency is not None and dependency.__name__.startswith("tritonconv.") and dependency.__name__ not in found:
+                pending.append(dependency)
+    digest = hashlib.sha256()
+    for name in sorted(found):
+        digest.update(inspect.getsource(found[name]).encode())
+    return digest.hexdigest()[:12]
+
+
+LEGACY_RULES: tuple[Callable[[KernelFamily], str], ...] = (import_closure_version,)
+
+
+@functools.lru_cache(maxsize=None)
+def legacy_versions(name: str) -> frozenset[str]:
+    """What the older rules give for family `name` today: a stored version among them means the kernel is
+    exactly the one it was tuned on."""
+    family = FAMILIES.get(name)
+    if family is None:
+        return frozenset()
+    versions = set()
+    for rule in LEGACY_RULES:
+        try:
+            versions.add(rule(family))
+        except (OSError, TypeError):  # no source to hash (a frozen install): nothing is re-stamped
+            continue
+    return frozenset(versions)
+
+
+def restamp(record: Any) -> Any:
+    """An entry or trial record with its family version by the current rule where an older rule says its kernel
+    is unchanged; anything else is returned as it is (the same object)."""
+    if not isinstance(record, dict):
+        return record
+    family, stored = record.get("family"), record.get("family_version")
+    current = family_version(family) if isinstance(family, str) else None
+    if current is not None and isinstance(stored, str) and stored != current and stored in legacy_versions(family):
+        return {**record, "family_version": current}
+    return record
