@@ -16,7 +16,8 @@ from typing import Any, Optional
 
 import torch
 
-DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
+from tritonconv.enums import DType
+
 ROOT = Path(__file__).resolve().parent
 
 
@@ -84,7 +85,7 @@ def print_table(records: list[dict[str, Any]]) -> None:
 def main(argv: Optional[list[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--suite", default=str(ROOT / "suites" / "gemm.json"))
-    parser.add_argument("--dtype", choices=sorted(DTYPES), default="fp16")
+    parser.add_argument("--dtype", choices=sorted(dtype.short for dtype in DType), default="fp16")
     parser.add_argument("--shapes", nargs="*", help="shape-name patterns (fnmatch), default all")
     parser.add_argument("--tune", action="store_true", help="tune each shape with tritonconv.search first")
     parser.add_argument("--trials", type=int, default=64)
@@ -100,7 +101,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     records = []
     with benchmark.tf32_enabled(False):
         for entry in shapes:
-            records.append(bench_shape(entry, DTYPES[args.dtype], args.trials if args.tune else 0))
+            records.append(bench_shape(entry, DType.parse(args.dtype).torch, args.trials if args.tune else 0))
             print(f"done {records[-1]['name']}", flush=True)
     gpu = torch.cuda.get_device_name().replace(" ", "_")
     out = Path(args.out) if args.out else ROOT / "results" / f"gemm_{gpu}_{args.dtype}.json"

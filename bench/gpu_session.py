@@ -346,14 +346,14 @@ def stage_tuning(stage: Stage, trials: int) -> None:
 
 def _exhaustive(stage: Stage, runner, space, feasible: list[dict[str, Any]], tuned_ms: float, tuned_trials: int, total: int) -> None:
     """Measure every feasible candidate (precompiled ahead on a GPU) until the deadline; the best against the study's."""
-    from tritonconv.search.reference import TOLERANCE
+    from tritonconv.enums import Precision
     from tritonconv.search.study import _precompiler
 
     precompiler = _precompiler(runner, None)
     best, measured = None, 0
     try:
         futures = [precompiler.submit(space.problem_for(c), c["family"], c) if precompiler else None for c in feasible]
-        tolerance = TOLERANCE[space.problem.precision]
+        tolerance = Precision(space.problem.precision).tolerance
         for candidate, future in zip(feasible, futures):
             if stage.left() < 3:
                 break

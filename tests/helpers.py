@@ -7,12 +7,12 @@ import torch
 import torch.nn.functional as F
 
 from tritonconv.dispatch import empty_output, run_problem
+from tritonconv.enums import Activation, Precision
 from tritonconv.functional import make_problem
-from tritonconv.search.reference import TOLERANCE, rel_error  # noqa: F401  (the library's own tolerance table)
+from tritonconv.search.reference import rel_error  # noqa: F401
 
-ACTIVATION_FNS = {
-    None: lambda y: y, "none": lambda y: y, "relu": F.relu, "relu6": F.relu6, "silu": F.silu, "gelu": F.gelu,
-}
+# The library's own per-precision tolerances (tritonconv.enums.Precision.tolerance), by name.
+TOLERANCE = {precision.value: precision.tolerance for precision in Precision}
 
 
 def reference_conv2d(
@@ -25,7 +25,7 @@ def reference_conv2d(
     )
     if residual is not None:
         y = y + residual.double().cpu()
-    return ACTIVATION_FNS[activation](y)
+    return Activation.parse(activation).apply(y)
 
 
 def run_poisoned(

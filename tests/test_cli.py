@@ -17,7 +17,7 @@ from tritonconv import cache
 from tritonconv.cli import build_parser, main
 from tritonconv.commands import compile as compile_module
 from tritonconv.commands import tune as tune_command
-from tritonconv.dtypes import DTYPE_CHOICES
+from tritonconv.enums import DTYPE_CHOICES
 from tritonconv.search import TuningError
 from tritonconv.text import safe_console, terminal_safe
 

@@ -9,8 +9,9 @@ import tritonconv
 from tritonconv.errors import InvalidConfigError, InvalidInputError, UnsupportedError
 from tritonconv.kernels import ConvTensors, get_family
 from tritonconv.matmul import _as_conv_input, matmul_problem
+from tritonconv.enums import Activation
 
-from .helpers import ACTIVATION_FNS, TOLERANCE, rel_error
+from .helpers import TOLERANCE, rel_error
 
 CONFIGS = [
     None,  # the default heuristic
@@ -31,7 +32,7 @@ def _reference(a, b, bias=None, residual=None, activation=None):
         y = y + bias.double()
     if residual is not None:
         y = y + residual.double()
-    return ACTIVATION_FNS[activation](y)
+    return Activation.parse(activation).apply(y)
 
 
 def _poisoned_matmul(a, b, **kwargs):

@@ -20,7 +20,8 @@ from torch import nn
 
 import tritonconv
 from tritonconv.nn import Conv2d
-from tritonconv.search.reference import TOLERANCE, rel_error
+from tritonconv.enums import Precision, default_precision
+from tritonconv.search.reference import rel_error
 
 from .sweeps.run import poisoned_outputs
 from .torchvision_models import import_torchvision
@@ -116,6 +117,6 @@ def test_converted_model_matches_layer_by_layer(name, inputs, deep):
             with poisoned_outputs():
                 out = module(*args, **kwargs)
             module.backend = "cudnn"
-            tolerance = TOLERANCE[module.precision or ("tf32" if torch.backends.cudnn.allow_tf32 else "ieee")]
+            tolerance = Precision(module.precision or default_precision("float32")).tolerance
             assert out.shape == reference.shape and out.stride() == reference.stride(), layer
             assert rel_error(out, reference) < tolerance, f"{name} layer {layer}: {tuple(args[0].shape)}"

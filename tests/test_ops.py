@@ -6,8 +6,9 @@ import torch.nn.functional as F
 
 import tritonconv
 from tritonconv import functional, ops
+from tritonconv.enums import Activation
 
-from .helpers import ACTIVATION_FNS, TOLERANCE, random_conv_inputs, reference_conv2d, rel_error
+from .helpers import TOLERANCE, random_conv_inputs, reference_conv2d, rel_error
 
 SMALL = {"family": "implicit_gemm", "BLOCK_M": 16, "BLOCK_N": 16, "BLOCK_K": 16, "num_warps": 2, "num_stages": 1}
 # (name, (n, c, h, w, k, groups, r, s), conv kwargs)
@@ -65,7 +66,7 @@ def _reference_grads(x, wt, b, residual, activation, kwargs, grad_out):
     x64, w64, b64 = leaves[:3]
     r64 = leaves[3] if residual is not None else None
     y = F.conv2d(x64, w64, b64, **kwargs)
-    y = ACTIVATION_FNS[activation](y + r64 if r64 is not None else y)
+    y = Activation.parse(activation).apply(y + r64 if r64 is not None else y)
     y.backward(grad_out.double())
     return y, [t.grad for t in leaves]
 
@@ -210,7 +211,7 @@ def test_double_backward_matches_float64_f_conv2d(activation):
         return tritonconv.conv2d(x, wt, b, **kwargs, activation=activation, residual=residual, precision="ieee")
 
     def reference(x, wt, b, residual):
-        return ACTIVATION_FNS[activation](F.conv2d(x, wt, b, **kwargs) + residual)
+        return Activation.parse(activation).apply(F.conv2d(x, wt, b, **kwargs) + residual)
 
     got = _second_order_grads(ours, x, wt, b, residual, grad_out, probe)
     want = _second_order_grads(reference, *(t.double() for t in (x, wt, b, residual, grad_out)),

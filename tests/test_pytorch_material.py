@@ -27,8 +27,7 @@ from filelock import FileLock
 import tritonconv
 from tritonconv.errors import TritonConvError
 from tritonconv.functional import make_problem
-from tritonconv.problem import DTYPE_NAMES as DTYPES_BY_TORCH
-from tritonconv.problem import default_precision
+from tritonconv.enums import DType, default_precision
 
 from .helpers import TOLERANCE, rel_error
 
@@ -166,7 +165,7 @@ def test_common_nn_conv2d_module_tests(material, dtype_name, how):
             assert out.shape == ref.shape and out.dtype == dtype
             if not ref.numel():
                 continue
-            tolerance = TOLERANCE[default_precision(DTYPES_BY_TORCH[dtype])]
+            tolerance = TOLERANCE[default_precision(DType.from_torch(dtype).value)]
             assert rel_error(out, ref) <= tolerance, f"forward error {rel_error(out, ref):.3g}"
             (grad,) = torch.autograd.grad(out, x, grad_out.to(dtype))
             assert rel_error(grad, ref_grad) <= max(tolerance, GRAD_TOLERANCE[dtype]), "input gradient"

@@ -21,9 +21,9 @@ from typing import Any, Callable, Iterable, Iterator, Optional, Protocol, Sequen
 import torch
 
 from . import suite
-from .dtypes import DTYPE_ALIASES, canonical_dtype  # noqa: F401  DTYPE_ALIASES: re-exported for bench scripts
+from .enums import DType, Precision, canonical_dtype, default_precision
 from .errors import InvalidInputError, TritonConvError
-from .problem import DTYPES, ConvProblem, default_precision
+from .problem import ConvProblem
 from .results import (  # noqa: F401  the results file lives in tritonconv.results; re-exported for bench/*.py
     KINDS, SCHEMA, SCHEMA_VERSION, CandidateResult, Record, ResultRecord, device_metadata, load_results,
     result_entry, tflops, tune_record, write_results,
@@ -64,9 +64,10 @@ def tf32_enabled(enabled: bool) -> Iterator[None]:
 
 def _matmul_dtype(dtype: str, precision: str) -> tuple[torch.dtype, bool]:
     """The dtype the matrix units multiply in for (dtype, precision), and whether that is TF32."""
-    if precision in ("fp16", "bf16"):
-        return DTYPES["float16" if precision == "fp16" else "bfloat16"], False
-    return DTYPES[dtype], dtype == "float32" and precision in ("tf32", "tf32x3")
+    rule = Precision(precision)
+    if rule.operand_dtype:
+        return DType(rule.operand_dtype).torch, False
+    return DType(dtype).torch, dtype == "float32" and rule.tf32_mma
 
 
 def measure_peaks(
@@ -85,9 +86,10 @@ def measure_peaks(
     precision "ieee" runs without TF32, "tf32"/"tf32x3" with TF32 (tf32x3 does ~3 TF32 products, so its fraction of
     this floor is at most ~1/3), "fp16"/"bf16" in that type. These are achievable peaks, not datasheet numbers.
     """
-    dtype_name = dtype if isinstance(dtype, str) else {v: k for k, v in DTYPES.items()}[dtype]
-    if dtype_name not in DTYPES:
-        raise InvalidInputError(f"unknown dtype {dtype!r}; choose from {sorted(DTYPES)}")
+    known = DType(dtype) if dtype in DType.names() else DType.from_torch(dtype)
+    if known is None:
+        raise InvalidInputError(f"unknown dtype {dtype!r}; choose from {sorted(DType.names())}")
+    dtype_name = known.value
     precision = precision or default_precision(dtype_name)
     mm_dtype, use_tf32 = _matmul_dtype(dtype_name, precision)
 
@@ -247,7 +249,7 @@ def bench_problem(
     common = dict(time_fn=time_fn, flops=flops, floor=floor)
 
     # cuDNN in both layouts; TF32 only where the problem's precision is TF32-like (or lower).
-    cudnn_tf32 = problem.dtype == "float32" and problem.precision not in ("ieee", "tf32x3")
+    cudnn_tf32 = problem.dtype == "float32" and Precision(problem.precision).cudnn_tf32
     entries = []
     baseline = "cudnn" if device.type == "cuda" else "torch_cpu"  # on the CPU (interpreter runs) it is not cuDNN
     for layout, memory_format in (("nchw", torch.contiguous_format), ("nhwc", torch.channels_last)):

@@ -10,13 +10,13 @@ from typing import Any
 from .errors import InvalidConfigError
 from .kernels import DEFAULT_FAMILY, KernelFamily, get_family
 from .kernels.base import Config, is_choice
-from .kernels.epilogue import PRECISION_CODES
-from .problem import PRECISIONS, ConvProblem
+from .enums import Precision
+from .problem import ConvProblem
 
 # Options handled by the dispatcher itself, valid with every family.
 #   convert_nhwc: copy an NCHW input to channels_last before the launch (the copy is part of the timed work).
 #   precision: operand precision chosen by a precision="auto" search (must be allowed for the input dtype).
-DISPATCH_OPTIONS: dict[str, tuple[Any, ...]] = {"convert_nhwc": (False, True), "precision": tuple(PRECISION_CODES)}
+DISPATCH_OPTIONS: dict[str, tuple[Any, ...]] = {"convert_nhwc": (False, True), "precision": Precision.names()}
 
 
 def resolve_config(problem: ConvProblem, config: dict[str, Any]) -> tuple[KernelFamily, Config]:
@@ -35,7 +35,7 @@ def resolve_config(problem: ConvProblem, config: dict[str, Any]) -> tuple[Kernel
             if not is_choice(config[name], choices):
                 raise InvalidConfigError(f"{name}={config[name]!r} is not one of {list(choices)}")
             options[name] = config[name]
-    if options.get("precision", problem.precision) not in PRECISIONS[problem.dtype]:
+    if options.get("precision", problem.precision) not in Precision.for_dtype(problem.dtype):
         raise InvalidConfigError(f"precision {options['precision']!r} is not available for {problem.dtype}")
     kernel_config = {k: v for k, v in config.items() if k not in DISPATCH_OPTIONS}
     target = problem.with_(precision=options["precision"]) if "precision" in options else problem

@@ -18,28 +18,20 @@ from __future__ import annotations
 import copy
 import operator
 from dataclasses import dataclass, field
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Optional, Sequence
 
 import torch
 import torch.fx
-import torch.nn.functional as F
 from torch import nn
 
+from .enums import Activation, DType, Precision
 from .errors import InvalidInputError, TritonConvError
 from .nn import Conv2d
-from .problem import DTYPE_NAMES, PRECISIONS
 from .quantized import QuantizedConv2d, scale_for
 from .quantized.calibration import QuantizationAccuracy, calibrate, compare_outputs
 
 # What convert(precision=...) accepts: the float operand precisions and "int8" (quantized convs).
-CONVERT_PRECISIONS: tuple[str, ...] = PRECISIONS["float32"] + PRECISIONS["int8"]
-
-_ACTIVATION_MODULES: dict[type, str] = {nn.ReLU: "relu", nn.ReLU6: "relu6", nn.SiLU: "silu", nn.GELU: "gelu"}
-_ACTIVATION_FUNCTIONS: dict[Callable, str] = {
-    F.relu: "relu", torch.relu: "relu", torch.relu_: "relu", F.relu_: "relu", F.relu6: "relu6",
-    F.silu: "silu", F.gelu: "gelu",
-}
-_ACTIVATION_METHODS = {"relu": "relu", "relu_": "relu"}
+CONVERT_PRECISIONS: tuple[str, ...] = Precision.for_dtype("float32") + Precision.for_dtype("int8")
 
 
 @dataclass
@@ -187,7 +179,8 @@ def _quantize_convs(model: nn.Module, report: ConversionReport, max_abs: dict[st
 def _unsupported_reason(conv: nn.Module) -> Optional[str]:
     if type(conv) is not nn.Conv2d:
         return f"{type(conv).__name__} is a subclass of nn.Conv2d with its own behaviour"
-    if conv.weight.dtype not in DTYPE_NAMES:
+    dtype = DType.from_torch(conv.weight.dtype)
+    if dtype is None or dtype.quantized:
         return f"weight dtype {conv.weight.dtype} is not supported (float32, float16 and bfloat16 are)"
     if conv.bias is not None and conv.bias.dtype != conv.weight.dtype:
         return f"bias dtype {conv.bias.dtype} differs from weight dtype {conv.weight.dtype}"
@@ -267,20 +260,14 @@ def _activation_of(node: torch.fx.Node, source: torch.fx.Node, modules: dict[str
     """The activation name if `node` applies a fusable activation to `source` and nothing else."""
     if not _only_tensor_arg(node, source):
         return None
+    activation = None
     if node.op == "call_module":
-        module = modules[node.target]
-        name = _ACTIVATION_MODULES.get(type(module))
-        if name == "gelu" and module.approximate != "none":
-            return None
-        return name
-    if node.op == "call_function" and node.target in _ACTIVATION_FUNCTIONS:
-        name = _ACTIVATION_FUNCTIONS[node.target]
-        if name == "gelu" and (node.kwargs.get("approximate", "none") != "none" or len(node.args) > 1):
-            return None
-        return name
-    if node.op == "call_method" and node.target in _ACTIVATION_METHODS and len(node.args) == 1 and not node.kwargs:
-        return _ACTIVATION_METHODS[node.target]
-    return None
+        activation = Activation.of_module(modules[node.target])
+    elif node.op == "call_function":
+        activation = Activation.of_function(node.target, node.args, node.kwargs)
+    elif node.op == "call_method" and len(node.args) == 1 and not node.kwargs:
+        activation = Activation.of_method(node.target)
+    return None if activation is None else activation.value
 
 
 def _residual_of(node: torch.fx.Node, source: torch.fx.Node) -> Optional[torch.fx.Node]:
@@ -403,9 +390,8 @@ def _fuse_sequentials(model: nn.Module, report: ConversionReport, *, fold_bn: bo
                 j += 1
             if fuse_activations and j < len(children):
                 module = children[j][1]
-                activation = _ACTIVATION_MODULES.get(type(module))
-                if activation == "gelu" and module.approximate != "none":
-                    activation = None
+                fused = Activation.of_module(module)
+                activation = None if fused is None else fused.value
                 if activation is not None and uses[id(module)] == 1:
                     conv.activation = activation
                     report.fused_activations[names[id(conv)]] = activation

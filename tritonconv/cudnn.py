@@ -7,11 +7,9 @@ from typing import Optional
 import torch
 import torch.nn.functional as F
 
+from .enums import Activation
 from .kernels.base import Config, ConvTensors
 from .problem import ConvProblem
-
-_ACTIVATIONS = {"none": None, "relu": F.relu, "relu6": F.relu6, "silu": F.silu, "gelu": F.gelu}
-
 
 def cudnn_conv2d(problem: ConvProblem, tensors: ConvTensors) -> torch.Tensor:
     """F.conv2d for `problem` (explicit asymmetric padding handled) followed by act(y + bias + residual). A
@@ -36,8 +34,7 @@ def cudnn_conv2d(problem: ConvProblem, tensors: ConvTensors) -> torch.Tensor:
 def _epilogue(y: torch.Tensor, tensors: ConvTensors) -> torch.Tensor:
     if tensors.residual is not None:
         y = y + tensors.residual
-    act = _ACTIVATIONS[tensors.activation]
-    return act(y) if act is not None else y
+    return Activation(tensors.activation).apply(y)
 
 
 class CudnnConv:

@@ -13,8 +13,8 @@ import torch
 from . import dispatch, ops
 from .errors import InvalidInputError, UnsupportedError
 from .kernels.base import check_config
-from .kernels.epilogue import ACTIVATIONS
-from .problem import DTYPE_NAMES, PRECISIONS, QUANTIZED_DTYPE_NAMES, ConvProblem, conv_output_size
+from .enums import Activation, DType, Precision
+from .problem import ConvProblem, conv_output_size
 from .runtime import INTERPRET
 
 IntOrPair = Union[int, tuple[int, int], list[int]]
@@ -59,14 +59,15 @@ def check_tensors(**tensors: Optional[torch.Tensor]) -> None:
 
 
 def _check_tensor_dtype(t: torch.Tensor, what: str) -> str:
-    if t.dtype not in DTYPE_NAMES:
+    dtype = DType.from_torch(t.dtype)
+    if dtype is None or dtype.quantized:
         if t.dtype == torch.float64:
             raise UnsupportedError(f"{what} is float64: tritonconv supports float32, float16 and bfloat16")
         if t.dtype == torch.int8:
             raise UnsupportedError(f"{what} has dtype {t.dtype}: tritonconv.conv2d computes float32, float16 and bfloat16; "
                                    f"use tritonconv.quantized.conv2d for int8 tensors with their scales")
         raise UnsupportedError(f"{what} has dtype {t.dtype}: tritonconv supports float32, float16 and bfloat16")
-    return DTYPE_NAMES[t.dtype]
+    return dtype.value
 
 
 def _check_device(tensors: dict[str, Optional[torch.Tensor]]) -> None:
@@ -161,16 +162,16 @@ def make_problem(
         )
     if residual is not None and tuple(residual.shape) != (n, k, p, q):
         raise InvalidInputError(f"residual must have the output's shape {(n, k, p, q)}, got {tuple(residual.shape)}")
-    if activation is not None and activation not in ACTIVATIONS:
-        raise InvalidInputError(f"activation must be one of {sorted(ACTIVATIONS)} or None, got {activation!r}")
+    if activation is not None and activation not in Activation.names():
+        raise InvalidInputError(f"activation must be one of {sorted(Activation.names())} or None, got {activation!r}")
     # Dtypes after the arguments: a bad argument is named whatever the dtype; mismatches before unsupported types.
     for name, t in (("weight", weight), ("bias", bias), ("residual", residual)):
         if t is not None and t.dtype != input.dtype and not (quantized and name != "weight"):
             raise InvalidInputError(f"{name} dtype {t.dtype} does not match input dtype {input.dtype}")
-    dtype = QUANTIZED_DTYPE_NAMES[input.dtype] if quantized else _check_tensor_dtype(input, "input")
+    dtype = DType.from_torch(input.dtype).value if quantized else _check_tensor_dtype(input, "input")
     _check_device({"input": input, "weight": weight, "bias": bias, "residual": residual})
-    if precision is not None and precision not in PRECISIONS[dtype]:
-        raise InvalidInputError(f"precision {precision!r} is not available for {dtype}; choose from {PRECISIONS[dtype]}")
+    if precision is not None and precision not in Precision.for_dtype(dtype):
+        raise InvalidInputError(f"precision {precision!r} is not available for {dtype}; choose from {Precision.for_dtype(dtype)}")
 
     return ConvProblem(
         n=n, c=c, h=h, w=w, k=k, r=r, s=s, stride_h=stride_hw[0], stride_w=stride_hw[1],

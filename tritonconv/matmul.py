@@ -17,17 +17,9 @@ from .dispatch import run_problem
 from .functional import _check_device, _check_tensor_dtype, check_tensors
 from .kernels.base import check_config
 from .kernels import get_family
-from .kernels.epilogue import ACTIVATIONS
 from .kernels.gemm import GemmConv
-from .problem import PRECISIONS, ConvProblem, default_precision
-
-
-def default_matmul_precision(dtype: str) -> str:
-    """torch.matmul's choice: float32 uses TF32 only when torch.backends.cuda.matmul.allow_tf32 is set (off by
-    default in PyTorch, unlike cuDNN convs); float16/bfloat16 compute in their own type."""
-    if dtype == "float32":
-        return "tf32" if torch.backends.cuda.matmul.allow_tf32 else "ieee"
-    return default_precision(dtype)
+from .enums import Activation, Precision, default_matmul_precision
+from .problem import ConvProblem
 
 
 def matmul_problem(
@@ -64,10 +56,10 @@ def matmul_problem(
         raise InvalidInputError(f"bias must have shape ({n},), got {tuple(bias.shape)}")
     if residual is not None and tuple(residual.shape) != out_shape:
         raise InvalidInputError(f"residual must have the output's shape {out_shape}, got {tuple(residual.shape)}")
-    if activation is not None and activation not in ACTIVATIONS:
-        raise InvalidInputError(f"activation must be one of {sorted(ACTIVATIONS)} or None, got {activation!r}")
-    if precision is not None and precision not in PRECISIONS[dtype]:
-        raise InvalidInputError(f"precision {precision!r} is not available for {dtype}; choose from {PRECISIONS[dtype]}")
+    if activation is not None and activation not in Activation.names():
+        raise InvalidInputError(f"activation must be one of {sorted(Activation.names())} or None, got {activation!r}")
+    if precision is not None and precision not in Precision.for_dtype(dtype):
+        raise InvalidInputError(f"precision {precision!r} is not available for {dtype}; choose from {Precision.for_dtype(dtype)}")
     batch = math.prod(a.shape[:-2])
     row_major = a.stride(-1) == 1 or k == 1
     b_row_major = b.stride(-1) == 1 and b.stride(-2) != 1 and n > 1  # then the conv weight B^T has K contiguous
@@ -148,7 +140,4 @@ def matmul(
 
 
 def _torch_activation(y: torch.Tensor, activation: Optional[str]) -> torch.Tensor:
-    from .cudnn import _ACTIVATIONS
-
-    fn = _ACTIVATIONS[activation or "none"]
-    return fn(y) if fn is not None else y
+    return Activation.parse(activation).apply(y)

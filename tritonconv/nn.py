@@ -11,10 +11,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .cudnn import _ACTIVATIONS
+from .enums import Activation
 from .errors import InvalidInputError
 from .functional import conv2d
-from .kernels.epilogue import ACTIVATIONS
 from .problem import conv_output_size
 
 
@@ -52,8 +51,8 @@ class Conv2d(nn.Conv2d):
         self._init_tritonconv(activation)
 
     def _init_tritonconv(self, activation: str = "none") -> None:
-        if activation not in ACTIVATIONS:
-            raise InvalidInputError(f"activation must be one of {sorted(ACTIVATIONS)}, got {activation!r}")
+        if activation not in Activation.names():
+            raise InvalidInputError(f"activation must be one of {sorted(Activation.names())}, got {activation!r}")
         self.activation = activation
         self.precision: Optional[str] = None
         self.backend = "auto"
@@ -92,8 +91,7 @@ class Conv2d(nn.Conv2d):
         if residual is not None and not self._fusable_residual(input, residual, padding):
             y = conv2d(input, self.weight, self.bias, self.stride, padding, self.dilation, self.groups,
                        config=self.config, precision=self.precision, backend=self.backend)
-            act = _ACTIVATIONS[self.activation]
-            return act(y + residual) if act is not None else y + residual
+            return Activation(self.activation).apply(y + residual)
         return conv2d(
             input, self.weight, self.bias, self.stride, padding, self.dilation, self.groups,
             activation=self.activation, residual=residual, config=self.config, precision=self.precision,

@@ -23,7 +23,8 @@ import torch
 import torch.nn.functional as F
 
 from . import dispatch
-from .problem import DTYPE_NAMES, ConvProblem, conv_output_size
+from .enums import Activation, DType
+from .problem import ConvProblem, conv_output_size
 
 OP_NAME = "tritonconv::conv2d"
 
@@ -65,7 +66,7 @@ def _problem_for(input, weight, stride, padding, dilation, groups, precision) ->
             dilation_h=dilation[0], dilation_w=dilation[1], groups=groups,
             p=conv_output_size(h, r, stride[0], top, bottom, dilation[0]),
             q=conv_output_size(w, s, stride[1], left, right, dilation[1]),
-            dtype=DTYPE_NAMES[input.dtype], layout=dispatch.layout_of(input), precision=precision,
+            dtype=DType.from_torch(input.dtype).value, layout=dispatch.layout_of(input), precision=precision,
             output_layout=dispatch.output_layout_of(input, weight),
         )
         _problems[key] = problem
@@ -127,15 +128,11 @@ def _conv2d_fake(input, weight, bias, residual, stride, padding, dilation, group
 # ------------------------------------------------------------------------------------------------------------
 # Autograd
 # ------------------------------------------------------------------------------------------------------------
-_SAVES_OUTPUT = {"relu", "relu6"}
-_RECOMPUTES = {"silu", "gelu"}
-
-
 def _setup_context(ctx, inputs, output) -> None:
     input, weight, bias, residual, stride, padding, dilation, groups, activation, precision, config, backend = inputs
     ctx.hyper = (list(stride), list(padding), list(dilation), groups, activation, precision, config, backend)
     ctx.has_bias, ctx.has_residual = bias is not None, residual is not None
-    saved_output = output if activation in _SAVES_OUTPUT else None
+    saved_output = output if Activation(activation).grad_from == "output" else None
     ctx.save_for_backward(input, weight, bias, residual, saved_output)
 
 
@@ -143,19 +140,11 @@ def _preactivation_grad(ctx, grad: torch.Tensor) -> torch.Tensor:
     """d loss / d (conv + bias + residual), i.e. through the fused activation."""
     input, weight, bias, residual, output = ctx.saved_tensors
     stride, padding, dilation, groups, activation, precision, config, backend = ctx.hyper
-    if activation == "relu":
-        return grad * (output > 0)
-    if activation == "relu6":
-        return grad * ((output > 0) & (output < 6))
-    if activation in _RECOMPUTES:
+    rule = Activation(activation)
+    if rule.grad_from == "preactivation":
         z = conv2d_op(input, weight, bias, residual, stride, padding, dilation, groups, "none", precision, config, backend)
-        if activation == "silu":
-            # silu'(z) = sigmoid(z) * (1 + z * (1 - sigmoid(z))), in differentiable ops: aten.silu_backward has no
-            # derivative of its own, so double backward would fail through it.
-            sig = torch.sigmoid(z)
-            return grad * sig * (1 + z * (1 - sig))
-        return torch.ops.aten.gelu_backward(grad, z, approximate="none")  # differentiable (double backward works)
-    return grad
+        return rule.grad(grad, z)
+    return rule.grad(grad, output)
 
 
 def _backward(ctx, grad: torch.Tensor):

@@ -11,35 +11,10 @@ from typing import Any, Literal
 
 import torch
 
+from .enums import DType, Precision, default_precision
+
 Layout = Literal["nchw", "nhwc"]
-Precision = Literal["ieee", "tf32", "tf32x3", "fp16", "bf16", "int8"]
-
-# Float input dtypes: what tritonconv.conv2d computes in.
-DTYPE_NAMES: dict[torch.dtype, str] = {torch.float32: "float32", torch.float16: "float16", torch.bfloat16: "bfloat16"}
-# Quantized input dtypes: what tritonconv.quantized.conv2d computes in (integer accumulation, scaled epilogue).
-QUANTIZED_DTYPE_NAMES: dict[torch.dtype, str] = {torch.int8: "int8"}
-DTYPES: dict[str, torch.dtype] = {v: k for k, v in {**DTYPE_NAMES, **QUANTIZED_DTYPE_NAMES}.items()}
-ELEMENT_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2, "int8": 1}
-
-# Operand precisions each input dtype may use; accumulation is always float32.
-PRECISIONS: dict[str, tuple[str, ...]] = {
-    "float32": ("ieee", "tf32", "tf32x3", "fp16", "bf16"),
-    "float16": ("fp16",),
-    "bfloat16": ("bf16",),
-    "int8": ("int8",),  # int8 x int8 products, int32 accumulation
-}
 INT32_MAX = 2**31 - 1
-
-
-def default_precision(dtype: str) -> str:
-    """What F.conv2d does on a GPU: float32 convs use TF32 when cuDNN allows it (PyTorch's default)."""
-    if dtype == "float16":
-        return "fp16"
-    if dtype == "bfloat16":
-        return "bf16"
-    if dtype == "int8":
-        return "int8"
-    return "tf32" if torch.backends.cudnn.allow_tf32 else "ieee"
 
 
 def conv_output_size(size: int, kernel: int, stride: int, pad_begin: int, pad_end: int, dilation: int) -> int:
@@ -146,11 +121,11 @@ class ConvProblem:
 
     @property
     def element_bytes(self) -> int:
-        return ELEMENT_BYTES[self.dtype]
+        return DType(self.dtype).itemsize
 
     @property
     def torch_dtype(self) -> torch.dtype:
-        return DTYPES[self.dtype]
+        return DType(self.dtype).torch
 
     @property
     def pad_bottom(self) -> int:
@@ -164,7 +139,7 @@ class ConvProblem:
     @property
     def is_quantized(self) -> bool:
         """Integer operands (int8): computed by the quantized families only, with a scaled epilogue."""
-        return self.torch_dtype in QUANTIZED_DTYPE_NAMES
+        return DType(self.dtype).quantized
 
     @property
     def output_dtype(self) -> torch.dtype:
@@ -175,7 +150,8 @@ class ConvProblem:
     @property
     def operand_dtype(self) -> torch.dtype:
         """The dtype the matrix units multiply in (fp16/bf16 precisions cast float32 operands down)."""
-        return {"fp16": torch.float16, "bf16": torch.bfloat16}.get(self.precision, self.torch_dtype)
+        operand = Precision(self.precision).operand_dtype if self.precision in Precision.names() else ""
+        return DType(operand).torch if operand else self.torch_dtype
 
     @property
     def output_shape(self) -> tuple[int, int, int, int]:
@@ -220,7 +196,7 @@ class ConvProblem:
     @property
     def long_label(self) -> str:
         """`label` with the batch, input size, dtype, layout and precision: "n8 c64→k128 3×3 s2 56×56 fp16 nhwc"."""
-        dtype = {"float16": "fp16", "bfloat16": "bf16", "float32": "fp32"}.get(self.dtype, self.dtype)
+        dtype = DType(self.dtype).short if self.dtype in DType.names() else self.dtype
         precision = f" {self.precision}" if self.precision and self.precision != dtype else ""
         return f"n{self.n} {self.label} {self.h}×{self.w} {dtype}{precision} {self.layout}"
 

@@ -48,7 +48,7 @@ class SuiteShape:
 
     def problem(self, *, dtype: str = "float16", layout: str = "nhwc", precision: str = ""):
         """The ConvProblem of this shape in `dtype` (any alias), `layout` and `precision`."""
-        from .dtypes import canonical_dtype
+        from .enums import canonical_dtype
         from .problem import ConvProblem
 
         return ConvProblem(

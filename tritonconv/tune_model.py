@@ -16,10 +16,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .dtypes import canonical_dtype
+from .enums import DType
 from .errors import InvalidInputError, UnsupportedError
 from .functional import make_problem
-from .problem import DTYPES, ConvProblem
+from .problem import ConvProblem
 
 
 def resolve_dtype(dtype: Union[str, torch.dtype, None]) -> Optional[torch.dtype]:
@@ -27,10 +27,10 @@ def resolve_dtype(dtype: Union[str, torch.dtype, None]) -> Optional[torch.dtype]
     if dtype is None:
         return None
     if isinstance(dtype, torch.dtype):
-        if dtype not in DTYPES.values():
+        if DType.from_torch(dtype) is None:
             raise UnsupportedError(f"dtype {dtype}: tritonconv supports float16, bfloat16 and float32")
         return dtype
-    return DTYPES[canonical_dtype(dtype)]
+    return DType.parse(dtype).torch
 
 
 def conv_problem(module: nn.Conv2d, input: torch.Tensor, precision: Optional[str] = None) -> ConvProblem:

@@ -13,6 +13,7 @@ import torch
 from tests import REPO
 from tests.helpers import TOLERANCE, random_conv_inputs, reference_conv2d, rel_error, run_poisoned, sample_configs
 from tritonconv import dispatch
+from tritonconv.enums import Activation
 from tritonconv.errors import InvalidConfigError
 from tritonconv.functional import make_problem
 from tritonconv.kernels import families_for, get_family
@@ -21,7 +22,7 @@ from tritonconv.problem import ConvProblem
 FAMILY = get_family("depthwise")
 FILTERS = [(3, 3), (3, 3), (3, 3), (5, 5), (1, 7), (7, 1), (2, 2), (1, 1)]
 PRECISIONS = [(torch.float32, "ieee"), (torch.float32, "fp16"), (torch.float16, None), (torch.float32, "tf32")]
-ACTIVATIONS = [None, "relu", "relu6", "silu", "gelu"]
+ACTIVATIONS = Activation.names()
 
 
 def random_case(seed: int) -> dict:

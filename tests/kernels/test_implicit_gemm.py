@@ -15,13 +15,14 @@ import torch
 import torch.nn.functional as F
 
 import tritonconv
+from tritonconv.enums import Activation
 from tritonconv.functional import make_problem
 from tritonconv.kernels import get_family
 
 from tests.helpers import TOLERANCE, random_conv_inputs, reference_conv2d, rel_error, run_poisoned
 
 FILTERS = [(1, 1), (3, 3), (5, 5), (7, 7), (1, 7), (7, 1), (2, 3)]
-ACTIVATIONS = [None, "relu", "relu6", "silu", "gelu"]
+ACTIVATIONS = Activation.names()
 SMALL_TILES = {"BLOCK_M": (16, 32, 64), "BLOCK_N": (16, 32, 64), "BLOCK_K": (16, 32, 64)}
 
 

@@ -10,6 +10,7 @@ from tests import REPO
 from tests.helpers import TOLERANCE, random_conv_inputs, reference_conv2d, rel_error, run_poisoned, sample_configs
 from tests.kernels.test_depthwise import compile_defaults_in_subprocess
 from tritonconv import dispatch
+from tritonconv.enums import Activation
 from tritonconv.errors import InvalidConfigError
 from tritonconv.functional import make_problem
 from tritonconv.kernels import families_for, get_family
@@ -19,7 +20,7 @@ FAMILY = get_family("small_group")
 # (groups, C/groups, K/groups): ResNeXt-like, odd RegNet-like widths, groups not dividing the tile, depthwise.
 GROUPINGS = [(4, 4, 4), (3, 8, 8), (5, 3, 2), (2, 12, 24), (7, 1, 3), (3, 5, 7), (6, 2, 2), (2, 9, 17)]
 PRECISIONS = [(torch.float32, "ieee"), (torch.float32, "fp16"), (torch.float16, None), (torch.float32, "tf32")]
-ACTIVATIONS = [None, "relu", "relu6", "silu", "gelu"]
+ACTIVATIONS = Activation.names()
 
 
 def random_case(seed: int) -> dict:

@@ -16,7 +16,8 @@ from tests.helpers import TOLERANCE, random_conv_inputs, reference_conv2d, rel_e
 
 from tritonconv import cache, conv2d, dispatch
 from tritonconv.kernels import families_for, get_family
-from tritonconv.problem import PRECISIONS, ConvProblem
+from tritonconv.enums import Precision
+from tritonconv.problem import ConvProblem
 from tritonconv.search import InProcessRunner, Measurement, SearchSpace, SubprocessRunner, TuningError, tune
 from tritonconv.search import journal
 from tritonconv.search import study as study_module
@@ -82,11 +83,11 @@ def study_trials(problem=PROBLEM):
 
 def test_space_is_built_from_every_supporting_family_with_namespaced_params():
     problem = PROBLEM.with_(layout="nchw")
-    space = SearchSpace(problem, precisions=PRECISIONS["float32"], convert_options=(False, True))
+    space = SearchSpace(problem, precisions=Precision.for_dtype("float32"), convert_options=(False, True))
     assert set(space.families) == {f.name for f in families_for(problem)}
     seeds = space.seeds()
     assert {s["family"] for s in seeds} == set(space.families)
-    assert {s["precision"] for s in seeds} == set(PRECISIONS["float32"])
+    assert {s["precision"] for s in seeds} == set(Precision.for_dtype("float32"))
     assert {s["convert_nhwc"] for s in seeds} == {False, True}
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=1))
     for _ in range(20):

@@ -12,16 +12,16 @@ from typing import Any, Union
 
 import torch
 
-from tritonconv.problem import DTYPES
+from tritonconv.enums import Activation, DType, Precision
 
-ACTIVATIONS = ("none", "relu", "relu6", "silu", "gelu")
+ACTIVATIONS = Activation.names()
 INPUT_VIEWS = ("contiguous", "channels_last", "channel_slice", "spatial_slice", "transposed", "batch_expand", "channels_last_slice")
 WEIGHT_VIEWS = ("contiguous", "channels_last", "k_slice", "transposed", "k_expand")
 BIAS_VIEWS = (None, "contiguous", "slice", "expand", "column")
 RESIDUAL_VIEWS = (None, "contiguous", "channels_last", "slice", "batch_expand")
 # Operand precisions of float32 inputs. bf16 tl.dot is computed wrongly by the Triton interpreter, where the
 # families refuse it (supports()) or keep to FMA paths: bf16 is drawn there too, and supports() decides.
-FLOAT32_PRECISIONS = ("ieee", "tf32", "tf32x3", "fp16", "bf16")
+FLOAT32_PRECISIONS = Precision.for_dtype("float32")
 
 Padding = Union[int, tuple[int, int], str]
 
@@ -165,7 +165,8 @@ def draw_conv_case(family: str, rng: random.Random, *, interpreter: bool) -> Con
     one_by_one = family == "gemm"
     geometry = _geometry(rng, one_by_one=one_by_one, winograd=family == "winograd")
     c, k, groups = _channels(rng, family)
-    precisions = ("tf32", "fp16", "bf16") if family == "hopper_implicit_gemm" else FLOAT32_PRECISIONS
+    single_mma = tuple(p for p in FLOAT32_PRECISIONS if Precision(p).single_mma)
+    precisions = single_mma if family == "hopper_implicit_gemm" else FLOAT32_PRECISIONS
     # The Hopper family runs in the interpreter only under an emulated sm_90, where its bf16 tl.dot is wrong.
     dtype, precision = _dtype_and_precision(rng, interpreter, precisions,
                                             bf16=not (interpreter and family == "hopper_implicit_gemm"))
@@ -230,7 +231,7 @@ def _view_4d(t: torch.Tensor, view: str, gen: torch.Generator) -> torch.Tensor:
 def make_conv_tensors(case: ConvCase, device: str) -> ConvTensorsIn:
     """Random (never zero) tensors of `case`, in its dtype and views, on `device`."""
     gen = torch.Generator().manual_seed(case.seed)
-    dtype = DTYPES[case.dtype]
+    dtype = DType(case.dtype).torch
     cpg = case.c // case.groups
     if case.input_view == "batch_expand":  # one image repeated: batch stride 0
         x = torch.randn(1, case.c, case.h, case.w, generator=gen).to(dtype).expand(case.n, -1, -1, -1)
@@ -285,7 +286,7 @@ class MatmulTensorsIn:
 
 def make_matmul_tensors(case: MatmulCase, device: str) -> MatmulTensorsIn:
     gen = torch.Generator().manual_seed(case.seed)
-    dtype = DTYPES[case.dtype]
+    dtype = DType(case.dtype).torch
 
     def matrix(lead: tuple[int, ...], rows: int, cols: int, view: str, scale: float = 1.0) -> torch.Tensor:
         t = (torch.randn(*lead, rows, cols, generator=gen) * scale).to(dtype)

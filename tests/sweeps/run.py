@@ -28,7 +28,8 @@ from tritonconv.matmul import matmul_problem
 from tritonconv.problem import ConvProblem
 from tritonconv.runtime import COMPILE_TARGETS, INTERPRET, emulated_device
 from tritonconv.search import space as search_space
-from tritonconv.search.reference import TOLERANCE, rel_error
+from tritonconv.enums import Precision
+from tritonconv.search.reference import rel_error
 
 from .cases import (
     ConvCase,
@@ -243,7 +244,7 @@ def _call_conv(case: ConvCase, t, config: dict[str, Any] | None) -> torch.Tensor
 
 
 def _tolerance(problem: ConvProblem, config: dict[str, Any] | None = None) -> float:
-    return TOLERANCE[(config or {}).get("precision", problem.precision)]
+    return Precision((config or {}).get("precision", problem.precision)).tolerance
 
 
 def _format_status(case: ConvCase, t, out: torch.Tensor, options: SweepOptions) -> str | None:
@@ -431,7 +432,7 @@ def run_matmul_case(case: MatmulCase, options: SweepOptions, rng: random.Random,
                      for mode, config in sample_configs(family, problem, rng, options.configs, max_cost)]
         for family_name, mode, config in runs:
             start = time.perf_counter()
-            tolerance = TOLERANCE[problem.precision]
+            tolerance = Precision(problem.precision).tolerance
             out = torch.full(out_shape, float("nan"), dtype=t.a.dtype, device=options.device)
             detail = ""
             try:

@@ -10,9 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any, Callable
 
-from ..dtypes import DTYPE_CHOICES
-
-PRECISION_CHOICES = ("auto", "ieee", "tf32", "tf32x3", "fp16", "bf16")
+from ..enums import DTYPE_CHOICES
 EMBEDDED_SUITE = Path(__file__).resolve().parent.parent / "suites" / "conv2d.json"
 
 

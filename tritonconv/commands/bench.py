@@ -9,8 +9,9 @@ import argparse
 import re
 from pathlib import Path
 
+from ..enums import PRECISION_CHOICES
 from ._options import (
-    PRECISION_CHOICES, add_dtype_argument, add_suite_argument, check_writable, output_file, resolve_suite,
+    add_dtype_argument, add_suite_argument, check_writable, output_file, resolve_suite,
 )
 
 SUITES_DIR = Path(__file__).resolve().parent.parent / "suites"
@@ -44,10 +45,9 @@ def run_suite_benchmark(args: argparse.Namespace, *, families: bool, default_dir
     """Load the suite (bad options: exit 2), refuse without a GPU (exit 2), benchmark, print table + summary,
     write JSON + charts."""
     from .. import benchmark, report
-    from ..problem import PRECISIONS
     from ..text import safe_console
 
-    from ..dtypes import canonical_dtype
+    from ..enums import Precision, canonical_dtype
     from ..errors import InvalidInputError
     from ..suite import split_patterns
 
@@ -55,9 +55,9 @@ def run_suite_benchmark(args: argparse.Namespace, *, families: bool, default_dir
     suite = args.suite or args.default_suite
     dtype = canonical_dtype(args.dtype)
     precision = args.precision or ("tf32" if dtype == "float32" else "")
-    if precision and precision not in PRECISIONS[dtype]:
+    if precision and precision not in Precision.for_dtype(dtype):
         raise InvalidInputError(f"--precision {precision} is not available for {args.dtype}; "
-                                f"choose from {', '.join(PRECISIONS[dtype])}")
+                                f"choose from {', '.join(Precision.for_dtype(dtype))}")
     problems = benchmark.load_conv_suite(suite, dtype=dtype, layout=args.layout, precision=precision,
                                          shapes=split_patterns(args.shapes))
 

@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 from typing import Any, Callable, Iterable, Optional
 
-from ..dtypes import DTYPE_CHOICES
+from ..enums import DTYPE_CHOICES
 from ._options import HelpFormatter, Parser, add_suite_argument, non_negative_int, output_file, positive_int
 
 PROG = "python -m tritonconv.compile"
@@ -89,7 +89,7 @@ def main(argv: Optional[list[str]] = None) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..dtypes import canonical_dtype
+    from ..enums import canonical_dtype
     from ..errors import InvalidInputError
     from ..suite import load_suite, select, split_patterns
     from ._options import EMBEDDED_SUITE, resolve_suite

@@ -15,8 +15,9 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+from ..enums import PRECISION_CHOICES
 from ._options import (
-    EMBEDDED_SUITE, PRECISION_CHOICES, add_dtype_argument, add_interpret_argument, add_suite_argument, check_writable,
+    EMBEDDED_SUITE, add_dtype_argument, add_interpret_argument, add_suite_argument, check_writable,
     enable_interpreter, interpreter_requested, non_negative_int, output_file, positive_float, positive_int,
     resolve_suite,
 )
@@ -156,7 +157,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _problems(args: argparse.Namespace) -> list[tuple[str, Any]]:
-    from ..dtypes import canonical_dtype
+    from ..enums import canonical_dtype
     from ..errors import InvalidInputError
     from ..suite import load_suite, parse_shape, select
 
@@ -194,11 +195,12 @@ def _patterns(args: argparse.Namespace) -> list[str]:
 def _check_precision(args: argparse.Namespace, dtype: str) -> None:
     """Check --precision against the dtype up front (auto and the default need no check here)."""
     from ..errors import InvalidInputError
-    from ..problem import PRECISIONS
+    from ..enums import Precision
 
-    if args.precision not in (None, "auto") and args.precision not in PRECISIONS[dtype]:
+    allowed = Precision.for_dtype(dtype)
+    if args.precision not in (None, "auto") and args.precision not in allowed:
         raise InvalidInputError(f"--precision {args.precision} is not available for {args.dtype}; "
-                                f"choose from {', '.join(PRECISIONS[dtype] + ('auto',))}")
+                                f"choose from {', '.join(allowed + ('auto',))}")
 
 
 def explicit_dtype(args: argparse.Namespace) -> bool:

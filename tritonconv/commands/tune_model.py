@@ -17,8 +17,9 @@ import sys
 from pathlib import Path
 from typing import Any, Callable
 
+from ..enums import PRECISION_CHOICES
 from ._options import (
-    PRECISION_CHOICES, add_dtype_argument, add_interpret_argument, check_writable, enable_interpreter,
+    add_dtype_argument, add_interpret_argument, check_writable, enable_interpreter,
     interpreter_requested,
     output_file, positive_float, positive_int,
 )
@@ -163,11 +164,10 @@ def _meta_problems(args: argparse.Namespace, model: Any) -> dict[str, Any]:
 
     import torch
 
-    from ..dtypes import canonical_dtype
-    from ..problem import DTYPES
+    from ..enums import DType
     from ..tune_model import collect_problems
 
-    dtype = DTYPES[canonical_dtype(args.dtype)]
+    dtype = DType.parse(args.dtype).torch
     memory_format = torch.channels_last if args.channels_last else torch.contiguous_format
     meta = copy.deepcopy(model).to(device="meta", dtype=dtype, memory_format=memory_format)
     example = torch.empty(args.input_shape, device="meta", dtype=dtype).contiguous(memory_format=memory_format)
@@ -202,13 +202,12 @@ def _collect(args: argparse.Namespace) -> int:
 def _tune(args: argparse.Namespace, model: Any) -> int:
     import torch
 
-    from ..dtypes import canonical_dtype
-    from ..problem import DTYPES
+    from ..enums import DType
     from ..summary import RunSummary
     from ..text import safe_console
     from ..tune_model import tune_model
 
-    dtype = DTYPES[canonical_dtype(args.dtype)]
+    dtype = DType.parse(args.dtype).torch
     device = "cpu" if args.interpret else "cuda"
     model = model.to(device)
     example = torch.randn(args.input_shape, device=device)

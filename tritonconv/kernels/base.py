@@ -284,11 +284,11 @@ def conv_io_args(problem: ConvProblem, tensors: ConvTensors) -> dict[str, Any]:
 
 def epilogue_constexprs(problem: ConvProblem, tensors: ConvTensors) -> dict[str, Any]:
     """The fused-epilogue, precision and indexing constexprs shared by the conv kernels."""
-    from .epilogue import ACTIVATIONS, PRECISION_CODES
+    from ..enums import Activation, Precision
 
     return dict(
         HAS_BIAS=tensors.bias is not None, HAS_RESIDUAL=tensors.residual is not None,
-        ACTIVATION=ACTIVATIONS[tensors.activation], PRECISION=PRECISION_CODES[problem.precision],
+        ACTIVATION=Activation(tensors.activation).code, PRECISION=Precision(problem.precision).code,
         INDEX_64=needs_int64(problem, tensors),
     )
 

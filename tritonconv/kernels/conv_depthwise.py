@@ -24,7 +24,7 @@ from ..problem import ConvProblem
 from ..runtime import device_info
 from ..weights import prepare_weight
 from .base import Config, ConfigSpace, ConvTensors, KernelCall, KernelFamily, Param, clamp_pow2, next_power_of_2, conv_io_args, epilogue_constexprs
-from .epilogue import apply_activation
+from .epilogue import PRECISION_BF16, PRECISION_FP16, apply_activation
 
 MAX_UNROLLED_TAPS = 64
 MAX_GRID_X = 2**31 - 1
@@ -39,9 +39,9 @@ def as_operand(x, PRECISION: tl.constexpr):
 
     "ieee", "tf32" and "tf32x3" all mean exact float32 products here: there are no tensor cores to feed.
     """
-    if PRECISION == 3:
+    if PRECISION == PRECISION_FP16:
         x = x.to(tl.float16)
-    elif PRECISION == 4:
+    elif PRECISION == PRECISION_BF16:
         x = x.to(tl.bfloat16)
     return x.to(tl.float32)
 

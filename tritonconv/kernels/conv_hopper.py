@@ -23,6 +23,7 @@ import torch
 import triton
 import triton.language as tl
 
+from ..enums import Precision
 from ..problem import ConvProblem
 from ..runtime import device_info
 from ..weights import prepare_weight
@@ -118,9 +119,6 @@ def conv2d_hopper_kernel(
         )
 
 
-TENSOR_CORE_PRECISIONS = ("tf32", "fp16", "bf16")
-
-
 def supports_on(problem: ConvProblem, capability: tuple[int, int]) -> Optional[str]:
     """Whether the family runs `problem` on a device of `capability` (None) or why not."""
     if not hopper(capability):
@@ -129,7 +127,7 @@ def supports_on(problem: ConvProblem, capability: tuple[int, int]) -> Optional[s
         return "dense convs only (groups=1)"
     if problem.batched_weight:
         return "no batched weights"
-    if problem.precision not in TENSOR_CORE_PRECISIONS:
+    if not Precision(problem.precision).single_mma:
         return f"precision {problem.precision!r} runs no single warpgroup MMA; the implicit_gemm family handles it"
     if (problem.gemm_k * problem.operand_dtype.itemsize) % TMA_ALIGNMENT:
         return f"the KRSC weight's row (C*R*S elements) must be a multiple of {TMA_ALIGNMENT} bytes for TMA"

@@ -17,6 +17,7 @@ import triton.language as tl
 
 from ..problem import ConvProblem
 from ..runtime import device_info
+from ..enums import LoopOrder
 from ..weights import prepare_weight
 from .base import (
     Config, ConfigSpace, ConvTensors, KernelCall, KernelFamily, Param, clamp_pow2, conv_io_args, epilogue_constexprs,
@@ -25,7 +26,8 @@ from .base import (
 from .epilogue import dot_with_precision, store_conv_tile
 from .tiling import known_multiple, output_pixels, swizzled_tile
 
-LOOP_ORDERS = ("filter_outer", "channel_outer")
+LOOP_ORDERS = tuple(order.value for order in LoopOrder)
+LOOP_FILTER_OUTER: tl.constexpr = tl.constexpr(LoopOrder.FILTER_OUTER.code)
 
 
 @triton.jit
@@ -39,7 +41,7 @@ def conv2d_implicit_gemm_kernel(
     srn, srk, srp, srq,  # residual strides (n, k, p, q)
     R: tl.constexpr, S: tl.constexpr,  # filter size: constant, so tap loops and the (c, r, s) decode fold
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, GROUP_M: tl.constexpr,
-    LOOP_ORDER: tl.constexpr,  # 0: filter position outer, channel inner; 1: channel outer, flattened (c, r, s)
+    LOOP_ORDER: tl.constexpr,  # a LoopOrder code: filter position outer, channel inner; or channel outer, flattened (c, r, s)
     EVEN_C: tl.constexpr,  # Cg % BLOCK_K == 0: filter-outer channel blocks need no channel mask
     EVEN_K: tl.constexpr,  # Kg % BLOCK_N == 0: no output-channel mask on the weight loads
     CHANNEL_ALIGN: tl.constexpr,  # a power of two dividing the channel-run strides (sxn, sxh, sxw, swk, ...)
@@ -68,7 +70,7 @@ def conv2d_implicit_gemm_kernel(
     w_cols = w_ptr + (g * Kg + offs_n) * swk  # [BLOCK_N] pointers to each output channel's filter
 
     acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
-    if LOOP_ORDER == 0:
+    if LOOP_ORDER == LOOP_FILTER_OUTER:
         # Reduction step t covers filter tap (r, s) and channels [c0, c0 + BLOCK_K), advanced incrementally (no
         # div/mod per step). One flat loop (not nested) so that Triton software-pipelines it across taps. Every
         # address is one loop-invariant offset vector plus a scalar per step (the tap's and channel block's).
@@ -308,7 +310,7 @@ class ImplicitGemmConv(KernelFamily):
         )
         constexprs = dict(
             BLOCK_M=config["BLOCK_M"], BLOCK_N=config["BLOCK_N"], BLOCK_K=config["BLOCK_K"],
-            GROUP_M=config["GROUP_M"], LOOP_ORDER=LOOP_ORDERS.index(config["LOOP_ORDER"]), R=problem.r, S=problem.s,
+            GROUP_M=config["GROUP_M"], LOOP_ORDER=LoopOrder(config["LOOP_ORDER"]).code, R=problem.r, S=problem.s,
             EVEN_C=problem.c_per_group % config["BLOCK_K"] == 0, EVEN_K=problem.k_per_group % config["BLOCK_N"] == 0,
             CHANNEL_ALIGN=pow2_divisor((x.stride(0), x.stride(2), x.stride(3), w.stride(0), w.stride(2), w.stride(3), problem.c_per_group)),
             **epilogue_constexprs(problem, tensors),

@@ -23,6 +23,7 @@ import triton.language as tl
 
 from ..problem import ConvProblem
 from ..runtime import device_info
+from ..enums import SmallGroupMode
 from ..weights import prepare_weight
 from .base import (
     Config, ConfigSpace, ConvTensors, KernelCall, KernelFamily, Param, clamp_pow2, conv_io_args, epilogue_constexprs,
@@ -32,7 +33,8 @@ from .conv_depthwise import as_operand
 from .epilogue import dot_with_precision, store_conv_tile
 from .tiling import output_pixels
 
-MODES = ("block_diag", "direct")
+MODES = tuple(mode.value for mode in SmallGroupMode)
+MODE_BLOCK_DIAG: tl.constexpr = tl.constexpr(SmallGroupMode.BLOCK_DIAG.code)
 MAX_GRID_X = 2**31 - 1
 # The direct mode reads weights as [BLOCK_N] vectors along K (RSCK); the MMA mode as [BLOCK_K, BLOCK_N] tiles
 # with input channels contiguous per output channel (KRSC).
@@ -73,7 +75,7 @@ def conv2d_small_group_kernel(
     group_c0 = (offs_k // Kg) * Cg  # first input channel of each output channel's group
 
     acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
-    if MODE == 0:
+    if MODE == MODE_BLOCK_DIAG:
         # Block-diagonal GEMM over the input channels [c_lo, c_lo + CT) of the groups this tile spans.
         # Step t covers filter tap (r, s) and channels [c_lo + cb * BLOCK_K, ...): t = (r * S + s) * ncb + cb.
         # The channel range starts at a multiple of BLOCK_K and is bounded only by C, so the compiler can prove
@@ -277,7 +279,7 @@ class SmallGroupConv(KernelFamily):
         )
         constexprs = dict(
             BLOCK_M=config["BLOCK_M"], BLOCK_N=config["BLOCK_N"], BLOCK_K=config["BLOCK_K"],
-            MODE=MODES.index(config["MODE"]), **epilogue_constexprs(problem, tensors),
+            MODE=SmallGroupMode(config["MODE"]).code, **epilogue_constexprs(problem, tensors),
         )
         grid = (num_programs(problem, config),)
         return [KernelCall(conv2d_small_group_kernel, grid, args, constexprs, config["num_warps"], config["num_stages"])]

@@ -2,38 +2,49 @@
 import triton
 import triton.language as tl
 
-# Activation names accepted by the public API and their kernel codes.
-ACTIVATIONS: dict[str, int] = {"none": 0, "relu": 1, "relu6": 2, "silu": 3, "gelu": 4}
-PRECISION_CODES: dict[str, int] = {"ieee": 0, "tf32": 1, "tf32x3": 2, "fp16": 3, "bf16": 4, "int8": 5}
+from ..enums import Activation, Precision
+
+# The ACTIVATION and PRECISION constexprs the kernels compare against (codes from tritonconv.enums).
+ACTIVATION_RELU: tl.constexpr = tl.constexpr(Activation.RELU.code)
+ACTIVATION_RELU6: tl.constexpr = tl.constexpr(Activation.RELU6.code)
+ACTIVATION_SILU: tl.constexpr = tl.constexpr(Activation.SILU.code)
+ACTIVATION_GELU: tl.constexpr = tl.constexpr(Activation.GELU.code)
+PRECISION_IEEE: tl.constexpr = tl.constexpr(Precision.IEEE.code)
+PRECISION_TF32: tl.constexpr = tl.constexpr(Precision.TF32.code)
+PRECISION_TF32X3: tl.constexpr = tl.constexpr(Precision.TF32X3.code)
+PRECISION_FP16: tl.constexpr = tl.constexpr(Precision.FP16.code)
+PRECISION_BF16: tl.constexpr = tl.constexpr(Precision.BF16.code)
 
 
 @triton.jit
 def apply_activation(x, ACTIVATION: tl.constexpr):
     """Elementwise activation of a float32 tile (gelu is the exact erf form, like F.gelu's default)."""
-    if ACTIVATION == 1:
+    if ACTIVATION == ACTIVATION_RELU:
         x = tl.maximum(x, 0.0)
-    elif ACTIVATION == 2:
+    elif ACTIVATION == ACTIVATION_RELU6:
         x = tl.minimum(tl.maximum(x, 0.0), 6.0)
-    elif ACTIVATION == 3:
+    elif ACTIVATION == ACTIVATION_SILU:
         x = x / (1.0 + tl.exp(-x))
-    elif ACTIVATION == 4:
+    elif ACTIVATION == ACTIVATION_GELU:
         x = 0.5 * x * (1.0 + tl.math.erf(x * 0.7071067811865476))
     return x
 
 
 @triton.jit
 def dot_with_precision(a, b, acc, PRECISION: tl.constexpr):
-    """acc += a @ b with the operand precision chosen by PRECISION (see PRECISION_CODES); fp32 accumulation."""
-    if PRECISION == 3:
+    """acc += a @ b with the operand precision chosen by PRECISION (a Precision code); fp32 accumulation."""
+    if PRECISION == PRECISION_FP16:
         acc = tl.dot(a.to(tl.float16), b.to(tl.float16), acc, out_dtype=tl.float32)
-    elif PRECISION == 4:
+    elif PRECISION == PRECISION_BF16:
         acc = tl.dot(a.to(tl.bfloat16), b.to(tl.bfloat16), acc, out_dtype=tl.float32)
-    elif PRECISION == 0:
+    elif PRECISION == PRECISION_IEEE:
         acc = tl.dot(a, b, acc, input_precision="ieee", out_dtype=tl.float32)
-    elif PRECISION == 1:
+    elif PRECISION == PRECISION_TF32:
         acc = tl.dot(a, b, acc, input_precision="tf32", out_dtype=tl.float32)
-    else:
+    elif PRECISION == PRECISION_TF32X3:
         acc = tl.dot(a, b, acc, input_precision="tf32x3", out_dtype=tl.float32)
+    else:
+        tl.static_assert(False, "unknown PRECISION code")
     return acc
 
 

@@ -31,7 +31,8 @@ from .base import (
     pow2_divisor,
 )
 from .conv_implicit_gemm import fits_registers, fits_shared_memory
-from .epilogue import ACTIVATIONS, PRECISION_CODES, apply_activation, dot_with_precision
+from ..enums import Activation, Precision
+from .epilogue import apply_activation, dot_with_precision
 from .tiling import known_multiple, swizzled_tile
 
 VARIANTS = ("tiled", "tma_persistent")
@@ -472,7 +473,7 @@ class GemmConv(KernelFamily):
         index_64 = needs_int64(problem, tensors) or workspace_elements > INT32_MAX
         epilogue = dict(
             HAS_BIAS=tensors.bias is not None, HAS_RESIDUAL=res is not None,
-            ACTIVATION=ACTIVATIONS[tensors.activation], INDEX_64=index_64,
+            ACTIVATION=Activation(tensors.activation).code, INDEX_64=index_64,
         )
         if config["VARIANT"] == "tma_persistent" and plan.flat:
             call = self._tma_call(problem, tensors, config, operands, (sb_k, sb_n), epilogue)
@@ -501,7 +502,7 @@ class GemmConv(KernelFamily):
         constexprs = dict(
             BLOCK_M=config["BLOCK_M"], BLOCK_N=config["BLOCK_N"], BLOCK_K=config["BLOCK_K"],
             GROUP_M=config["GROUP_M"], SPLIT_K=split_k, EVEN_K=k % config["BLOCK_K"] == 0,
-            DECODE_ROWS=plan.decode, PRECISION=PRECISION_CODES[problem.precision], **epilogue,
+            DECODE_ROWS=plan.decode, PRECISION=Precision(problem.precision).code, **epilogue,
             ROW_ALIGN=pow2_divisor((sa_b, sa_p, sa_q, sb_b, sb_n)), K_ALIGN=pow2_divisor((k,)),
         )
         calls = [KernelCall(gemm_kernel, grid, args, constexprs, config["num_warps"], config["num_stages"])]
@@ -550,7 +551,7 @@ class GemmConv(KernelFamily):
         constexprs = dict(
             BLOCK_M=config["BLOCK_M"], BLOCK_N=config["BLOCK_N"], BLOCK_K=config["BLOCK_K"],
             GROUP_M=config["GROUP_M"], NUM_SMS=num_sms, B_K_MAJOR=b_k_major,
-            WARP_SPECIALIZE=config["WARP_SPECIALIZE"], PRECISION=PRECISION_CODES[problem.precision], **epilogue,
+            WARP_SPECIALIZE=config["WARP_SPECIALIZE"], PRECISION=Precision(problem.precision).code, **epilogue,
         )
         return KernelCall(
             gemm_tma_persistent_kernel, (min(num_sms, tiles),), args, constexprs,

@@ -14,6 +14,7 @@ from typing import Any, Optional, Union
 
 import torch
 
+from ..enums import DType
 from ..errors import InvalidInputError
 from ..dispatch import empty_output, run_problem
 from ..functional import IntOrPair, check_tensors, make_problem
@@ -21,7 +22,6 @@ from ..kernels.base import Quantization, check_config
 from ..kernels.int8_implicit_gemm import Int8ImplicitGemmConv
 
 FAMILY = Int8ImplicitGemmConv.name
-FLOAT_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 
 
 def _positive_scale(value: Any, name: str) -> float:
@@ -95,7 +95,7 @@ def conv2d(
             raise InvalidInputError(f"{name} must be an int8 tensor (quantized values), got {t.dtype}; "
                                     f"quantize it with tritonconv.quantized.quantize_tensor")
     for name, t in (("bias", bias), ("residual", residual)):
-        if t is not None and t.dtype not in FLOAT_DTYPES:
+        if t is not None and DType.from_torch(t.dtype) not in DType.floats():
             raise InvalidInputError(f"{name} must be float32, float16 or bfloat16 (real units), got {t.dtype}")
     problem = make_problem(x_q, w_q, bias, stride, padding, dilation, groups, residual=residual,
                            activation=activation, quantized=True)

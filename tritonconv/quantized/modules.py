@@ -8,9 +8,8 @@ import torch
 from torch import nn
 from torch.nn.modules.utils import _pair
 
-from ..cudnn import _ACTIVATIONS
+from ..enums import Activation
 from ..errors import InvalidInputError
-from ..kernels.epilogue import ACTIVATIONS
 from ..nn import output_shape
 from .functional import conv2d
 from .quantize import quantize_tensor, quantize_weight
@@ -28,8 +27,8 @@ class QuantizedConv2d(nn.Module):
                  bias: Optional[torch.Tensor] = None, stride: Any = 1, padding: Any = 0, dilation: Any = 1,
                  groups: int = 1, activation: str = "none") -> None:
         super().__init__()
-        if activation not in ACTIVATIONS:
-            raise InvalidInputError(f"activation must be one of {sorted(ACTIVATIONS)}, got {activation!r}")
+        if activation not in Activation.names():
+            raise InvalidInputError(f"activation must be one of {sorted(Activation.names())}, got {activation!r}")
         self.register_buffer("weight_q", weight_q)
         self.register_buffer("weight_scale", weight_scale.to(torch.float32))
         self.register_buffer("input_scale", torch.tensor(float(input_scale), dtype=torch.float32))
@@ -71,6 +70,5 @@ class QuantizedConv2d(nn.Module):
                    self.padding, self.dilation, self.groups, activation=self.activation if fused else None,
                    residual=residual if fused else None, config=self.config)
         if not fused:
-            act = _ACTIVATIONS[self.activation]
-            y = act(y + residual) if act is not None else y + residual
+            y = Activation(self.activation).apply(y + residual)
         return y if input.dtype == torch.float32 else y.to(input.dtype)

@@ -7,7 +7,8 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from ..errors import InvalidInputError, UnsupportedError
-from ..problem import DTYPES, PRECISIONS, ConvProblem
+from ..enums import DType, Precision
+from ..problem import ConvProblem
 
 OPTIONS = ("trials", "timeout", "precision", "tolerance", "layouts", "resume", "early_stop", "cache", "retime_top",
            "seed", "compile_workers")
@@ -37,13 +38,13 @@ def check_problem(problem: Any) -> None:
     if problem.c % problem.groups or problem.k % problem.groups:
         raise InvalidInputError(f"cannot tune {problem.key}: groups={problem.groups} must divide c={problem.c} "
                                 f"and k={problem.k}")
-    if problem.dtype not in DTYPES:
-        raise UnsupportedError(f"cannot tune {problem.key}: dtype {problem.dtype!r} is not one of {sorted(DTYPES)}")
+    if problem.dtype not in DType.names():
+        raise UnsupportedError(f"cannot tune {problem.key}: dtype {problem.dtype!r} is not one of {sorted(DType.names())}")
     if problem.layout not in ("nchw", "nhwc"):
         raise InvalidInputError(f"cannot tune {problem.key}: layout must be 'nchw' or 'nhwc', got {problem.layout!r}")
-    if problem.precision not in PRECISIONS[problem.dtype]:
+    if problem.precision not in Precision.for_dtype(problem.dtype):
         raise InvalidInputError(f"cannot tune {problem.key}: precision {problem.precision!r} is not available for "
-                                f"{problem.dtype}; choose from {PRECISIONS[problem.dtype]}")
+                                f"{problem.dtype}; choose from {Precision.for_dtype(problem.dtype)}")
 
 
 def check_tune_options(problems: Iterable[Any], options: dict[str, Any]) -> None:
@@ -77,11 +78,11 @@ def check_tune_options(problems: Iterable[Any], options: dict[str, Any]) -> None
     if isinstance(cache, (str, Path)) and not isinstance(cache, bool) and Path(cache).exists() and not Path(cache).is_dir():
         raise InvalidInputError(f"cache must be a directory, but {str(cache)!r} is a file")
     precision = get("precision")
-    allowed = ("auto",) + tuple(PRECISIONS["float32"])
+    allowed = ("auto",) + Precision.names()
     if precision is not None and precision not in allowed:
         raise InvalidInputError(f"precision must be None, 'auto' or one of {allowed[1:]}, got {precision!r}")
     for problem in problems:
         check_problem(problem)
-        if precision not in (None, "auto") and precision not in PRECISIONS[problem.dtype]:
+        if precision not in (None, "auto") and precision not in Precision.for_dtype(problem.dtype):
             raise InvalidInputError(f"precision {precision!r} is not available for {problem.dtype} "
-                                    f"({problem.key}); choose from {PRECISIONS[problem.dtype]} or 'auto'")
+                                    f"({problem.key}); choose from {Precision.for_dtype(problem.dtype)} or 'auto'")

@@ -17,6 +17,7 @@ from typing import Any, Callable, Optional, Protocol, Union
 
 import torch
 
+from ..enums import Precision
 from ..problem import ConvProblem
 
 Timer = Callable[[Callable[[], object]], float]
@@ -175,7 +176,7 @@ class Bench:
         benchmark_mode = torch.backends.cudnn.benchmark
         try:
             torch.backends.cudnn.benchmark = True
-            torch.backends.cudnn.allow_tf32 = problem.precision not in ("ieee", "tf32x3")
+            torch.backends.cudnn.allow_tf32 = Precision(problem.precision).cudnn_tf32
             for memory_format in (torch.contiguous_format, torch.channels_last):
                 tensors = ConvTensors(x.contiguous(memory_format=memory_format), w, None)  # type: ignore[arg-type]
                 out = cudnn_conv2d(problem, tensors)

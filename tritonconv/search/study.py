@@ -34,11 +34,11 @@ from optuna.trial import TrialState
 
 from .. import cache as tuning_cache
 from ..errors import InvalidInputError, TritonConvError
-from ..problem import PRECISIONS, ConvProblem
+from ..enums import Precision
+from ..problem import ConvProblem
 from ..runtime import INTERPRET, device_info
 from . import journal
 from .compile_pool import Precompiler
-from .reference import TOLERANCE
 from .options import check_tune_options
 from .runner import InProcessRunner, Measurement, Runner, SubprocessRunner
 from .space import FAMILY, PRECISION, Candidate, SearchSpace
@@ -129,7 +129,7 @@ class _Options:
 
 
 def _options(problem: ConvProblem, precision: Optional[str], tolerance: Optional[float], layouts: str) -> _Options:
-    allowed = PRECISIONS[problem.dtype]
+    allowed = Precision.for_dtype(problem.dtype)
     if precision == "auto":
         precisions = (problem.precision,) + tuple(p for p in allowed if p != problem.precision)
     elif precision is None:
@@ -142,7 +142,7 @@ def _options(problem: ConvProblem, precision: Optional[str], tolerance: Optional
         raise InvalidInputError(f"layouts must be 'native' or 'auto', got {layouts!r}")
     if tolerance is not None and not tolerance > 0:
         raise InvalidInputError(f"tolerance must be positive, got {tolerance!r}")
-    tol = float(tolerance if tolerance is not None else TOLERANCE[problem.precision])
+    tol = float(tolerance if tolerance is not None else Precision(problem.precision).tolerance)
     converts = (False, True) if layouts == "auto" else (False,)
     search = {"precision": "auto" if precision == "auto" else "fixed", "layouts": layouts, "tolerance": tol}
     return _Options(problem, precisions, converts, tol, search)
@@ -623,7 +623,7 @@ def tune(
         timeout: seconds of searching after which the best so far wins.
         precision: None keeps `problem.precision`; a name fixes it; "auto" lets every precision allowed for the
             dtype compete, only those within `tolerance` of the float64 reference may win.
-        tolerance: max relative error; default TOLERANCE[problem.precision].
+        tolerance: max relative error; default Precision(problem.precision).tolerance.
         layouts: "native" reads the input as given; "auto" also tries converting NCHW input to NHWC first.
         resume: reuse the cache entry / continue the stored study; False re-tunes from scratch.
         early_stop: stop after this many measured trials without a new best (None: never).
