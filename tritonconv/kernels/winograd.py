@@ -20,6 +20,7 @@ import torch
 import triton
 import triton.language as tl
 
+from ..enums import Activation, Precision
 from ..problem import INT32_MAX, ConvProblem
 from ..runtime import device_info
 from ..weights import prepare_derived
@@ -37,7 +38,7 @@ from .base import (
     pow2_divisor,
 )
 from .conv_implicit_gemm import fits_registers, fits_shared_memory
-from .epilogue import PRECISION_CODES, store_conv_tile
+from .epilogue import store_conv_tile
 from .gemm import gemm_kernel
 
 TILES = (2, 4)  # m of F(m x m, 3 x 3)
@@ -327,7 +328,7 @@ class WinogradConv(KernelFamily):
                  sc_b=m.stride(0), sc_p=0, sc_q=m.stride(1), sc_n=1, sr_b=0, sr_p=0, sr_q=0, sr_n=0),
             dict(BLOCK_M=config["BLOCK_M"], BLOCK_N=config["BLOCK_N"], BLOCK_K=config["BLOCK_K"],
                  GROUP_M=config["GROUP_M"], SPLIT_K=1, EVEN_K=cg % config["BLOCK_K"] == 0, DECODE_ROWS=False,
-                 HAS_BIAS=False, HAS_RESIDUAL=False, ACTIVATION=0, PRECISION=PRECISION_CODES[problem.precision],
+                 HAS_BIAS=False, HAS_RESIDUAL=False, ACTIVATION=Activation.NONE.code, PRECISION=Precision(problem.precision).code,
                  INDEX_64=index_64, ROW_ALIGN=pow2_divisor((v.stride(0), v.stride(1), u.stride(0), u.stride(1))),
                  K_ALIGN=pow2_divisor((cg,))),
             config["num_warps"], config["num_stages"],
