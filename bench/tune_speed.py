@@ -125,12 +125,19 @@ def project(measured: dict, measured_gpu: bool) -> dict:
     early = sum(r["stopped_early"] for r in rows) / p
     waste_per_problem = early * max(0, workers - measured["machine"]["compile_workers"]) * cpu_per_job
     compile_side = n * (cpu_per_problem + waste_per_problem) / workers
-    gpu_chain = n * (measured_per_problem * g + RETIME_TOP * g_full + g_base + tuner_cpu_per_problem)
+    in_series = n * (measured_per_problem * g + RETIME_TOP * g_full + g_base + tuner_cpu_per_problem)
+    # the tuner's asks (Optuna's sampling, launch hashes, submits) run while the GPU worker measures: their share f
+    # of the tuner's CPU seconds, measured with the real compiles or in a --tuner-only run (tuner_split)
+    split = measured.get("tuner_split")
+    f = split["ask_fraction"] if split else (measured["tuner_ask_cpu_s"] / measured["tuner_process_cpu_s"]
+                                             if measured.get("tuner_ask_cpu_s") else None)
+    gpu_chain = in_series if f is None else n * (max(measured_per_problem * g, f * tuner_cpu_per_problem)
+                                                  + (1 - f) * tuner_cpu_per_problem + RETIME_TOP * g_full + g_base)
     s0 = measured["pool_start_cpu_s_per_worker"]
     return {
         "kind": "projection (not a measurement)",
-        "formula": "T = s0 + c_job + max(N * (K + W) / (cores - 1), N * (M * g + 3 * g_full + g_base + P)); "
-                   "upper bound without any overlap: s0 + N * (K + W) / (cores - 1) + N * (M * g + 3 * g_full + g_base + P)",
+        "formula": "T = s0 + c_job + max(N * (K + W) / (cores - 1), N * (max(M * g, f * P) + (1 - f) * P + 3 * g_full + g_base)); "
+                   "upper bound without any overlap: s0 + N * (K + W) / (cores - 1) + N * (M * g + P + 3 * g_full + g_base)",
         "terms": {
             "s0": "compile pool start: CPU seconds of one worker's spawn and imports (they start in parallel, a core "
                   "each); the tuner process's own start (import torch) is not counted",
@@ -140,6 +147,8 @@ def project(measured: dict, measured_gpu: bool) -> dict:
             "K": "compile CPU seconds per problem: every job the pool ran, divided by the problems measured",
             "M": "candidates measured (benchmarked) per problem",
             "P": "CPU seconds of the tuner process per problem (Optuna ask/tell, journal, launch hashes, study set-up)",
+            "f": "share of P spent asking for and submitting candidates, which overlaps the GPU worker's measurement "
+                 "(tuner_split); without it f = 0 (the tuner in series with the GPU)",
             "g, g_full, g_base": "GPU seconds per screened candidate, per full re-timing, per cuDNN baseline (both layouts)",
         },
         "N_unique_convs": n, "cores": PROJECTION_CORES,
@@ -152,9 +161,11 @@ def project(measured: dict, measured_gpu: bool) -> dict:
         "P_tuner_cpu_s_per_problem_measured_here": tuner_cpu_per_problem,
         "g_gpu_s_per_candidate": g, "g_full_gpu_s_per_retime": g_full, "g_base_gpu_s_per_baseline": g_base,
         "g_source": "measured (real runner)" if measured_gpu else "assumed: no GPU measurement",
-        "compile_side_s": compile_side, "gpu_and_tuner_side_s": gpu_chain,
+        "f_ask_share_of_tuner_cpu": f,
+        "compile_side_s": compile_side, "gpu_and_tuner_side_s": gpu_chain, "gpu_and_tuner_side_s_tuner_in_series": in_series,
         "projected_total_s": s0 + cpu_per_job + max(compile_side, gpu_chain),
-        "upper_bound_without_overlap_s": s0 + compile_side + gpu_chain,
+        "projected_total_s_tuner_in_series": s0 + cpu_per_job + max(compile_side, in_series),
+        "upper_bound_without_overlap_s": s0 + compile_side + in_series,
         "caveat": "CPU seconds were measured on this machine's cores; the GPU host's cores may compile faster or "
                   "slower. K from a subset of the 23 convs undercounts the binaries they share with the others "
                   "(a conservative K).",
@@ -170,6 +181,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--warm-triton-cache", action="store_true",
                         help="keep Triton's own cache directory (default: an empty one, so nothing compiled before counts)")
+    parser.add_argument("--tuner-only", action="store_true",
+                        help="compile nothing (every candidate compiles instantly): measures the tuner process alone")
+    parser.add_argument("--tuner-split", default="",
+                        help="with --reproject: a --tuner-only result whose ask share of the tuner's CPU time goes into "
+                             "the projection (the asks overlap the GPU worker)")
     parser.add_argument("--chunk", type=int, default=0,
                         help="problems per tune_many call, the file rewritten after each (0: one call for all)")
     parser.add_argument("--out", default="", help="JSON result file")
@@ -177,6 +193,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.reproject:
         saved = json.loads(Path(args.reproject).read_text())
+        if args.tuner_split:
+            split = json.loads(Path(args.tuner_split).read_text())
+            saved["tuner_split"] = {"source": Path(args.tuner_split).name, "problems_measured": split["problems_measured"],
+                                    "tuner_process_cpu_s": split["tuner_process_cpu_s"],
+                                    "tuner_ask_cpu_s": split["tuner_ask_cpu_s"],
+                                    "ask_fraction": split["tuner_ask_cpu_s"] / split["tuner_process_cpu_s"]}
         saved["projection_resnet50_b32_16_cores"] = project(saved, saved["runner"] == "real")
         Path(args.reproject).write_text(json.dumps(saved, indent=1))
         print(json.dumps(saved["projection_resnet50_b32_16_cores"], indent=1))
@@ -207,7 +229,8 @@ def main(argv: list[str] | None = None) -> int:
         runner, target = FakeRunner(compile_target=COMPILE_TARGETS[90]), COMPILE_TARGETS[90]
     load_at_start = os.getloadavg()
     start_s, start_cpu_s = pool_start_s(workers)
-    pool = Precompiler(target or device_info("cuda"), workers)
+    pool = (_NoCompile if args.tuner_only else Precompiler)(target or device_info("cuda"), workers)
+    asks = _time_the_asks()
     started, cpu_started, done = time.perf_counter(), time.process_time(), []
     chunk = args.chunk or len(problems)
     with tempfile.TemporaryDirectory() as cache_dir:
@@ -217,7 +240,7 @@ def main(argv: list[str] | None = None) -> int:
                 done += tune_many(problems[first:first + chunk], trials=args.trials, runner=runner, cache=cache_dir,
                                   progress=False, precompiler=pool, resume=False)
             result = _result(args, workers, load_at_start, start_s, start_cpu_s, pool, done, target,
-                             time.perf_counter() - started, time.process_time() - cpu_started)
+                             time.perf_counter() - started, time.process_time() - cpu_started, asks[0])
             if args.out:  # after every chunk: a run cut short keeps what it measured
                 Path(args.out).parent.mkdir(parents=True, exist_ok=True)
                 Path(args.out).write_text(json.dumps(result, indent=1))
@@ -227,8 +250,49 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def _time_the_asks() -> list[float]:
+    """Count the tuner process's CPU seconds in asking for candidates (Optuna's sampling, the feasibility check)
+    and submitting them (launch hashes): the work that overlaps the GPU worker's measurement."""
+    from tritonconv.search import compile_pool, study
+
+    spent = [0.0]
+
+    def timed(fn):
+        def wrapper(*args, **kwargs):
+            started = time.process_time()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                spent[0] += time.process_time() - started
+        return wrapper
+
+    study._ask = timed(study._ask)
+    compile_pool.Precompiler.submit = timed(compile_pool.Precompiler.submit)
+    return spent
+
+
+def _no_compile():
+    from concurrent.futures import Future
+
+    from tritonconv.search.compile_pool import Precompiler
+
+    class NoCompile(Precompiler):
+        """Every candidate compiles at once, to nothing (--tuner-only)."""
+
+        def _start(self, problem, family, config):
+            done: Future = Future()
+            done.set_result({"ok": True, "usage": [], "compile_s": 0.0, "compile_cpu_s": 0.0, "cache_hits": 0, "cache_misses": 0})
+            return done
+
+    return NoCompile
+
+
+def _NoCompile(*args, **kwargs):  # noqa: N802 - a class made on first use (imports tritonconv)
+    return _no_compile()(*args, **kwargs)
+
+
 def _result(args, workers: int, load_at_start, start_s: float, start_cpu_s: float, pool, done: list, target,
-            wall: float, tuner_cpu: float) -> dict:
+            wall: float, tuner_cpu: float, ask_cpu: float) -> dict:
     rows = [problem_row(r, args.trials) for r in done]
     load = os.getloadavg()
     stats = dataclasses.asdict(pool.stats)
@@ -241,7 +305,8 @@ def _result(args, workers: int, load_at_start, start_s: float, start_cpu_s: floa
         "triton_cache": "warm (the user's)" if args.warm_triton_cache else "empty at the start",
         "problems_measured": [r["problem"] for r in rows],
         "tune_many_calls": -(-len(rows) // (args.chunk or len(rows))),
-        "wall_s": wall, "tuner_process_cpu_s": tuner_cpu, "pool_start_s": start_s, "pool_start_cpu_s_per_worker": start_cpu_s,
+        "mode": "tuner only: nothing compiled" if args.tuner_only else "real compiles",
+        "wall_s": wall, "tuner_process_cpu_s": tuner_cpu, "tuner_ask_cpu_s": ask_cpu, "pool_start_s": start_s, "pool_start_cpu_s_per_worker": start_cpu_s,
         "cpu_time_note": "compile_cpu_s: user + system CPU seconds of the compile worker and its ptxas/cuobjdump "
                          "children per job; compile_s: the same jobs' wall seconds on this (loaded) machine. On a "
                          "machine with a core per worker, CPU seconds are the per-core cost.",
