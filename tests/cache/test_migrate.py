@@ -28,6 +28,7 @@ FAST, CUDNN_WON, STALE = PROBLEM, PROBLEM.with_(k=64), PROBLEM.with_(k=48)  # ST
 @pytest.fixture(autouse=True)
 def v2_cache():
     cache.invalidate()
+    cache.files.forget_warnings()
     shutil.copytree(DATA, cache.cache_dir())
     yield json.loads((DATA / cache.CACHE_FILE).read_text())
     cache.invalidate()
@@ -120,3 +121,57 @@ def test_unchanged_family_versions_migrate_unchanged(monkeypatch, v2_cache):
     cache.invalidate()
     found = lookups()
     assert found["fast"]["BLOCK_M"] == 64 and found["depthwise"] is not None and found["stale"] is None
+
+
+# ---- version 1 ---------------------------------------------------------------------------------------------------
+V1 = Path(__file__).parents[1] / "data" / "cache_v1"  # written by tritonconv at 7620ebd^ (trials inline, indent=1)
+V1_VERSION = "d0eb028e2767"  # its entries' implicit_gemm version
+
+
+def install_v1() -> Path:
+    shutil.rmtree(cache.cache_dir())
+    cache.cache_dir().mkdir(parents=True)
+    path = cache.cache_path()
+    shutil.copy(V1 / cache.CACHE_FILE, path)
+    cache.invalidate()
+    return path
+
+
+@pytest.mark.parametrize("rule", ["same", "changed"])
+def test_a_version_1_file_is_read_entry_by_entry_never_parsing_every_trial(monkeypatch, rule):
+    family = get_family("implicit_gemm")
+    monkeypatch.setattr(family, "version", V1_VERSION if rule == "same" else "new-implicit_gemm")
+    monkeypatch.setattr(cache.versions, "legacy_versions", lambda name: frozenset({V1_VERSION}))
+    path = install_v1()
+    with pytest.warns(RuntimeWarning, match="version-1 format"):
+        assert cache.lookup_config(PROBLEM, CPU, "triton")["BLOCK_M"] == 32
+    assert isinstance(cache.view.load_view().raw, cache.store.IndentedIndexed), "no parse of the whole file"
+    assert cache.lookup_config(PROBLEM.with_(n=1), CPU, "triton")["BLOCK_M"] == 16
+    assert cache.lookup_config(PROBLEM.with_(n=16), CPU, "triton")["BLOCK_M"] == 64
+    assert cache.lookup_config(PROBLEM.with_(n=2), CPU) is None
+    monkeypatch.setenv(cache.BATCH_BUCKETING_ENV, "1")
+    assert cache.lookup_config(PROBLEM.with_(n=2), CPU, "triton")["BLOCK_M"] in (16, 32), "the nearest batch's"
+    assert path.read_bytes() == (V1 / cache.CACHE_FILE).read_bytes(), "reading never rewrites"
+
+    cache.check(fix=True)
+    data = json.loads(path.read_text())
+    assert data["version"] == cache.SCHEMA_VERSION and len(data["entries"]) == 3
+    assert all(e["family_version"] == family.version and "trials" not in e for e in data["entries"].values())
+    assert path.with_name(cache.CACHE_FILE + ".v1").read_bytes() == (V1 / cache.CACHE_FILE).read_bytes()
+    trials = cache.read_entry(key(PROBLEM)).usable_trials()
+    assert len(trials) == 2 and all(t["family_version"] == family.version for t in trials)
+    cache.invalidate()
+    assert cache.lookup_config(PROBLEM, CPU, "triton")["BLOCK_M"] == 32
+
+
+def test_a_damaged_entry_of_a_version_1_file_costs_only_that_entry(monkeypatch):
+    monkeypatch.setattr(get_family("implicit_gemm"), "version", V1_VERSION)
+    path = install_v1()
+    text = path.read_text()
+    at = text.index(json.dumps(key(PROBLEM.with_(n=16))))
+    path.write_text(text[:at] + text[at:].replace('"time_ms": 3.0', '"time_ms" 3.0', 1))
+    with pytest.warns(RuntimeWarning) as caught:
+        assert cache.lookup_config(PROBLEM.with_(n=16), CPU) is None
+        assert cache.lookup_config(PROBLEM, CPU, "triton")["BLOCK_M"] == 32
+    assert any("damaged" in str(w.message) for w in caught)
+    assert isinstance(cache.view.load_view().raw, cache.store.IndentedIndexed)

@@ -83,6 +83,63 @@ class LineIndexed:
         return found
 
 
+class IndentedIndexed:
+    """The raw entries of a version-1 file in the layout version 1 wrote (`json.dumps(indent=1)`: top-level
+    fields indented by one space, each entry starting on a line indented by two, everything inside it deeper),
+    found and parsed one at a time like `LineIndexed`: an unmigrated v1 file, whose inline trial histories make
+    it hundreds of MB of JSON, costs a process its bytes, not a parse of every trial."""
+
+    version = 1
+    _KEY_LINE = re.compile(rb'^  ("(?:[^"\\\n]|\\.)*"): ', re.MULTILINE)
+
+    def __init__(self, raw: bytes, start: int, end: int):
+        self.raw, self.start, self.end = raw, start, end  # the entries mapping's lines are raw[start:end]
+
+    @staticmethod
+    def parse(raw: bytes) -> IndentedIndexed | None:
+        """The view of a version-1 file in that layout, None if `raw` is not one (then it is parsed whole)."""
+        if not raw.startswith(b"{\n ") or not raw.rstrip().endswith(b"\n}"):
+            return None
+        version = re.search(rb'\n "version": (\d+)[,\n]', raw)
+        opening = raw.find(b'\n "entries": {\n')
+        if b'\n "schema": ' + json.dumps(SCHEMA).encode() not in raw or version is None or version.group(1) != b"1" \
+                or opening < 0:
+            return None
+        start = opening + len(b'\n "entries": {')
+        end = raw.find(b"\n }", start)  # the first line back at depth one closes the entries
+        return IndentedIndexed(raw, start, end) if end > 0 else None
+
+    def _value_start(self, key: object) -> int:
+        if not isinstance(key, str):
+            return -1
+        marker = b"\n  " + json.dumps(key).encode() + b": "
+        at = self.raw.find(marker, self.start, self.end)
+        return -1 if at < 0 else at + len(marker)
+
+    def __contains__(self, key: object) -> bool:
+        return self._value_start(key) >= 0
+
+    def __getitem__(self, key: str) -> Any:
+        start = self._value_start(key)
+        if start < 0:
+            raise KeyError(key)
+        end = self.raw.find(b'\n  "', start, self.end)  # the next entry's line
+        value, problem = parse_json(self.raw[start:end if end >= 0 else self.end].rstrip(b","))
+        if problem:
+            raise EntryError(f"its lines in the file are damaged ({problem})")
+        return restamp(value)
+
+    def keys(self) -> list[str]:
+        """Every key (a scan of the entries' first lines: only batch bucketing needs it)."""
+        found = []
+        for match in self._KEY_LINE.finditer(self.raw, self.start, self.end):
+            try:
+                found.append(json.loads(match.group(1)))
+            except ValueError:
+                continue
+        return found
+
+
 @dataclass
 class StoredFile:
     """A parsed cache or export file: its raw entries by key as on disk, except that the entries of a file of an

@@ -12,14 +12,14 @@ from ..errors import CacheError, EntryError
 from .entry import CacheEntry
 from .files import read_bytes, warn_once
 from .keys import CACHE_DIR_ENV, cache_path
-from .store import LineIndexed, stored_from_bytes
+from .store import IndentedIndexed, LineIndexed, stored_from_bytes
 
 
 @dataclass
 class View:
     dir_setting: str | None  # TRITONCONV_CACHE_DIR when loaded (cheaper to compare than paths)
     path: Path
-    raw: dict[str, Any] | LineIndexed
+    raw: dict[str, Any] | LineIndexed | IndentedIndexed
     parsed: dict[str, CacheEntry | None] = field(default_factory=dict)  # validated on first lookup
     by_bucket: dict[str, list[tuple[int, str]]] | None = None  # built on first bucketed lookup
 
@@ -53,20 +53,19 @@ def load_view() -> View:
     if _view_cache is not None and _view_cache.dir_setting == setting:
         return _view_cache
     path = cache_path()
-    entries: dict[str, Any] | LineIndexed = {}
+    entries: dict[str, Any] | LineIndexed | IndentedIndexed = {}
     try:
         raw = read_bytes(path, what="tuning cache")
         if raw is not None:
-            indexed = LineIndexed.parse(raw)
+            indexed = LineIndexed.parse(raw) or IndentedIndexed.parse(raw)
             if indexed is not None:
-                entries = indexed
-            else:  # another layout (an older version's, or edited by hand): parsed whole
+                entries, version = indexed, indexed.version
+            else:  # another layout (edited by hand, written by another program): parsed whole
                 stored = stored_from_bytes(path, raw, backup=True, what="tuning cache")
-                entries = stored.entries
-                if stored.version == 1:  # used as it is (stripping the trials would copy it all)
-                    warn_once(f"version:{path}", f"the tuning cache {path} is in the version-{stored.version} format "
-                               f"(trial histories inline, slow to load); the next tune or `tritonconv cache check "
-                               f"--fix` converts it")
+                entries, version = stored.entries, stored.version
+            if version == 1:  # used as it is (a process reads only the entries it looks up)
+                warn_once(f"version:{path}", f"the tuning cache {path} is in the version-1 format (trial histories "
+                           f"inline, a big file to read); the next tune or `tritonconv cache check --fix` converts it")
     except CacheError as exc:
         warnings.warn(f"{exc} - using default configs until then", RuntimeWarning, stacklevel=4)
         entries = {}
