@@ -5,7 +5,7 @@ import pytest
 import torch
 
 import tritonconv
-import tritonconv.functional as functional
+import tritonconv.tensor_checks as tensor_checks
 from tritonconv.errors import InvalidConfigError, InvalidInputError, UnsupportedError
 
 from .helpers import random_conv_inputs
@@ -95,7 +95,7 @@ def test_unsupported_dtypes(dtype, match, device):
 
 
 def test_cpu_tensors_without_interpreter_name_the_fix(monkeypatch):
-    monkeypatch.setattr(functional, "INTERPRET", False)
+    monkeypatch.setattr(tensor_checks, "INTERPRET", False)
     x, w, _ = random_conv_inputs(1, 2, 4, 4, 2, 2, 1, 1)
     with pytest.raises(InvalidInputError, match="TRITON_INTERPRET=1"):
         tritonconv.conv2d(x, w)

@@ -11,11 +11,11 @@ from typing import Any, Optional, Union
 import torch
 
 from . import dispatch, ops
-from .errors import InvalidInputError, UnsupportedError
+from .errors import InvalidInputError
 from .kernels.base import check_config
 from .enums import Activation, DType, Precision
 from .problem import ConvProblem, conv_output_size
-from .runtime import INTERPRET
+from .tensor_checks import check_device, check_dtype, check_tensors
 
 IntOrPair = Union[int, tuple[int, int], list[int]]
 
@@ -37,56 +37,6 @@ def _pair(value: Any, name: str) -> tuple[int, int]:
     if len(ints) in (1, 2) and None not in ints:
         return (ints[0], ints[-1])
     raise InvalidInputError(f"{name} must be an int or a pair of ints, got {value!r}")
-
-
-def check_tensors(**tensors: Optional[torch.Tensor]) -> None:
-    """Each given tensor (None skips) is a dense torch.Tensor: sparse, nested and quantized tensors are
-    UnsupportedErrors naming the argument."""
-    for what, t in tensors.items():
-        if t is None:
-            continue
-        if not isinstance(t, torch.Tensor):
-            raise InvalidInputError(f"{what} must be a torch.Tensor, got {type(t).__name__}")
-        if t.is_nested:
-            raise UnsupportedError(f"{what} is a nested tensor: tritonconv supports dense (strided) tensors; "
-                                   f"pad it (torch.nested.to_padded_tensor) or run its components one by one")
-        if t.layout != torch.strided:
-            raise UnsupportedError(f"{what} is a sparse tensor ({t.layout}): tritonconv supports dense (strided) "
-                                   f"tensors; convert it with .to_dense()")
-        if t.is_quantized:
-            raise UnsupportedError(f"{what} is quantized ({t.dtype}): tritonconv supports float32, float16 and "
-                                   f"bfloat16; dequantize it with .dequantize()")
-
-
-def _check_tensor_dtype(t: torch.Tensor, what: str) -> str:
-    dtype = DType.from_torch(t.dtype)
-    if dtype is None or dtype.quantized:
-        if t.dtype == torch.float64:
-            raise UnsupportedError(f"{what} is float64: tritonconv supports float32, float16 and bfloat16")
-        if t.dtype == torch.int8:
-            raise UnsupportedError(f"{what} has dtype {t.dtype}: tritonconv.conv2d computes float32, float16 and bfloat16; "
-                                   f"use tritonconv.quantized.conv2d for int8 tensors with their scales")
-        raise UnsupportedError(f"{what} has dtype {t.dtype}: tritonconv supports float32, float16 and bfloat16")
-    return dtype.value
-
-
-def _check_device(tensors: dict[str, Optional[torch.Tensor]]) -> None:
-    present = {name: t for name, t in tensors.items() if t is not None}
-    devices = {t.device for t in present.values()}
-    if len(devices) > 1:
-        listing = ", ".join(f"{n} on {t.device}" for n, t in present.items())
-        raise InvalidInputError(f"all tensors must be on one device, got {listing}")
-    device = devices.pop()
-    if device.type == "cuda" or device.type == "meta":
-        return
-    if device.type == "cpu":
-        if INTERPRET:
-            return
-        raise InvalidInputError(
-            "tritonconv runs on CUDA tensors; got CPU tensors. Move them to a GPU, or set TRITON_INTERPRET=1 "
-            "before importing tritonconv to run (slowly) on the CPU through the Triton interpreter"
-        )
-    raise InvalidInputError(f"tensors on device type {device.type!r} are not supported (CUDA, or CPU with the interpreter)")
 
 
 def make_problem(
@@ -168,8 +118,8 @@ def make_problem(
     for name, t in (("weight", weight), ("bias", bias), ("residual", residual)):
         if t is not None and t.dtype != input.dtype and not (quantized and name != "weight"):
             raise InvalidInputError(f"{name} dtype {t.dtype} does not match input dtype {input.dtype}")
-    dtype = DType.from_torch(input.dtype).value if quantized else _check_tensor_dtype(input, "input")
-    _check_device({"input": input, "weight": weight, "bias": bias, "residual": residual})
+    dtype = DType.from_torch(input.dtype).value if quantized else check_dtype(input, "input")
+    check_device({"input": input, "weight": weight, "bias": bias, "residual": residual})
     if precision is not None and precision not in Precision.for_dtype(dtype):
         raise InvalidInputError(f"precision {precision!r} is not available for {dtype}; choose from {Precision.for_dtype(dtype)}")
 

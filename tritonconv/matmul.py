@@ -14,7 +14,7 @@ import torch
 
 from .errors import InvalidConfigError, InvalidInputError
 from .dispatch import run_problem
-from .functional import _check_device, _check_tensor_dtype, check_tensors
+from .tensor_checks import check_device, check_dtype, check_tensors
 from .kernels.base import check_config
 from .kernels import get_family
 from .kernels.gemm import GemmConv
@@ -45,11 +45,11 @@ def matmul_problem(
         raise InvalidInputError(
             f"inner dimensions differ: a {tuple(a.shape)} has k={a.shape[-1]}, b {tuple(b.shape)} has k={b.shape[-2]}"
         )
-    dtype = _check_tensor_dtype(a, "a")
+    dtype = check_dtype(a, "a")
     for name, t in (("b", b), ("bias", bias), ("residual", residual)):
         if t is not None and t.dtype != a.dtype:
             raise InvalidInputError(f"{name} dtype {t.dtype} does not match a's dtype {a.dtype}")
-    _check_device({"a": a, "b": b, "bias": bias, "residual": residual})
+    check_device({"a": a, "b": b, "bias": bias, "residual": residual})
     m, k, n = a.shape[-2], a.shape[-1], b.shape[-1]
     out_shape = (*a.shape[:-1], n)
     if bias is not None and tuple(bias.shape) != (n,):

@@ -17,7 +17,8 @@ import torch
 from ..enums import DType
 from ..errors import InvalidInputError
 from ..dispatch import empty_output, run_problem
-from ..functional import IntOrPair, check_tensors, make_problem
+from ..functional import IntOrPair, make_problem
+from ..tensor_checks import check_tensors
 from ..kernels.base import Quantization, check_config
 from ..kernels.int8_implicit_gemm import Int8ImplicitGemmConv
 
