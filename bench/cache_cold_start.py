@@ -8,7 +8,8 @@ Runs on the CPU (Triton interpreter); the cache's share is the difference to the
 
 Measured on the shared 2-core development machine (times vary with its load), 20000 entries, a 185 MB v1 file,
 first conv2d / peak RSS growth: empty cache 0.7-1.0 s / +3.6 MB; v1 file parsed whole (up to 0973ebb) 16.5-27.8 s /
-+795 MB on every run until migrated; v1 file read entry by entry (store.IndentedIndexed) 1.8-3.0 s / +188 MB (its bytes).
++795 MB on every run until migrated; v1 file read entry by entry (store.IndentedIndexed) 1.8-6.1 s / +188 MB (its bytes);
+migration by `cache check --fix` 151 s (20000 trial files written); after it (v3 hot file, 19 MB) 2.1 s / +23 MB.
 """
 from __future__ import annotations
 

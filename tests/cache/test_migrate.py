@@ -96,7 +96,7 @@ def test_check_fix_migrates_keeping_every_entry_and_the_old_file(rule_changed, v
     assert cache.check().ok and not cache.check().problems
 
 
-def test_the_next_tune_migrates_too_and_a_current_file_is_never_re_stamped(rule_changed, monkeypatch):
+def test_the_next_tune_migrates_too_and_current_entries_never_compute_an_old_rule(rule_changed, monkeypatch):
     new = PROBLEM.with_(k=16)
     assert cache.update({key(new): make_entry(new)}) == {key(new): "added"}
     data = json.loads(cache.cache_path().read_text())
@@ -104,11 +104,24 @@ def test_the_next_tune_migrates_too_and_a_current_file_is_never_re_stamped(rule_
     assert data["entries"][key(FAST)]["family_version"] == "new-implicit_gemm"
 
     def no_old_rule(name):
-        raise AssertionError("a current file's entries are taken as they are")
+        raise AssertionError("an entry with the current version is taken as it is")
 
     monkeypatch.setattr(cache.versions, "legacy_versions", no_old_rule)
     cache.invalidate()
-    assert lookups()["fast"]["BLOCK_M"] == 64 and cache.lookup_config(new, CPU) is not None
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert cache.lookup_config(FAST, CPU)["BLOCK_M"] == 64 and cache.lookup_config(new, CPU) is not None
+
+
+def test_a_version_3_file_written_before_a_rule_change_is_re_stamped_too(monkeypatch):
+    """The next change of the version rule only appends the outgoing rule: no other schema bump is needed."""
+    for name, version in STORED.items():
+        monkeypatch.setattr(get_family(name), "version", version)
+    cache.check(fix=True)  # a version-3 file with today's versions
+    cache.invalidate()
+    monkeypatch.setattr(get_family("implicit_gemm"), "version", "rule-4-version")
+    monkeypatch.setattr(cache.versions, "legacy_versions", lambda name: frozenset({STORED.get(name)}))
+    assert cache.lookup_config(FAST, CPU)["BLOCK_M"] == 64
 
 
 def test_unchanged_family_versions_migrate_unchanged(monkeypatch, v2_cache):

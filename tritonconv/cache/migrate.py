@@ -15,8 +15,9 @@ def migrate(stored: StoredFile) -> None:
 
     1 -> 2: trial histories move out of the hot file into their own files.
     2 -> 3: family versions by the current rule: an entry whose kernel is unchanged by the old rule was already
-    re-stamped when the file was read (`StoredFile`); an entry of a changed kernel is kept as it is (stale:
-    never used, listed by `tritonconv cache list`), as is anything this version does not understand."""
+    re-stamped when the file was read (`StoredFile`, `versions.restamp`); an entry of a changed kernel is kept
+    as it is (stale: never used, listed by `tritonconv cache list`), as is anything this version does not
+    understand."""
     directory = stored.path.parent
     moved = False
     for key, raw in stored.entries.items():

@@ -36,7 +36,7 @@ class LineIndexed:
 
     def __init__(self, raw: bytes, version: int = SCHEMA_VERSION):
         self.raw = raw
-        self.version = version  # the file's schema version (entries of an older one are re-stamped when read)
+        self.version = version  # the file's schema version
 
     @staticmethod
     def parse(raw: bytes) -> LineIndexed | None:
@@ -70,7 +70,7 @@ class LineIndexed:
         value, problem = parse_json(self.raw[start:end].rstrip(b","))
         if problem:
             raise EntryError(f"its line in the file is damaged ({problem})")
-        return restamp(value) if self.version < SCHEMA_VERSION else value
+        return restamp(value)
 
     def keys(self) -> list[str]:
         """Every key (a scan of all lines: only batch bucketing needs it)."""
@@ -142,8 +142,8 @@ class IndentedIndexed:
 
 @dataclass
 class StoredFile:
-    """A parsed cache or export file: its raw entries by key as on disk, except that the entries of a file of an
-    older schema version are re-stamped with the current family version where their kernel is unchanged."""
+    """A parsed cache or export file: its raw entries by key as on disk, except that entries whose family version
+    is by an older rule are re-stamped with the current version where that rule says their kernel is unchanged."""
 
     path: Path
     version: int
@@ -152,8 +152,7 @@ class StoredFile:
     damaged_lines: list[str] = field(default_factory=list)  # lines of a one-entry-per-line file that do not parse
 
     def __post_init__(self) -> None:
-        if self.version < SCHEMA_VERSION:
-            self.entries = {key: restamp(raw) for key, raw in self.entries.items()}
+        self.entries = {key: restamp(raw) for key, raw in self.entries.items()}
 
     def parsed(self) -> tuple[dict[str, CacheEntry], dict[str, str]]:
         """(valid entries, {key: why invalid}) - full structural validation of every entry."""

@@ -2,9 +2,11 @@
 schema versions were written with, so that an entry of an older file whose kernel is unchanged is kept usable
 (re-stamped with the current version) when the rule changes, instead of being thrown away.
 
-Schema versions 1 and 2 hashed a family's whole import closure (until the rule became: its own module plus the
-kernels it launches); from schema version 3 on, a file's family versions are by the current rule. Whoever
-changes the rule again bumps SCHEMA_VERSION and appends the outgoing rule to LEGACY_RULES.
+Schema versions 1 and 2 were written with a hash of a family's whole import closure (until the rule became: its
+own module plus the kernels it launches); schema version 3 marks files written by the current rule. Re-stamping
+is applied to the entries of every file read, and costs nothing for an entry whose version is current (the old
+rules are computed once per process, for a family only when one of its stored versions is not current).
+Whoever changes the rule again appends a frozen copy of the outgoing rule to LEGACY_RULES.
 """
 from __future__ import annotations
 
