@@ -6,9 +6,12 @@ The output is cut into m x m tiles; each reads an alpha x alpha input patch (alp
     V[a, b]    = (B^T d B)[a, b]          per (tile, c): the input transform
     M[a, b]    = V[a, b] @ U[a, b]        alpha^2 independent GEMMs [tiles, C] @ [C, K] (tensor cores)
     Y          = A^T M A                  per (tile, k): the output transform, then the fused epilogue
-Three launches: the input transform writes V to a workspace, the existing batched GEMM kernel (grid axis 1 walks
-the alpha^2 x groups GEMMs) writes M in float32, and the output transform applies bias, residual and activation
-and stores through the output's strides (any layout). Multiplies drop from 9 per output to alpha^2 / m^2
+The input transform writes V to a workspace; then, by VARIANT:
+  * "fused": one kernel runs the alpha^2 GEMMs of a block of tiles one after the other and folds each result
+    into the output tile at once (Y += A^T[i, a] A^T[j, b] M[a, b]), then the epilogue: no M workspace;
+  * "three_kernels": the gemm family's batched GEMM kernel (grid axis 1 walks the alpha^2 x groups GEMMs) writes M
+    in float32 and a third kernel applies the output transform and the epilogue.
+Either way bias, residual and activation are fused and the output is stored through its strides (any layout). Multiplies drop from 9 per output to alpha^2 / m^2
 (16/4 = 4 for F(2,3), 36/16 = 2.25 for F(4,3)), at the price of rounding error the transforms amplify
 (F(4,3) more; the search checks every candidate against float64, so a too inexact one never wins).
 """
@@ -38,10 +41,12 @@ from .base import (
     pow2_divisor,
 )
 from .conv_implicit_gemm import fits_registers, fits_shared_memory
-from .epilogue import store_conv_tile
+from .epilogue import dot_with_precision, store_conv_tile
 from .gemm import gemm_kernel
+from .tiling import swizzled_tile
 
 TILES = (2, 4)  # m of F(m x m, 3 x 3)
+VARIANTS = ("fused", "three_kernels")  # GEMM and output transform in one kernel, or three launches
 MAX_GRID_Y = 65535  # the GEMM's grid axis 1 holds alpha^2 x groups
 # The transform kernels' own tiles (tiles x channels): small, as each element holds alpha^2 values in registers.
 TRANSFORM_BLOCK = {2: (32, 32), 4: (16, 32)}
@@ -185,6 +190,96 @@ def winograd_output_transform_kernel(
             )
 
 
+# A^T of each tile (A_T[TILE][i * alpha + a], rows flattened: Triton's compiler indexes nested constant tuples only
+# two levels deep) as compile-time constants: the fused kernel folds each GEMM result into the outputs with these
+# coefficients and skips the zeros while tracing.
+A_T: tl.constexpr = tl.constexpr((
+    (), (),
+    (1, 1, 1, 0,
+     0, 1, -1, -1),
+    (),
+    (1, 1, 1, 1, 1, 0,
+     0, 1, -1, 2, -2, 0,
+     0, 1, 1, 4, 4, 0,
+     0, 1, -1, 8, -8, 1),
+))
+
+
+@triton.jit
+def winograd_gemm_output_kernel(
+    v_ptr, u_ptr, y_ptr, bias_ptr, res_ptr,
+    N, Cg, Kg, P, Q, TH, TW,
+    svb, svt,  # V strides: per GEMM batch (position, group), per tile; channels contiguous
+    sub, suk,  # U strides: per GEMM batch, per output channel; input channels contiguous
+    syn, syk, syp, syq,  # output strides (n, k, p, q)
+    srn, srk, srp, srq,  # residual strides (n, k, p, q)
+    TILE: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
+    GROUP_M: tl.constexpr, EVEN_K: tl.constexpr,
+    HAS_BIAS: tl.constexpr, HAS_RESIDUAL: tl.constexpr, ACTIVATION: tl.constexpr,
+    PRECISION: tl.constexpr, INDEX_64: tl.constexpr,
+):
+    """The fused variant: for BLOCK_M tiles x BLOCK_N output channels, each of the alpha^2 GEMMs
+    M[a, b] = V[a, b] @ U[a, b] in turn, folded at once into the TILE x TILE outputs
+    Y[i, j] += A^T[i, a] A^T[j, b] M[a, b] (no M workspace), then the epilogue. Axis 1 is the group."""
+    ALPHA: tl.constexpr = TILE + 2
+    rows = N * TH * TW
+    pid_m, pid_n = swizzled_tile(tl.program_id(0), tl.cdiv(rows, BLOCK_M), tl.cdiv(Kg, BLOCK_N), GROUP_M)
+    g = tl.program_id(1)
+    num_groups = tl.num_programs(1)
+    offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
+    offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
+    if INDEX_64:
+        offs_m = offs_m.to(tl.int64)
+        offs_n = offs_n.to(tl.int64)
+        g = g.to(tl.int64)
+    mask_m = offs_m < rows
+    mask_n = offs_n < Kg
+    offs_k = tl.arange(0, BLOCK_K)
+    # Out-of-range rows/columns read row/column 0 (never stored), so the reduction needs no M/N masks.
+    a_rows = v_ptr + (tl.where(mask_m, offs_m, 0) * svt)[:, None] + offs_k[None, :]
+    b_cols = u_ptr + (tl.where(mask_n, offs_n, 0) * suk)[None, :] + offs_k[:, None]
+    zero = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
+    out = ()
+    for _ in tl.static_range(TILE):
+        out_row = ()
+        for _ in tl.static_range(TILE):
+            out_row = out_row + (zero,)
+        out = out + (out_row,)
+    for a in tl.static_range(ALPHA):
+        for b in tl.static_range(ALPHA):
+            batch = (a * ALPHA + b) * num_groups + g
+            a_ptrs = a_rows + batch * svb
+            b_ptrs = b_cols + batch * sub
+            acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
+            for k0 in range(0, Cg, BLOCK_K):
+                if EVEN_K:
+                    a_tile = tl.load(a_ptrs + k0)
+                    b_tile = tl.load(b_ptrs + k0)
+                else:
+                    a_tile = tl.load(a_ptrs + k0, mask=(k0 + offs_k)[None, :] < Cg, other=0.0)
+                    b_tile = tl.load(b_ptrs + k0, mask=(k0 + offs_k)[:, None] < Cg, other=0.0)
+                acc = dot_with_precision(a_tile, b_tile, acc, PRECISION)
+            folded = ()
+            for i in tl.static_range(TILE):
+                out_row = ()
+                for j in tl.static_range(TILE):
+                    if A_T[TILE][i * ALPHA + a] * A_T[TILE][j * ALPHA + b] != 0:
+                        out_row = out_row + (out[i][j] + (A_T[TILE][i * ALPHA + a] * A_T[TILE][j * ALPHA + b]) * acc,)
+                    else:
+                        out_row = out_row + (out[i][j],)
+                folded = folded + (out_row,)
+            out = folded
+    n, th, tw = tile_origins(offs_m, TH, TW, TILE)
+    for i in tl.static_range(TILE):
+        p = th * TILE + i
+        for j in tl.static_range(TILE):
+            q = tw * TILE + j
+            store_conv_tile(
+                out[i][j], n, p, q, g * Kg + offs_n, mask_m & (p < P) & (q < Q), mask_n, y_ptr, bias_ptr, res_ptr,
+                syn, syk, syp, syq, srn, srk, srp, srq, HAS_BIAS, HAS_RESIDUAL, ACTIVATION,
+            )
+
+
 # ------------------------------------------------------------------------------------------------------------
 # Weight transform (torch, once per weight version)
 # ------------------------------------------------------------------------------------------------------------
@@ -234,6 +329,22 @@ def tile_choices(problem: ConvProblem) -> tuple[int, ...]:
     return TILES[:1] if problem.precision in F43_TOO_INEXACT else TILES
 
 
+# The fused kernel holds TILE^2 output accumulators beside the GEMM's, and its unrolled alpha^2 reduction loops
+# keep their own pipelines live: compiled for sm_80 / sm_90 (c64 k64 56x56, fp16 and tf32), 40 accumulator
+# registers per thread used 164-216 registers without spilling, 80 spilled.
+FUSED_ACCUMULATOR_REGISTERS = 48
+
+
+def fused_registers(problem: ConvProblem, config: Config) -> Optional[str]:
+    if config["VARIANT"] != "fused":
+        return None
+    accumulators = config["TILE"] ** 2 + 1
+    per_thread = accumulators * config["BLOCK_M"] * config["BLOCK_N"] // (config["num_warps"] * 32)
+    if per_thread > FUSED_ACCUMULATOR_REGISTERS:
+        return f"the fused variant's {accumulators} accumulators need {per_thread} registers per thread (> {FUSED_ACCUMULATOR_REGISTERS})"
+    return None
+
+
 class WinogradConv(KernelFamily):
     name = "winograd"
     description = "Winograd F(2x2,3x3) / F(4x4,3x3): 3x3 stride-1 convs, input/output transforms around a batched GEMM"
@@ -259,6 +370,7 @@ class WinogradConv(KernelFamily):
         return ConfigSpace(
             params=[
                 Param("TILE", tile_choices(problem)),
+                Param("VARIANT", VARIANTS),
                 Param("BLOCK_M", (16, 32, 64, 128)),
                 Param("BLOCK_N", (16, 32, 64, 128)),
                 Param("BLOCK_K", (16, 32, 64)),
@@ -266,36 +378,50 @@ class WinogradConv(KernelFamily):
                 Param("num_warps", (2, 4, 8)),
                 Param("num_stages", (1, 2, 3, 4, 5)),
             ],
-            constraints=[fits_shared_memory, fits_registers],
+            constraints=[fits_shared_memory, fits_registers, fused_registers],
             pruning=[not_wasteful],
         )
 
     def default_config(self, problem: ConvProblem) -> Config:
-        """F(2,3) (the more accurate tile), GEMM tiles sized to the batched GEMM and shrunk until the grid
-        covers the SMs (on Hopper BLOCK_M stays >= 64: warpgroup MMA), stages that fit."""
-        half = problem.operand_dtype.itemsize == 2
-        tile = 2
-        gemms = (tile + 2) ** 2 * problem.groups
-        rows = tiles_of(problem, tile)[2]
-        hopper = device_info().capability >= (9, 0)
-        block_m = clamp_pow2(rows, 64 if hopper else 16, 128)
-        block_n = clamp_pow2(problem.k_per_group, 16, 128)
-        block_k = clamp_pow2(problem.c_per_group, 16, 64 if half else 32)
-        sms = device_info().sm_count if device_info().sm_count > 1 else 132
-        while triton.cdiv(rows, block_m) * triton.cdiv(problem.k_per_group, block_n) * gemms < sms and block_m > (64 if hopper else 32):
-            block_m //= 2
-        config: Config = {
-            "TILE": tile, "BLOCK_M": block_m, "BLOCK_N": block_n, "BLOCK_K": block_k, "GROUP_M": 8,
-            "num_warps": 8 if block_m * block_n >= 128 * 128 else 4, "num_stages": 4 if half else 3,
-        }
-        while config["num_stages"] > 1 and fits_shared_memory(problem, config):
-            config["num_stages"] -= 1
-        return config
+        """The fused variant with F(2,3) (the more accurate tile): output tiles sized to the problem, BLOCK_M shrunk
+        until the grid covers the SMs (on Hopper it stays >= 64: warpgroup MMA), the fewest warps whose registers
+        hold the accumulators, stages that fit."""
+        return self._sized(problem, "fused", 2)
 
     def heuristic_configs(self, problem: ConvProblem) -> list[Config]:
         base = self.default_config(problem)
-        variants = [base, {**base, "TILE": 4}, {**base, "BLOCK_N": max(16, base["BLOCK_N"] // 2), "num_warps": 4}]
+        variants = [base, self._sized(problem, "fused", 4), self._sized(problem, "three_kernels", 2),
+                    self._sized(problem, "three_kernels", 4), {**base, "BLOCK_N": max(16, base["BLOCK_N"] // 2)}]
         return self.space(problem).feasible(problem, variants)
+
+    def _sized(self, problem: ConvProblem, variant: str, tile: int) -> Config:
+        half = problem.operand_dtype.itemsize == 2
+        fused = variant == "fused"
+        # the fused grid is output tiles x channel blocks; the three-kernel GEMM's also walks the alpha^2 positions
+        programs_per_tile = problem.groups * (1 if fused else (tile + 2) ** 2)
+        rows = tiles_of(problem, tile)[2]
+        hopper = device_info().capability >= (9, 0)
+        cap = 64 if fused else 128
+        block_m = clamp_pow2(rows, 64 if hopper else 16, cap)
+        block_n = clamp_pow2(problem.k_per_group, 16, cap)
+        block_k = clamp_pow2(problem.c_per_group, 16, 64 if half else 32)
+        sms = device_info().sm_count if device_info().sm_count > 1 else 132
+        while triton.cdiv(rows, block_m) * triton.cdiv(problem.k_per_group, block_n) * programs_per_tile < sms and block_m > (64 if hopper else 32):
+            block_m //= 2
+        config: Config = {
+            "TILE": tile, "VARIANT": variant, "BLOCK_M": block_m, "BLOCK_N": block_n, "BLOCK_K": block_k, "GROUP_M": 8,
+            "num_warps": 8 if block_m * block_n >= 128 * 128 else 4, "num_stages": 4 if half else 3,
+        }
+        while fused_registers(problem, config) and config["num_warps"] < 8:
+            config["num_warps"] *= 2
+        for name in ("BLOCK_N", "BLOCK_M", "BLOCK_N"):
+            if fused_registers(problem, config) and config[name] > (64 if name == "BLOCK_M" and hopper else 16):
+                config[name] //= 2
+        while fused_registers(problem, config) and config["BLOCK_M"] > 16:
+            config["BLOCK_M"] //= 2
+        while config["num_stages"] > 1 and fits_shared_memory(problem, config):
+            config["num_stages"] -= 1
+        return config
 
     def kernel_calls(self, problem: ConvProblem, tensors: ConvTensors, config: Config) -> Sequence[KernelCall]:
         x, y, res = tensors.input, tensors.output, tensors.residual
@@ -305,11 +431,12 @@ class WinogradConv(KernelFamily):
         th, tw, rows = tiles_of(problem, tile)
         gemms = alpha * alpha * groups
         u = transform_weight(tensors.weight, tile, groups, problem.operand_dtype)
-        # Workspaces: V (the GEMM's A) in the operand dtype, M (its output) in float32.
+        # Workspaces: V (the GEMM's A) in the operand dtype; the three-kernel variant's M (its output) in float32.
         v = torch.empty((gemms, rows, cg), dtype=problem.operand_dtype, device=x.device)
-        m = torch.empty((gemms, rows, kg), dtype=torch.float32, device=x.device)
+        fused = config["VARIANT"] == "fused"
+        m = None if fused else torch.empty((gemms, rows, kg), dtype=torch.float32, device=x.device)
         epilogue = epilogue_constexprs(problem, tensors)
-        index_64 = needs_int64(problem, tensors, v, m, u) or max(v.numel(), m.numel(), u.numel()) > INT32_MAX
+        index_64 = needs_int64(problem, tensors, v, m, u) or max(v.numel(), u.numel(), m.numel() if m is not None else 0) > INT32_MAX
         block_t, block_c = TRANSFORM_BLOCK[tile]
 
         input_call = KernelCall(
@@ -320,6 +447,26 @@ class WinogradConv(KernelFamily):
             dict(TILE=tile, BLOCK_T=block_t, BLOCK_C=block_c, INDEX_64=index_64),
             num_warps=TRANSFORM_WARPS, num_stages=1,
         )
+        res_strides = res.stride() if res is not None else (0, 0, 0, 0)
+        output_pointers = dict(y_ptr=y, bias_ptr=tensors.bias, res_ptr=res)
+        output_strides = dict(
+            syn=y.stride(0), syk=y.stride(1), syp=y.stride(2), syq=y.stride(3),
+            srn=res_strides[0], srk=res_strides[1], srp=res_strides[2], srq=res_strides[3],
+        )
+        output_constexprs = dict(HAS_BIAS=epilogue["HAS_BIAS"], HAS_RESIDUAL=epilogue["HAS_RESIDUAL"],
+                                 ACTIVATION=epilogue["ACTIVATION"], INDEX_64=index_64)
+        if fused:
+            fused_call = KernelCall(
+                winograd_gemm_output_kernel,
+                (triton.cdiv(rows, config["BLOCK_M"]) * triton.cdiv(kg, config["BLOCK_N"]), groups),
+                dict(v_ptr=v, u_ptr=u, **output_pointers, N=problem.n, Cg=cg, Kg=kg, P=problem.p, Q=problem.q, TH=th,
+                     TW=tw, svb=v.stride(0), svt=v.stride(1), sub=u.stride(0), suk=u.stride(1), **output_strides),
+                dict(TILE=tile, BLOCK_M=config["BLOCK_M"], BLOCK_N=config["BLOCK_N"], BLOCK_K=config["BLOCK_K"],
+                     GROUP_M=config["GROUP_M"], EVEN_K=cg % config["BLOCK_K"] == 0,
+                     PRECISION=Precision(problem.precision).code, **output_constexprs),
+                config["num_warps"], config["num_stages"],
+            )
+            return [input_call, fused_call]
         gemm_call = KernelCall(
             gemm_kernel,
             (triton.cdiv(rows, config["BLOCK_M"]) * triton.cdiv(kg, config["BLOCK_N"]), gemms, 1),
@@ -333,16 +480,12 @@ class WinogradConv(KernelFamily):
                  K_ALIGN=pow2_divisor((cg,))),
             config["num_warps"], config["num_stages"],
         )
-        res_strides = res.stride() if res is not None else (0, 0, 0, 0)
         block_t, block_k = TRANSFORM_BLOCK[tile]
         output_call = KernelCall(
             winograd_output_transform_kernel, (triton.cdiv(rows, block_t), triton.cdiv(kg, block_k), groups),
-            dict(m_ptr=m, y_ptr=y, bias_ptr=tensors.bias, res_ptr=res, N=problem.n, Kg=kg, P=problem.p, Q=problem.q,
-                 TH=th, TW=tw, smb=m.stride(0), smt=m.stride(1),
-                 syn=y.stride(0), syk=y.stride(1), syp=y.stride(2), syq=y.stride(3),
-                 srn=res_strides[0], srk=res_strides[1], srp=res_strides[2], srq=res_strides[3]),
-            dict(TILE=tile, BLOCK_T=block_t, BLOCK_K=block_k, HAS_BIAS=epilogue["HAS_BIAS"],
-                 HAS_RESIDUAL=epilogue["HAS_RESIDUAL"], ACTIVATION=epilogue["ACTIVATION"], INDEX_64=index_64),
+            dict(m_ptr=m, **output_pointers, N=problem.n, Kg=kg, P=problem.p, Q=problem.q, TH=th, TW=tw,
+                 smb=m.stride(0), smt=m.stride(1), **output_strides),
+            dict(TILE=tile, BLOCK_T=block_t, BLOCK_K=block_k, **output_constexprs),
             num_warps=TRANSFORM_WARPS, num_stages=1,
         )
         return [input_call, gemm_call, output_call]
