@@ -45,8 +45,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_suite_argument(parser)
     parser.add_argument("--targets", type=_comma_list(_compile_targets, "target"), default="80,90",
                         help="compute capabilities, comma-separated")
-    parser.add_argument("--dtypes", type=_comma_list(lambda: DTYPE_CHOICES, "dtype"), default="float16,float32",
-                        help="input dtypes, comma-separated")
+    parser.add_argument("--dtypes", type=_comma_list(lambda: DTYPE_CHOICES + ("int8",), "dtype"), default="float16,float32",
+                        help="input dtypes, comma-separated (int8: the quantized family's kernels)")
     parser.add_argument("--layouts", type=_comma_list(lambda: ("nhwc", "nchw"), "layout"), default="nhwc,nchw",
                         help="layouts of the suite problems, comma-separated")
     parser.add_argument("--limit", type=non_negative_int, default=0, help="only the first N selected shapes (0: all)")
@@ -99,7 +99,8 @@ def run(args: argparse.Namespace) -> int:
     shapes = select(load_suite(suite), split_patterns(args.shapes), source=str(suite))
     if args.limit:
         shapes = shapes[: args.limit]
-    dtypes, layouts = [canonical_dtype(d) for d in args.dtypes.split(",")], args.layouts.split(",")
+    dtypes = [d if d == "int8" else canonical_dtype(d) for d in args.dtypes.split(",")]
+    layouts = args.layouts.split(",")
     if os.environ.get("TRITON_INTERPRET", "0") not in ("", "0"):
         raise InvalidInputError("unset TRITON_INTERPRET: compiling for a target needs real Triton kernels")
     from ..compile import check_defaults, random_problems, write_compile_results

@@ -211,7 +211,7 @@ class Int8ImplicitGemmConv(KernelFamily):
             block_n //= 2
         config: Config = {
             "BLOCK_M": block_m, "BLOCK_N": block_n, "BLOCK_K": block_k, "GROUP_M": 8, "LOOP_ORDER": loop,
-            "num_warps": 8 if block_m * block_n >= 128 * 128 else 4, "num_stages": 4,
+            "num_warps": 8 if block_m * block_n >= 128 * 128 else 4, "num_stages": 3,
         }
         while config["BLOCK_K"] > 32 and low_register_pressure(problem, config):
             config["BLOCK_K"] //= 2
