@@ -250,6 +250,14 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def _commit() -> str | None:
+    """The checkout's commit (None outside a git checkout)."""
+    import subprocess
+
+    done = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=Path(__file__).parent, capture_output=True, text=True, check=False)
+    return done.stdout.strip() or None
+
+
 def _time_the_asks() -> list[float]:
     """Count the tuner process's CPU seconds in asking for candidates (Optuna's sampling, the feasibility check)
     and submitting them (launch hashes): the work that overlaps the GPU worker's measurement."""
@@ -305,6 +313,7 @@ def _result(args, workers: int, load_at_start, start_s: float, start_cpu_s: floa
         "triton_cache": "warm (the user's)" if args.warm_triton_cache else "empty at the start",
         "problems_measured": [r["problem"] for r in rows],
         "tune_many_calls": -(-len(rows) // (args.chunk or len(rows))),
+        "commit": _commit(),
         "mode": "tuner only: nothing compiled" if args.tuner_only else "real compiles",
         "wall_s": wall, "tuner_process_cpu_s": tuner_cpu, "tuner_ask_cpu_s": ask_cpu, "pool_start_s": start_s, "pool_start_cpu_s_per_worker": start_cpu_s,
         "cpu_time_note": "compile_cpu_s: user + system CPU seconds of the compile worker and its ptxas/cuobjdump "
