@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from tritonconv import cache
+from tritonconv.cli import main
 from tritonconv.kernels import get_family
 from tritonconv.problem import ConvProblem
 
@@ -71,7 +72,7 @@ def test_a_version_2_file_is_used_as_it_is_with_unchanged_kernels_re_stamped(rul
     assert reusable and all(t["family_version"] == "new-implicit_gemm" for t in reusable), "its trials stay reusable"
 
 
-def test_check_fix_migrates_keeping_every_entry_and_the_old_file(rule_changed, v2_cache):
+def test_check_fix_migrates_keeping_every_entry_and_the_old_file(rule_changed, v2_cache, capsys):
     report = cache.check()
     assert any("schema version 2" in p for p in report.problems) and not report.fixed
     report = cache.check(fix=True)
@@ -93,7 +94,10 @@ def test_check_fix_migrates_keeping_every_entry_and_the_old_file(rule_changed, v
     assert found["depthwise"] is None and found["stale"] is None
     assert {k: e.is_current() for k, e in cache.entries().items()} == {
         key(FAST): True, key(CUDNN_WON): True, key(DEPTHWISE): False, key(STALE): False}
-    assert cache.check().ok and not cache.check().problems
+    after = cache.check()
+    assert after.ok and not after.problems and sorted(after.stale) == sorted([key(DEPTHWISE), key(STALE)])
+    assert main(["cache", "check"]) == 0
+    assert "note: 2 entries were tuned on a kernel that changed since" in capsys.readouterr().out
 
 
 def test_the_next_tune_migrates_too_and_current_entries_never_compute_an_old_rule(rule_changed, monkeypatch):

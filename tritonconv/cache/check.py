@@ -25,6 +25,7 @@ class CheckReport:
     entries: int = 0
     problems: list[str] = field(default_factory=list)  # one line each
     fixed: list[str] = field(default_factory=list)
+    stale: list[str] = field(default_factory=list)  # keys of valid entries tuned on a kernel that changed since
 
     @property
     def ok(self) -> bool:
@@ -72,6 +73,8 @@ def check(*, fix: bool = False, path: Path | None = None) -> CheckReport:
             for key, raw in stored.entries.items():
                 try:
                     entry = CacheEntry.from_json(key, raw)
+                    if not entry.is_current():
+                        report.stale.append(key)
                     reason = entry.config_problem() if entry.fingerprint == here and entry.is_current() else None
                     if reason:
                         raise EntryError(f"its config does not fit its problem: {reason}")

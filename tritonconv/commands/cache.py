@@ -175,6 +175,9 @@ def _check(args: argparse.Namespace) -> int:
         print(f"problem: {terminal_safe(problem)}")
     for fixed in report.fixed:
         print(f"fixed: {terminal_safe(fixed)}")
+    if report.stale:
+        print(f"note: {len(report.stale)} entries were tuned on a kernel that changed since: kept in the file, not "
+              f"used (`tritonconv cache list` marks them; tuning their problems again replaces them)")
     if not report.problems:
         print(f"{terminal_safe(str(report.path))}: {report.entries} entries, no problems")
         return 0
