@@ -5,7 +5,9 @@
 Stages (the most important answers first): env (versions, deps, precompile == launch key), correctness (the
 differential sweep on real compiles), speed (cuDNN NCHW/NHWC vs every family's default, TFLOP/s, roofline
 fraction), tuning (one study under a hard budget with its per-trial compile/check/time timeline, vs an exhaustive
-sweep), extras (matmul vs cuBLAS, CUDA-graph capture and replay, a converted model vs eager). Each stage stops
+sweep), extras (matmul vs cuBLAS, CUDA-graph capture and replay, a converted model vs eager), algorithms (issue 16's
+Winograd family and int8 quantized conv, and fp8 where this checkout has it, vs cuDNN fp16 on ResNet-50's 3x3
+layers; its lines go into extras.jsonl). Each stage stops
 starting new work when its deadline is near; every line is flushed when written, so a kill keeps what finished.
 `--dry-run`: the CPU (Triton interpreter where kernels run; stage env compiles without it), tiny shapes, the
 same stages and files.
@@ -26,7 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 FILES = {"env": "session.jsonl", "correctness": "correctness.jsonl", "speed": "speed.jsonl", "tuning": "tuning.jsonl",
-         "extras": "extras.jsonl"}  # + pytest.log (stage 5, written by the shell script): six files in all
+         "extras": "extras.jsonl", "algorithms": "extras.jsonl"}  # + pytest.log (written by the shell script): six files
 
 
 class Stage:
@@ -479,6 +481,87 @@ def _converted_model(stage: Stage, device: str, time_fn) -> None:
 
 
 # ------------------------------------------------------------------------------------------------------------
+# ResNet-50's stride-1 3x3 convs at batch 32 (Winograd's domain), fp16 NHWC
+ALGORITHM_LAYERS = {"r50_3x3_64_56": (32, 64, 56), "r50_3x3_128_28": (32, 128, 28), "r50_3x3_256_14": (32, 256, 14)}
+TINY_ALGORITHM_LAYERS = {"tiny_3x3_8_6": (1, 8, 6)}
+
+
+def stage_algorithms(stage: Stage) -> None:
+    """Per layer: cuDNN fp16 (NHWC) against each Winograd tile's default config, the int8 quantized conv (int8
+    operands, per-channel weight scales, float output) and fp8 if this checkout has the precision; each with
+    its relative error against float64 (int8: against the float64 conv of the original, unquantised tensors)."""
+    from tritonconv.enums import Precision
+
+    device = _device(stage.dry_run)
+    time_fn = _events_ms
+    fp8 = next((p.value for p in Precision if p.value.startswith("fp8")), None)
+    stage.emit("plan", layers=list(TINY_ALGORITHM_LAYERS if stage.dry_run else ALGORITHM_LAYERS), fp8=fp8)
+    for name, (n, c, hw) in (TINY_ALGORITHM_LAYERS if stage.dry_run else ALGORITHM_LAYERS).items():
+        if stage.left() < 10:
+            stage.emit("deadline", not_run=name)
+            break
+        _guard(stage, name, lambda name=name, n=n, c=c, hw=hw: _algorithms(stage, name, n, c, hw, device, time_fn, fp8))
+
+
+def _algorithms(stage: Stage, name: str, n: int, c: int, hw: int, device: str, time_fn, fp8: Optional[str]) -> None:
+    import torch
+    import torch.nn.functional as F
+
+    import tritonconv
+    from tritonconv.benchmark import relative_error
+    from tritonconv.kernels import get_family
+    from tritonconv.problem import ConvProblem
+    from tritonconv.quantized import conv2d as int8_conv2d
+    from tritonconv.quantized import quantize_tensor, quantize_weight, scale_for
+
+    dtype = "float32" if stage.dry_run else "float16"  # the interpreter: float32 (its fp16 dots are emulated)
+    problem = ConvProblem(n=n, c=c, h=hw, w=hw, k=c, r=3, s=3, pad_h=1, pad_w=1, dtype=dtype, layout="nhwc")
+    x, w = problem.make_tensors(device, seed=0)
+    reference = F.conv2d(x.double(), w.double(), padding=1)
+    flops = problem.flops
+    rows = []
+
+    def timed(algorithm: str, run: Callable[[], Any], **extra: Any) -> None:
+        started = time.perf_counter()
+        out = run()
+        if device == "cuda":
+            torch.cuda.synchronize()
+        # the dry run's interpreter: the checked run's wall time is the time (a second run would double the stage)
+        ms = (time.perf_counter() - started) * 1e3 if stage.dry_run else time_fn(run)
+        rows.append({"algorithm": algorithm, "ms": ms, "tflops": flops / ms / 1e9,
+                     "rel_error": relative_error(out, reference), **extra})
+
+    with torch.backends.cudnn.flags(enabled=True, benchmark=True):
+        timed("cudnn_fp16" if device == "cuda" else "torch_cpu", lambda: F.conv2d(x, w, padding=1))
+    winograd = get_family("winograd")
+    refused = winograd.supports(problem)
+    if refused:
+        rows.append({"algorithm": "winograd", "skipped": refused})
+    else:
+        default = winograd.default_config(problem)
+        tiles = next(p.choices for p in winograd.space(problem).params if p.name == "TILE")
+        for tile in tiles:  # F(2x2,3x3) and F(4x4,3x3)
+            config = {"family": "winograd", **default, "TILE": tile}
+            try:
+                timed(f"winograd_F{tile}x3", lambda config=config: tritonconv.conv2d(x, w, padding=1, config=config), config=config)
+            except Exception as exc:  # noqa: BLE001 - one variant failing is a result; the others still run
+                rows.append({"algorithm": f"winograd_F{tile}x3", "config": config, "error": f"{type(exc).__name__}: {str(exc)[:300]}"})
+    x_scale = scale_for(x.abs().max().item())
+    x_q, (w_q, w_scale) = quantize_tensor(x, x_scale), quantize_weight(w)
+    timed("int8", lambda: int8_conv2d(x_q, w_q, x_scale, w_scale, padding=1),
+          note="error includes the quantisation of input and weight")
+    if fp8:
+        timed(fp8, lambda: tritonconv.conv2d(x, w, padding=1, precision=fp8))
+    else:
+        rows.append({"algorithm": "fp8", "skipped": "no fp8 precision on this checkout"})
+    baseline = rows[0]["ms"]
+    for row in rows:
+        if row.get("ms"):
+            row["speedup_vs_baseline"] = baseline / row["ms"]
+    stage.emit("algorithm", layer=name, problem=problem.key, results=rows)
+
+
+# ------------------------------------------------------------------------------------------------------------
 def main(argv: Optional[list[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("stage", choices=sorted(FILES))
@@ -500,6 +583,8 @@ def main(argv: Optional[list[str]] = None) -> int:
             stage_speed(stage)
         elif args.stage == "tuning":
             stage_tuning(stage, args.trials or (2 if args.dry_run else 48))
+        elif args.stage == "algorithms":
+            stage_algorithms(stage)
         else:
             stage_extras(stage)
     except Exception as exc:  # noqa: BLE001 - the stage's failure is a line in its file; the session goes on

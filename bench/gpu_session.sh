@@ -7,7 +7,8 @@
 #   correctness.jsonl  stage 1: differential sweep on real compiles (bf16, Hopper paths, split-K, epilogues, batch 1)
 #   speed.jsonl        stage 2: ~10 fp16 NHWC layers, cuDNN NCHW + NHWC vs every family's default, TFLOP/s, roofline
 #   tuning.jsonl       stage 3: one study under a hard budget (per-trial compile / check / time) vs an exhaustive sweep
-#   extras.jsonl       stage 4: matmul vs cuBLAS, CUDA-graph capture + replay, a converted model vs eager
+#   extras.jsonl       stage 4: matmul vs cuBLAS, CUDA-graph capture + replay, a converted model vs eager;
+#                      stage 4b (algorithms): Winograd, int8 (and fp8 where present) vs cuDNN fp16 on ResNet-50 3x3s
 #   pytest.log         stage 5: pytest -m gpu with whatever time is left
 # Usage, from the repository root:
 #   GPU image:  bash shared/device/bootstrap.sh here first (wheels into .whl/), then on the GPU machine:
@@ -31,10 +32,10 @@ if [ -f .whl/env.sh ] && [ -z "$dry" ] && ! python3 -c "import optuna, platformd
 fi
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 start=$(date +%s)
-if [ -n "$dry" ]; then  # seconds per stage: env correctness speed tuning extras pytest
-  budgets=(40 45 30 40 30 60); total=$((total < 270 ? total : 270))
+if [ -n "$dry" ]; then  # seconds per stage: env correctness speed tuning extras algorithms pytest
+  budgets=(40 45 30 40 30 45 60); total=$((total < 300 ? total : 300))
 else
-  budgets=(45 150 110 140 70 0)
+  budgets=(45 150 110 140 70 35 0)
 fi
 note() { printf '{"stage": "session", "kind": "%s", "t_s": %s%s}\n' "$1" "$(( $(date +%s) - start ))" "${2:+, $2}" >> "$out/session.jsonl"; }
 left() { echo $(( total - ($(date +%s) - start) )); }
@@ -42,7 +43,7 @@ left() { echo $(( total - ($(date +%s) - start) )); }
 dry_json=false; margin=8; [ -n "$dry" ] && dry_json=true
 note begin "\"dry_run\": $dry_json, \"total_s\": $total, \"host\": \"$(hostname)\""
 i=0
-for stage in env correctness speed tuning extras; do
+for stage in env correctness speed tuning extras algorithms; do
   budget=${budgets[$i]}; i=$((i + 1))
   room=$(( $(left) - 20 ))  # keep 20 s for pytest and the last lines
   [ "$budget" -gt "$room" ] && budget=$room
@@ -55,11 +56,12 @@ for stage in env correctness speed tuning extras; do
   env $interp timeout -k 5 "$budget" python3 bench/gpu_session.py "$stage" --out "$out" --deadline "$inner" $dry
   rc=$?
   note stage_exit "\"name\": \"$stage\", \"rc\": $rc, \"timed_out\": $([ $rc -eq 124 ] || [ $rc -eq 137 ] && echo true || echo false)"
-  tail -n 2 "$out/$( [ $stage = env ] && echo session || echo $stage).jsonl" 2>/dev/null | cut -c1-300
+  file=$stage; [ $stage = env ] && file=session; [ $stage = algorithms ] && file=extras
+  tail -n 2 "$out/$file.jsonl" 2>/dev/null | cut -c1-300
 done
 
 rest=$(( $(left) - 5 ))
-budget=${budgets[5]}; [ "$budget" -eq 0 ] || [ "$budget" -gt "$rest" ] && budget=$rest
+budget=${budgets[6]}; [ "$budget" -eq 0 ] || [ "$budget" -gt "$rest" ] && budget=$rest
 echo "=== stage pytest (budget ${budget}s)"
 if [ "$budget" -ge 5 ]; then
   if [ -n "$dry" ]; then  # no GPU: prove the GPU tests still collect

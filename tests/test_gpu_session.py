@@ -26,7 +26,7 @@ def test_dry_run_writes_every_stage(tmp_path):
 
     session = _rows(out / "session.jsonl")
     exits = {r["name"]: r for r in session if r["kind"] == "stage_exit"}
-    assert set(exits) == {"env", "correctness", "speed", "tuning", "extras", "pytest"}
+    assert set(exits) == {"env", "correctness", "speed", "tuning", "extras", "algorithms", "pytest"}
     assert not [name for name, r in exits.items() if r["timed_out"]], session
     keys = [r for r in session if r["kind"] == "key"]
     assert {r["family"] for r in keys} >= {"implicit_gemm", "hopper_implicit_gemm", "gemm", "depthwise", "small_group"}
@@ -48,6 +48,12 @@ def test_dry_run_writes_every_stage(tmp_path):
     trials = [r for r in tuning if r["kind"] == "trial" and r["state"] == "COMPLETE"]
     assert trials and all(r["check_s"] > 0 and r["time_s"] > 0 for r in trials)
     assert any(r["kind"] == "exhaustive" and r["best_ms"] for r in tuning)
-    extras = {r["kind"] for r in _rows(out / "extras.jsonl")}
-    assert {"matmul", "cuda_graph", "model"} <= extras
+    extras = _rows(out / "extras.jsonl")
+    assert {"matmul", "cuda_graph", "model"} <= {r["kind"] for r in extras if r["stage"] == "extras"}
+    # the algorithms stage (issue 16) appends to extras.jsonl: every algorithm ran (or says why not) and is exact
+    assert [r["kind"] for r in extras if r["stage"] == "algorithms"][-1] == "end"
+    algorithms = {a["algorithm"]: a for r in extras if r["kind"] == "algorithm" for a in r["results"]}
+    assert {"torch_cpu", "winograd_F2x3", "int8", "fp8"} <= set(algorithms), algorithms
+    assert algorithms["winograd_F2x3"]["rel_error"] < 1e-4 and algorithms["int8"]["rel_error"] < 5e-2
+    assert all(a.get("ms") or a.get("skipped") for a in algorithms.values())
     assert "collected" in (out / "pytest.log").read_text()
