@@ -158,3 +158,12 @@ def test_strided_views_of_every_tensor():
     y = tq.conv2d(x, wq, 0.1, w_scale, bias, residual=residual)
     assert not x.is_contiguous() and not wq.is_contiguous() and not bias.is_contiguous()
     assert rel(y, ref) < 1e-6
+
+
+def test_weight_scales_are_checked_once_per_version():
+    """A bad value written into a scale tensor already used is still caught: the check is cached per version."""
+    x, wq, w_scale, bias = quantized_inputs(1, 4, 4, 4, 8, 4, 1, 1, seed=7)
+    tq.conv2d(x, wq, 0.1, w_scale, bias)
+    w_scale[3] = 0.0  # in place: a new version of the tensor
+    with pytest.raises(InvalidInputError, match="w_scale must be positive"):
+        tq.conv2d(x, wq, 0.1, w_scale, bias)

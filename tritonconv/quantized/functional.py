@@ -21,6 +21,7 @@ from ..functional import IntOrPair, make_problem
 from ..tensor_checks import check_tensors
 from ..kernels.base import Quantization, check_config
 from ..kernels.int8_implicit_gemm import Int8ImplicitGemmConv
+from ..weights import prepare_derived
 
 FAMILY = Int8ImplicitGemmConv.name
 
@@ -51,9 +52,14 @@ def _weight_scales(w_scale: Any, k: int, device: torch.device) -> torch.Tensor:
         raise InvalidInputError(f"w_scale must have shape ({k},) (one scale per output channel), got {tuple(w_scale.shape)}")
     if w_scale.device != device:
         raise InvalidInputError(f"w_scale is on {w_scale.device}, the tensors on {device}")
+    # The values are checked once per version of the tensor (a GPU check waits for the device), then cached.
+    return prepare_derived(w_scale, ("checked_scales",), _checked_scales)
+
+
+def _checked_scales(w_scale: torch.Tensor) -> torch.Tensor:
     if w_scale.device.type != "meta" and not bool(((w_scale > 0) & torch.isfinite(w_scale)).all()):
         raise InvalidInputError("w_scale must be positive and finite in every output channel")
-    return w_scale.to(torch.float32)
+    return w_scale.to(torch.float32).contiguous()
 
 
 def conv2d(
@@ -78,7 +84,7 @@ def conv2d(
     Args:
         x_q: int8 input (N, C, H, W); real value x = x_q * x_scale.
         w_q: int8 weight (K, C/groups, R, S); real value w[k] = w_q[k] * w_scale[k].
-        x_scale: the input's scale, a positive float (or one-element tensor).
+        x_scale: the input's scale, a positive float (a one-element tensor works, but reading it waits for its device).
         w_scale: per-output-channel weight scales, a float tensor of shape (K,) (a number: the same for all).
         bias: float bias (K,) in real units, added after dequantisation.
         out_scale: None for a float32 output; a positive float for an int8 output y_q = sat(round(y / out_scale)).

@@ -1,0 +1,110 @@
+"""int8 conv benchmark on this GPU: tritonconv.quantized.conv2d (dequantised and requantised output, the int8
+family's default config or, with --trials, the tuned one) vs cuDNN fp16 (F.conv2d, NHWC and NCHW, the faster
+kept) on the suite's 3x3 layers, all timed in one process. Every int8 output is checked first against float64 of
+the same quantised values (dequantised: relative error; requantised: max LSB difference).
+
+    python bench/int8.py [--shapes '*3x3*'] [--trials 0] [--out bench/results/NAME.json]
+    python bench/int8.py --dry-run        # the same on the CPU in the Triton interpreter, tiny shapes, no timing
+
+Writes bench/results/int8_<gpu>.json (a "conv" results file: `tritonconv report` draws it); exits 2 without a GPU
+(unless --dry-run).
+"""
+from __future__ import annotations
+
+import argparse
+import fnmatch
+import os
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))  # run from a checkout without installing
+if "--dry-run" in sys.argv:
+    os.environ["TRITON_INTERPRET"] = "1"  # before Triton kernels are defined
+
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+
+from tritonconv import quantized  # noqa: E402
+from tritonconv.problem import ConvProblem  # noqa: E402
+from tritonconv.results import CandidateResult, ResultRecord, write_results  # noqa: E402
+from tritonconv.suite import load_suite  # noqa: E402
+
+TINY = [ConvProblem(n=1, c=16, h=6, w=6, k=16, r=3, s=3, pad_h=1, pad_w=1, dtype="int8", layout="nhwc")]
+
+
+def problems(shapes: str) -> list[tuple[str, ConvProblem]]:
+    patterns = shapes.split(",")
+    suite = load_suite(Path(__file__).resolve().parents[1] / "tritonconv" / "suites" / "conv2d.json")
+    return [(s.name, s.problem(dtype="int8", layout="nhwc")) for s in suite
+            if (s.r, s.s) == (3, 3) and any(fnmatch.fnmatchcase(s.name, p) for p in patterns)]
+
+
+def bench_problem(name: str, problem: ConvProblem, device: str, trials: int, timer) -> ResultRecord:
+    x, w = problem.make_tensors(device, seed=0)
+    gen = torch.Generator().manual_seed(1)
+    w_scale = (torch.rand(problem.k, generator=gen) * 1e-3 + 1e-4).to(device)
+    bias = torch.randn(problem.k, generator=gen).to(device)
+    args = dict(stride=(problem.stride_h, problem.stride_w), padding=(problem.pad_h, problem.pad_w),
+                dilation=(problem.dilation_h, problem.dilation_w), groups=problem.groups)
+    x_scale = 0.02
+    reference = F.conv2d(x.double() * x_scale, w.double() * w_scale.double()[:, None, None, None], bias.double(), **args)
+    out_scale = reference.abs().max().item() / 127
+    results = []
+    cudnn_ms = None
+    if timer is not None:
+        for fmt in (torch.channels_last, torch.contiguous_format):
+            xf, wf, bf = x.half().contiguous(memory_format=fmt), w.half().contiguous(memory_format=fmt), bias.half()
+            ms = timer(lambda xf=xf, wf=wf, bf=bf: F.conv2d(xf, wf, bf, **args))
+            cudnn_ms = ms if cudnn_ms is None else min(cudnn_ms, ms)
+        results.append(CandidateResult.measured("cudnn_fp16", cudnn_ms, role="baseline", flops=problem.flops))
+    if trials:
+        from tritonconv.search import tune
+
+        tune(problem, trials=trials, progress=False)
+    for label, scale in (("int8_dequant", None), ("int8_requant", out_scale)):
+        out = quantized.conv2d(x, w, x_scale, w_scale, bias, scale, **args)
+        if scale is None:
+            error = ((out.double() - reference).norm() / reference.norm()).item()
+            extra = {"rel_error_vs_float64": error}
+        else:
+            error = None
+            lsb = (out.double() - torch.clamp(torch.round(reference / scale), -128, 127)).abs().max().item()
+            extra = {"max_lsb_difference": lsb}
+        ms = timer(lambda scale=scale: quantized.conv2d(x, w, x_scale, w_scale, bias, scale, **args)) if timer else None
+        results.append(CandidateResult.measured(label, ms, flops=problem.flops, baseline_ms=cudnn_ms,
+                                                rel_error=error, tuned=bool(trials), **extra))
+    return ResultRecord(name=name, results=results, baseline="cudnn_fp16" if timer else None,
+                        fields={"problem": problem.key, "label": problem.long_label, "flops": problem.flops})
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python bench/int8.py", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--shapes", default="*", help="suite shape globs among the 3x3 layers (default: all)")
+    parser.add_argument("--trials", type=int, default=0, help="tune each problem first with this many trials")
+    parser.add_argument("--out", type=Path, default=None, help="results file (default: bench/results/int8_<gpu>.json)")
+    parser.add_argument("--dry-run", action="store_true", help="CPU, Triton interpreter, tiny shapes, no timing")
+    args = parser.parse_args(argv)
+    if not args.dry_run and not torch.cuda.is_available():
+        print("bench/int8.py needs a CUDA GPU (or --dry-run)", file=sys.stderr)
+        return 2
+    if args.dry_run:
+        selected, device, timer = [("tiny_3x3", p) for p in TINY], "cpu", None
+    else:
+        from tritonconv.timing import time_ms
+
+        selected, device, timer = problems(args.shapes), "cuda", time_ms
+    records = []
+    for name, problem in selected:
+        records.append(bench_problem(name, problem, device, args.trials, timer))
+        print(name, [(r.name, r.ms, r.speedup, r.rel_error, r.extra) for r in records[-1].results], flush=True)
+    gpu = torch.cuda.get_device_name().replace(" ", "_") if device == "cuda" else "interpreter"
+    out = args.out or HERE / "results" / f"int8_{gpu}.json"
+    write_results(out, records, {"what": "int8 vs cuDNN fp16, bench/int8.py", "dry_run": args.dry_run}, kind="conv")
+    print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
