@@ -69,8 +69,9 @@ def claims(family: str, problem, capability) -> bool:
         return (capability >= (9, 0) and problem.groups == 1 and problem.precision in ("tf32", "fp16", "bf16")
                 and row_bytes % 16 == 0)
     if family == "winograd":
+        few_channels = problem.groups > 1 and min(problem.c_per_group, problem.k_per_group) < 8
         return ((problem.r, problem.s, problem.stride_h, problem.stride_w, problem.dilation_h, problem.dilation_w)
-                == (3, 3, 1, 1, 1, 1) and 36 * problem.groups <= 65535)
+                == (3, 3, 1, 1, 1, 1) and 36 * problem.groups <= 65535 and not few_channels)
     return True  # implicit_gemm: everything
 
 

@@ -145,7 +145,7 @@ def _geometry(rng: random.Random, *, one_by_one: bool = False, winograd: bool = 
 
 def _channels(rng: random.Random, family: str) -> tuple[int, int, int]:
     """(C, K, groups) in the family's domain: any for implicit_gemm, groups == C for depthwise, groups >= 2 for
-    small_group, groups == 1 for gemm and the Hopper family."""
+    small_group, groups == 1 for gemm and the Hopper family, groups == 1 or >= 8 channels per group for winograd."""
     per_group = [1, 2, 3, 4, 5, 8, 16, 17]
     if family == "depthwise":
         groups = rng.choice([2, 3, 4, 5, 8, 16, 17])
@@ -156,7 +156,10 @@ def _channels(rng: random.Random, family: str) -> tuple[int, int, int]:
     if family in ("gemm", "hopper_implicit_gemm"):
         c = rng.choice([1, 2, 3, 5, 8, 16, 17, 24, 32, 40]) if family == "gemm" else rng.choice([8, 16, 24, 32, 40])
         return c, rng.choice([1, 3, 5, 8, 16, 17, 24, 33]), 1
-    groups = rng.choice([1, 1, 1, 2, 3, 4])
+    if family == "winograd" and rng.random() < 0.3:  # grouped: at least 8 channels per group
+        groups = rng.choice([2, 3])
+        return groups * rng.choice([8, 9, 16]), groups * rng.choice([8, 11, 16]), groups
+    groups = 1 if family == "winograd" else rng.choice([1, 1, 1, 2, 3, 4])
     return groups * rng.choice(per_group), groups * rng.choice([1, 2, 3, 5, 8, 16, 17]), groups
 
 

@@ -48,6 +48,7 @@ from .tiling import swizzled_tile
 TILES = (2, 4)  # m of F(m x m, 3 x 3)
 VARIANTS = ("fused", "three_kernels")  # GEMM and output transform in one kernel, or three launches
 MAX_GRID_Y = 65535  # the GEMM's grid axis 1 holds alpha^2 x groups
+MIN_CHANNELS_PER_GROUP = 8  # grouped convs only: a GEMM step reduces 16 channels (tl.dot's smallest K)
 # The transform kernels' own tiles (tiles x channels): small, as each element holds alpha^2 values in registers.
 TRANSFORM_BLOCK = {2: (32, 32), 4: (16, 32)}
 TRANSFORM_WARPS = 4
@@ -358,6 +359,9 @@ class WinogradConv(KernelFamily):
             return "Winograd family needs dilation 1"
         if interpreter_dot_reason(problem):
             return interpreter_dot_reason(problem)
+        if problem.groups > 1 and min(problem.c_per_group, problem.k_per_group) < MIN_CHANNELS_PER_GROUP:
+            return (f"Winograd family needs >= {MIN_CHANNELS_PER_GROUP} input and output channels per group "
+                    "(fewer waste most of each matrix-unit step; depthwise/small_group cover those)")
         if 36 * problem.groups > MAX_GRID_Y:
             return f"groups={problem.groups} exceeds the launch grid's limit ({MAX_GRID_Y} // 36)"
         return None
