@@ -280,7 +280,8 @@ TINY_SPEED_LAYERS = {
 
 def stage_speed(stage: Stage) -> None:
     from tritonconv import ConvProblem
-    from tritonconv.benchmark import bench_problem, measure_peaks
+    from tritonconv.benchmark import bench_problem
+    from tritonconv.roofline import measure_peaks
 
     device = _device(stage.dry_run)
     time_fn = _wall_ms if stage.dry_run else None
@@ -311,7 +312,7 @@ def stage_tuning(stage: Stage, trials: int) -> None:
     import tempfile
 
     from tritonconv import ConvProblem
-    from tritonconv.search import InProcessRunner, SubprocessRunner, tune
+    from tritonconv.search import DEFAULTS, InProcessRunner, SubprocessRunner, tune
     from tritonconv.search.space import SearchSpace
 
     if stage.dry_run:
@@ -325,7 +326,7 @@ def stage_tuning(stage: Stage, trials: int) -> None:
         with tempfile.TemporaryDirectory() as cache_dir:
             budget = max(5.0, 0.45 * stage.left())
             result = tune(problem, trials=trials, timeout=budget, runner=runner, cache=cache_dir, progress=False, resume=False,
-                          retime_top=1 if stage.dry_run else 3)
+                          retime_top=1 if stage.dry_run else DEFAULTS.retime_top)
         measured = [r for r in result.timeline if r["state"] in ("COMPLETE", "FAIL") and "repeat_of" not in r]
         for row in result.timeline:
             stage.emit("trial", **row)
@@ -349,9 +350,9 @@ def stage_tuning(stage: Stage, trials: int) -> None:
 def _exhaustive(stage: Stage, runner, space, feasible: list[dict[str, Any]], tuned_ms: float, tuned_trials: int, total: int) -> None:
     """Measure every feasible candidate (precompiled ahead on a GPU) until the deadline; the best against the study's."""
     from tritonconv.enums import Precision
-    from tritonconv.search.study import _precompiler
+    from tritonconv.search.api import precompiler_for
 
-    precompiler = _precompiler(runner, None)
+    precompiler = precompiler_for(runner, None)
     best, measured = None, 0
     try:
         futures = [precompiler.submit(space.problem_for(c), c["family"], c) if precompiler else None for c in feasible]
@@ -409,7 +410,7 @@ def _matmul(stage: Stage, device: str, time_fn, m: int, n: int, k: int) -> None:
     import torch
 
     import tritonconv
-    from tritonconv.benchmark import relative_error
+    from tritonconv.reference import rel_error
 
     gen = torch.Generator().manual_seed(0)
     a = torch.randn(m, k, generator=gen).to(device=device, dtype=torch.float16)
@@ -421,14 +422,14 @@ def _matmul(stage: Stage, device: str, time_fn, m: int, n: int, k: int) -> None:
     flops = 2 * m * n * k
     stage.emit("matmul", shape=[m, n, k], tritonconv_ms=ms_ours, cublas_ms=ms_cublas,
                tritonconv_tflops=flops / ms_ours / 1e9, cublas_tflops=flops / ms_cublas / 1e9, speedup=ms_cublas / ms_ours,
-               rel_error=relative_error(ours, ref), cublas_rel_error=relative_error(cublas, ref))
+               rel_error=rel_error(ours, ref), cublas_rel_error=rel_error(cublas, ref))
 
 
 def _cuda_graph(stage: Stage) -> None:
     import torch
 
     import tritonconv
-    from tritonconv.benchmark import relative_error
+    from tritonconv.reference import rel_error
 
     x = torch.randn(8, 64, 28, 28, device="cuda", dtype=torch.float16).contiguous(memory_format=torch.channels_last)
     w = torch.randn(64, 64, 3, 3, device="cuda", dtype=torch.float16)
@@ -444,7 +445,7 @@ def _cuda_graph(stage: Stage) -> None:
     eager = tritonconv.conv2d(static_x, w, padding=1, activation="relu")
     replay_ms = _events_ms(graph.replay)
     eager_ms = _events_ms(lambda: tritonconv.conv2d(static_x, w, padding=1, activation="relu"))
-    stage.emit("cuda_graph", rel_error=relative_error(static_out, eager.double()), ok=relative_error(static_out, eager.double()) < 1e-3,
+    stage.emit("cuda_graph", rel_error=rel_error(static_out, eager.double()), ok=rel_error(static_out, eager.double()) < 1e-3,
                replay_ms=replay_ms, eager_ms=eager_ms)
 
 
@@ -453,7 +454,7 @@ def _converted_model(stage: Stage, device: str, time_fn) -> None:
     from torch import nn
 
     import tritonconv
-    from tritonconv.benchmark import relative_error
+    from tritonconv.reference import rel_error
 
     torch.manual_seed(0)
     try:
@@ -477,7 +478,7 @@ def _converted_model(stage: Stage, device: str, time_fn) -> None:
         out = converted(x)
         eager_ms, ours_ms = time_fn(lambda: model(x)), time_fn(lambda: converted(x))
     stage.emit("model", model=name, batch=batch, dtype=str(dtype), eager_ms=eager_ms, tritonconv_ms=ours_ms,
-               speedup=eager_ms / ours_ms, rel_error=relative_error(out, ref), untuned="default configs (no tuning in this stage)")
+               speedup=eager_ms / ours_ms, rel_error=rel_error(out, ref), untuned="default configs (no tuning in this stage)")
 
 
 # ------------------------------------------------------------------------------------------------------------

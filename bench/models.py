@@ -65,7 +65,7 @@ def measure_dispatch_overhead(calls: int = 2000) -> dict[str, float]:
 
 def cuda_graph_check(model: torch.nn.Module, x: torch.Tensor) -> dict[str, Any]:
     """Capture a converted model's forward in a CUDA graph, replay it on new data, compare with eager."""
-    from tritonconv.benchmark import relative_error
+    from tritonconv.reference import rel_error
 
     try:
         with torch.no_grad():
@@ -78,7 +78,7 @@ def cuda_graph_check(model: torch.nn.Module, x: torch.Tensor) -> dict[str, Any]:
             static_x.copy_(torch.randn_like(static_x))
             graph.replay()
             torch.cuda.synchronize()
-            error = relative_error(static_out, _tensor(model(static_x)))
+            error = rel_error(static_out, _tensor(model(static_x)))
         return {"ok": error < 1e-3, "rel_error": error}
     except Exception as exc:  # noqa: BLE001 - the check reports any failure instead of aborting the benchmark
         return {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
@@ -86,7 +86,8 @@ def cuda_graph_check(model: torch.nn.Module, x: torch.Tensor) -> dict[str, Any]:
 
 def bench_model(name: str, batch: int, args: argparse.Namespace, time_ms: Callable) -> dict[str, Any]:
     import tritonconv
-    from tritonconv.benchmark import relative_error, result_entry
+    from tritonconv.reference import rel_error
+    from tritonconv.results import result_entry
     from tritonconv.commands.tune_model import load_factory
 
     torch.manual_seed(0)
@@ -109,7 +110,7 @@ def bench_model(name: str, batch: int, args: argparse.Namespace, time_ms: Callab
     with torch.no_grad():
         for variant, fn in variants.items():
             try:
-                error = relative_error(_tensor(fn(x)), reference)  # also the warm-up (and compile) call
+                error = rel_error(_tensor(fn(x)), reference)  # also the warm-up (and compile) call
                 ms = time_ms(functools.partial(fn, x))
                 failure = None if error < TOLERANCE else f"relative error {error:.3g} > {TOLERANCE}"
             except Exception as exc:  # noqa: BLE001 - one failing variant must not hide the others
@@ -150,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"unknown model(s) {sorted(unknown)}; choose from {list(MODELS)}", file=sys.stderr)
         return 2
 
-    from tritonconv.benchmark import write_results
+    from tritonconv.results import write_results
     from tritonconv.report import render
     from tritonconv.timing import time_ms
 

@@ -22,6 +22,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tritonconv.problem import ConvProblem  # noqa: E402
+from tritonconv.search.options import DEFAULTS  # noqa: E402
 
 # (c, hw, k, r, stride): the 23 distinct convs of torchvision's ResNet-50 (v1.5: stride on the 3x3).
 RESNET50 = [
@@ -39,7 +40,7 @@ PROJECTION_CORES = 16
 ASSUMED_GPU_S_PER_CANDIDATE = 0.05
 ASSUMED_GPU_S_PER_RETIME = 0.15
 ASSUMED_GPU_S_PER_BASELINE = 0.3  # cuDNN in both layouts with the full timer, once per problem
-RETIME_TOP = 3
+RETIME_TOP = DEFAULTS.retime_top
 
 
 def resnet50_problems(batch: int = 32, dtype: str = "float16", layout: str = "nhwc") -> list[ConvProblem]:
@@ -176,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runner", choices=("fake", "real"), default="fake")
     parser.add_argument("--problems", type=int, default=3, help="how many of the 23 ResNet-50 convs (spread; 0: all)")
-    parser.add_argument("--trials", type=int, default=64, help="trial budget per problem (64 is tune's default)")
+    parser.add_argument("--trials", type=int, default=DEFAULTS.trials, help="trial budget per problem (tune's default)")
     parser.add_argument("--workers", type=int, default=0, help="compile workers (0: tune's default, cores - 1)")
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--warm-triton-cache", action="store_true",
@@ -216,7 +217,7 @@ def main(argv: list[str] | None = None) -> int:
     from tritonconv.search import tune_many
     from tritonconv.search.compile_pool import Precompiler
     from tritonconv.search.runner import FakeRunner, SubprocessRunner
-    from tritonconv.search.study import default_compile_workers
+    from tritonconv.search.options import default_compile_workers
 
     workers = args.workers or default_compile_workers()
     problems = spread(resnet50_problems(args.batch), args.problems)

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from tritonconv.dispatch import empty_output, run_problem
 from tritonconv.enums import Activation, Precision
 from tritonconv.functional import make_problem
-from tritonconv.search.reference import rel_error  # noqa: F401
+from tritonconv.reference import rel_error  # noqa: F401  (the library's one error measure)
 
 # The library's own per-precision tolerances (tritonconv.enums.Precision.tolerance), by name.
 TOLERANCE = {precision.value: precision.tolerance for precision in Precision}

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tritonconv import benchmark
+from tritonconv import benchmark, results, roofline, suite
 from tritonconv.errors import InvalidInputError
 from tritonconv.kernels import families_for
 from tritonconv.problem import ConvProblem
@@ -40,8 +40,8 @@ def synthetic_timer(values):
 
 # ---- roofline and peaks -------------------------------------------------------------------------------------
 def test_floor_is_the_larger_of_compute_and_memory_time():
-    assert benchmark.floor_ms(200e9, 1e9, SYNTHETIC_PEAKS) == pytest.approx(2.0)  # compute-bound: 200 GFLOP / 100 T
-    assert benchmark.floor_ms(1e9, 8e9, SYNTHETIC_PEAKS) == pytest.approx(4.0)  # memory-bound: 8 GB / 2 TB/s
+    assert roofline.floor_ms(200e9, 1e9, SYNTHETIC_PEAKS) == pytest.approx(2.0)  # compute-bound: 200 GFLOP / 100 T
+    assert roofline.floor_ms(1e9, 8e9, SYNTHETIC_PEAKS) == pytest.approx(4.0)  # memory-bound: 8 GB / 2 TB/s
 
 
 def test_roofline_floor_of_a_conv_problem_uses_its_flops_and_min_bytes():
@@ -49,7 +49,7 @@ def test_roofline_floor_of_a_conv_problem_uses_its_flops_and_min_bytes():
     dense = ConvProblem(n=32, c=256, h=14, w=14, k=256, r=3, s=3, pad_h=1, pad_w=1)
     for problem in (depthwise, dense):
         expected = 1e3 * max(problem.flops / 100e12, problem.min_bytes / 2e12)
-        assert benchmark.roofline_floor_ms(problem, SYNTHETIC_PEAKS) == pytest.approx(expected)
+        assert roofline.roofline_floor_ms(problem, SYNTHETIC_PEAKS) == pytest.approx(expected)
     # A depthwise conv does ~9 FLOPs per output element: memory-bound; the dense 3x3 is compute-bound.
     assert depthwise.min_bytes / 2e12 > depthwise.flops / 100e12
     assert dense.flops / 100e12 > dense.min_bytes / 2e12
@@ -69,7 +69,7 @@ def test_measure_peaks_math_and_matmul_precision(dtype, precision, matmul_dtype,
         return 4.0 if result.dim() == 2 else 2.0
 
     before = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
-    peaks = benchmark.measure_peaks(dtype, precision, device="cpu", copy_mib=1, matmul_size=32, time_fn=time_fn)
+    peaks = roofline.measure_peaks(dtype, precision, device="cpu", copy_mib=1, matmul_size=32, time_fn=time_fn)
     assert (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32) == before  # restored
     assert peaks["bytes_per_s"] == pytest.approx(2 * 2**20 / 2e-3)  # read + write bytes
     assert peaks["flops_per_s"] == pytest.approx(2 * 32**3 / 4e-3)
@@ -79,25 +79,25 @@ def test_measure_peaks_math_and_matmul_precision(dtype, precision, matmul_dtype,
 
 
 def test_result_entry_derives_tflops_floor_fraction_and_speedup():
-    entry = benchmark.result_entry("x", 2.0, flops=4e9, floor=0.5, baseline_ms=3.0, rel_error=1e-3, family="f")
+    entry = results.result_entry("x", 2.0, flops=4e9, floor=0.5, baseline_ms=3.0, rel_error=1e-3, family="f")
     assert entry["tflops"] == pytest.approx(2.0)
     assert entry["floor_fraction"] == pytest.approx(0.25)
     assert entry["speedup"] == pytest.approx(1.5)
     assert entry["family"] == "f" and entry["role"] == "candidate"
-    failed = benchmark.result_entry("y", None, error="boom")
+    failed = results.result_entry("y", None, error="boom")
     assert failed["ms"] is None and failed["speedup"] is None and failed["error"] == "boom"
 
 
 def test_geomean_and_summary():
-    assert benchmark.geomean([2.0, 8.0]) == pytest.approx(4.0)
-    assert benchmark.geomean([4.0, None, float("nan"), 0.0, -1.0]) == pytest.approx(4.0)
-    assert math.isnan(benchmark.geomean([]))
+    assert results.geomean([2.0, 8.0]) == pytest.approx(4.0)
+    assert results.geomean([4.0, None, float("nan"), 0.0, -1.0]) == pytest.approx(4.0)
+    assert math.isnan(results.geomean([]))
     records = [
         {"name": "a", "results": [{"name": "cudnn", "role": "baseline", "speedup": 1.0},
                                   {"name": "tuned", "role": "candidate", "speedup": 2.0}]},
         {"name": "b", "results": [{"name": "tuned", "role": "candidate", "speedup": 0.5}]},
     ]
-    summary = benchmark.summarize(records)
+    summary = results.summarize(records)
     assert set(summary) == {"tuned"}  # baselines are not summarised
     assert summary["tuned"]["geomean"] == pytest.approx(1.0)
     assert (summary["tuned"]["worst"], summary["tuned"]["worst_record"], summary["tuned"]["count"]) == (0.5, "b", 2)
@@ -106,11 +106,11 @@ def test_geomean_and_summary():
 # ---- results schema ----------------------------------------------------------------------------------------------
 def test_results_round_trip_with_metadata(tmp_path):
     records = [{"name": "shape", "problem": ConvProblem(1, 2, 3, 3, 4, 1, 1).to_dict(),
-                "results": [benchmark.result_entry("tuned", 1.0, rel_error=float("inf"))]}]
-    path = benchmark.write_results(tmp_path / "sub" / "r.json", records, {"dtype": "float16", "peaks": {"a": 1.0}},
+                "results": [results.result_entry("tuned", 1.0, rel_error=float("inf"))]}]
+    path = results.write_results(tmp_path / "sub" / "r.json", records, {"dtype": "float16", "peaks": {"a": 1.0}},
                                    kind="conv")
-    document = benchmark.load_results(path)
-    assert document["kind"] == "conv" and document["version"] == benchmark.SCHEMA_VERSION
+    document = results.load_results(path)
+    assert document["kind"] == "conv" and document["version"] == results.SCHEMA_VERSION
     assert document["records"][0]["problem"] == records[0]["problem"]
     assert document["records"][0]["results"][0]["rel_error"] is None  # non-finite -> null, valid JSON
     meta = document["meta"]
@@ -132,32 +132,33 @@ def test_load_results_rejects_bad_files_clearly(tmp_path, content, message):
     path = tmp_path / "bad.json"
     path.write_text(content)
     with pytest.raises(InvalidInputError, match=message):
-        benchmark.load_results(path)
+        results.load_results(path)
 
 
 def test_write_results_rejects_unknown_kind(tmp_path):
     with pytest.raises(InvalidInputError, match="kind"):
-        benchmark.write_results(tmp_path / "r.json", [], kind="speed")
+        results.write_results(tmp_path / "r.json", [], kind="speed")
     with pytest.raises(InvalidInputError, match="does not exist"):
-        benchmark.load_results(tmp_path / "missing.json")
+        results.load_results(tmp_path / "missing.json")
 
 
-def test_load_conv_suite_filters_and_converts():
-    suite = ROOT / "bench" / "suites" / "conv2d.json"
-    everything = benchmark.load_conv_suite(suite)
-    assert len(everything) == len(json.loads(suite.read_text())["shapes"])
-    r50 = benchmark.load_conv_suite(suite, dtype="fp32", layout="nchw", precision="tf32", shapes=["r50_*"])
+def test_load_problems_filters_and_converts():
+    path = suite.CONV_SUITE  # shipped once, as package data
+    assert path.parent == ROOT / "tritonconv" / "suites" and not (ROOT / "bench" / "suites").exists()
+    everything = suite.load_problems(path)
+    assert len(everything) == len(json.loads(path.read_text())["shapes"])
+    r50 = suite.load_problems(path, dtype="fp32", layout="nchw", precision="tf32", shapes=["r50_*"])
     assert r50 and all(name.startswith("r50_") for name, _ in r50)
     assert all(p.dtype == "float32" and p.layout == "nchw" and p.precision == "tf32" for _, p in r50)
     name, conv1 = next((n, p) for n, p in r50 if n == "r50_conv1")
     assert (conv1.c, conv1.r, conv1.stride_h, conv1.pad_h, conv1.p) == (3, 7, 2, 3, 112)
-    assert {n for n, _ in benchmark.load_conv_suite(suite, shapes=["*l1_3x3"])} == {"r50_l1_3x3"}
+    assert {n for n, _ in suite.load_problems(path, shapes=["*l1_3x3"])} == {"r50_l1_3x3"}
     with pytest.raises(InvalidInputError, match="matches no shape"):  # globs on whole names, not substrings
-        benchmark.load_conv_suite(suite, shapes=["l1_3x3"])
+        suite.load_problems(path, shapes=["l1_3x3"])
     with pytest.raises(InvalidInputError, match="no_such_layer"):
-        benchmark.load_conv_suite(suite, shapes=["no_such_layer"])
+        suite.load_problems(path, shapes=["no_such_layer"])
     with pytest.raises(InvalidInputError, match="dtype"):
-        benchmark.load_conv_suite(suite, dtype="int8")
+        suite.load_problems(path, dtype="int8")
 
 
 # ---- the conv benchmark machinery, in the interpreter ------------------------------------------------------------
@@ -184,7 +185,7 @@ def test_bench_problem_times_cudnn_layouts_and_every_family(device):
     assert names[:2] == [f"{baseline}_nchw", f"{baseline}_nhwc"]
     assert set(names[2:]) == {f.name for f in families_for(TINY)}  # no cache entry: no "tuned"
     assert record["reference"] == "float64" and record["tuned"] is False
-    assert record["floor_ms"] == pytest.approx(benchmark.roofline_floor_ms(TINY, SYNTHETIC_PEAKS))
+    assert record["floor_ms"] == pytest.approx(roofline.roofline_floor_ms(TINY, SYNTHETIC_PEAKS))
     assert record["baseline"] == f"{baseline}_nhwc"  # the faster (synthetic) layout
     for entry in record["results"]:
         assert entry["error"] is None, entry
@@ -208,7 +209,8 @@ def test_bench_problem_records_tuned_choice_and_failing_candidates(device, monke
     monkeypatch.setattr(cache, "lookup_config", lambda problem, device, backend="auto": dict(tuned))
     public_calls = []
     real_conv2d = functional.conv2d
-    monkeypatch.setattr(functional, "conv2d", lambda *a, **k: public_calls.append(k) or real_conv2d(*a, **k))
+    assert benchmark.conv2d is real_conv2d  # the benchmark times the public tritonconv.conv2d
+    monkeypatch.setattr(benchmark, "conv2d", lambda *a, **k: public_calls.append(k) or real_conv2d(*a, **k))
     dispatch.clear_memo()  # the dispatcher must see the patched cache
     try:
         record = benchmark.bench_problem(TINY, peaks=SYNTHETIC_PEAKS, device=device,
@@ -250,7 +252,7 @@ def test_suite_run_writes_results_that_report_renders(device, tmp_path):
                                              time_fn=synthetic_timer([2.0, 1.0]), peaks=SYNTHETIC_PEAKS)
     assert [r["name"] for r in records] == ["tiny_a", "tiny_b"]
     assert meta["peaks"] == SYNTHETIC_PEAKS and meta["dtype"] == "float32"
-    path = benchmark.write_results(tmp_path / "synthetic.json", records, meta, kind="conv")
+    path = results.write_results(tmp_path / "synthetic.json", records, meta, kind="conv")
     charts = report.render(path, tmp_path / "charts")
     assert {c.name for c in charts} == {"synthetic_roofline.png", "synthetic_tflops.png"}  # no candidates: no speedup
 
@@ -301,7 +303,7 @@ def test_bench_rejects_bad_options_before_looking_for_a_gpu(argv, message, capsy
 # ---- on a GPU: the real timing path (numbers are only checked for sanity, never against targets) -------------------
 @pytest.mark.gpu
 def test_real_peaks_and_bench_problem_on_gpu():
-    peaks = benchmark.measure_peaks("float16", copy_mib=256, matmul_size=4096)
+    peaks = roofline.measure_peaks("float16", copy_mib=256, matmul_size=4096)
     assert peaks["bytes_per_s"] > 0 and peaks["flops_per_s"] > 0
     problem = ConvProblem(n=2, c=32, h=16, w=16, k=64, r=3, s=3, pad_h=1, pad_w=1)
     record = benchmark.bench_problem(problem, peaks=peaks, name="small")

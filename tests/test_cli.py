@@ -191,12 +191,12 @@ def test_commands_share_suite_shapes_dtype_and_interpret_options(tmp_path, capsy
     assert len(interpret_help) == 1
 
     # --shapes: glob patterns on whole names, the same selection everywhere
-    from tritonconv import benchmark
+    from tritonconv.suite import load_problems
 
     tune_args = parsers["tune"].parse_args([str(suite), "--shapes", "r50_*,dw_?"])
     tune_args.demo = False
     assert [n for n, _ in tune_command._problems(tune_args)] == ["r50_a", "r50_b", "dw_c"]
-    assert [n for n, _ in benchmark.load_conv_suite(suite, shapes=["r50_*", "dw_?"])] == ["r50_a", "r50_b", "dw_c"]
+    assert [n for n, _ in load_problems(suite, shapes=["r50_*", "dw_?"])] == ["r50_a", "r50_b", "dw_c"]
     for argv in (["tune", str(suite), "--shapes", "r50", "--interpret"], ["bench", str(suite), "--shapes", "r50"]):
         assert main(argv) == 2 and "'r50' matches no shape" in capsys.readouterr().err
     assert compile_module.main([str(suite), "--shapes", "r50"]) == 2

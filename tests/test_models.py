@@ -21,7 +21,7 @@ from torch import nn
 import tritonconv
 from tritonconv.nn import Conv2d
 from tritonconv.enums import Precision, default_precision
-from tritonconv.search.reference import rel_error
+from tritonconv.reference import rel_error
 
 from .sweeps.run import poisoned_outputs
 from .torchvision_models import import_torchvision

@@ -10,7 +10,7 @@ import matplotlib.image
 import pytest
 from rich.console import Console
 
-from tritonconv import benchmark, report
+from tritonconv import report, results
 from tritonconv.cli import main as cli_main
 from tritonconv.problem import ConvProblem
 
@@ -26,11 +26,11 @@ def synthetic_conv_records():
         records.append({
             "name": name, "floor_ms": floor, "baseline": "cudnn_nhwc",
             "results": [
-                benchmark.result_entry("cudnn_nchw", cudnn * 1.5, role="baseline", **common),
-                benchmark.result_entry("cudnn_nhwc", cudnn, role="baseline", rel_error=1e-4, **common),
-                benchmark.result_entry("implicit_gemm", cudnn / (1.0 + i), rel_error=2e-4, **common),
-                benchmark.result_entry("tuned", cudnn / (2.0 + i), rel_error=3e-4, **common)
-                if i != 1 else benchmark.result_entry("tuned", None, error="synthetic failure"),
+                results.result_entry("cudnn_nchw", cudnn * 1.5, role="baseline", **common),
+                results.result_entry("cudnn_nhwc", cudnn, role="baseline", rel_error=1e-4, **common),
+                results.result_entry("implicit_gemm", cudnn / (1.0 + i), rel_error=2e-4, **common),
+                results.result_entry("tuned", cudnn / (2.0 + i), rel_error=3e-4, **common)
+                if i != 1 else results.result_entry("tuned", None, error="synthetic failure"),
             ],
         })
     return records
@@ -49,7 +49,7 @@ def assert_valid_png(path: Path):
 
 
 def test_conv_results_render_table_summary_and_charts(tmp_path):
-    path = benchmark.write_results(tmp_path / "conv_synthetic.json", synthetic_conv_records(),
+    path = results.write_results(tmp_path / "conv_synthetic.json", synthetic_conv_records(),
                                    {"dtype": "float16", "layout": "nhwc"}, kind="conv")
     text, charts = render_to_text(path, tmp_path / "out")
     for name in SHAPES + ["cudnn_nchw ms", "cudnn_nhwc ms", "implicit_gemm ms", "tuned ms", "failed", "floor ms"]:
@@ -67,7 +67,7 @@ def test_conv_results_render_table_summary_and_charts(tmp_path):
 
 
 def test_charts_default_next_to_the_file_and_can_be_skipped(tmp_path):
-    path = benchmark.write_results(tmp_path / "r.json", synthetic_conv_records(), kind="conv")
+    path = results.write_results(tmp_path / "r.json", synthetic_conv_records(), kind="conv")
     _, charts = render_to_text(path, None)
     assert charts and all(c.parent == tmp_path for c in charts)
     _, none = render_to_text(path, tmp_path / "x", charts=False)
@@ -78,11 +78,11 @@ def test_tune_results_from_tune_records(tmp_path):
     problem = ConvProblem(n=8, c=32, h=16, w=16, k=64, r=3, s=3, pad_h=1, pad_w=1)
     result = SimpleNamespace(problem=problem, family="implicit_gemm", config={"BLOCK_M": 64}, time_ms=0.5,
                              cudnn_time_ms=1.0, rel_error=1e-3, trials_run=20, wall_time_s=12.0, precision="fp16")
-    record = benchmark.tune_record(result).to_dict()
+    record = results.tune_record(result).to_dict()
     tuned = record["results"][1]
     assert tuned["speedup"] == pytest.approx(2.0) and tuned["family"] == "implicit_gemm"
     assert tuned["tflops"] == pytest.approx(problem.flops / 0.5e-3 / 1e12)
-    path = benchmark.write_results(tmp_path / "tune.json", [record], kind="tune")
+    path = results.write_results(tmp_path / "tune.json", [record], kind="tune")
     text, charts = render_to_text(path, tmp_path)
     assert problem.label in text and "2.00x" in text and "torch CPU ms" in text
     assert {c.name for c in charts} == {"tune_speedup.png", "tune_tflops.png"}
@@ -91,7 +91,7 @@ def test_tune_results_from_tune_records(tmp_path):
 def test_flat_records_render_their_fields(tmp_path):
     records = [{"name": "synthetic_model_a", "eager_ms": 10.0, "tritonconv_ms": 8.0, "speedup": 1.25},
                {"name": "synthetic_model_b", "eager_ms": 5.0, "tritonconv_ms": 6.0, "speedup": 5 / 6, "note": "x"}]
-    path = benchmark.write_results(tmp_path / "models.json", records, kind="models")
+    path = results.write_results(tmp_path / "models.json", records, kind="models")
     text, charts = render_to_text(path, tmp_path)
     for token in ("synthetic_model_a", "synthetic_model_b", "eager_ms", "tritonconv_ms", "1.25", "note"):
         assert token in text
@@ -100,7 +100,7 @@ def test_flat_records_render_their_fields(tmp_path):
 
 
 def test_report_cli(tmp_path, capsys):
-    path = benchmark.write_results(tmp_path / "gemm.json", synthetic_conv_records(), kind="gemm")
+    path = results.write_results(tmp_path / "gemm.json", synthetic_conv_records(), kind="gemm")
     assert cli_main(["report", str(path), "--out", str(tmp_path / "charts")]) == 0
     out = capsys.readouterr().out
     assert all(name in out for name in SHAPES) and "gemm_speedup.png" in out

@@ -31,12 +31,11 @@ import json, sys
 from pathlib import Path
 from tritonconv.compile import random_problems
 from tritonconv.compile_report import ReportJob, bar_violations, build_report
-from tritonconv.problem import ConvProblem
+from tritonconv.suite import load_suite
 
 count, seed = int(sys.argv[1]), int(sys.argv[2])
-suite = json.loads((Path("tritonconv") / "suites" / "conv2d.json").read_text())["shapes"]
 fp16_nhwc = dict(dtype="float16", layout="nhwc", precision="fp16", output_layout="nhwc")
-problems = [(e["name"], ConvProblem.from_suite_entry(e, dtype="float16", layout="nhwc")) for e in suite]
+problems = [(s.name, s.problem(dtype="float16", layout="nhwc")) for s in load_suite()]
 problems += [(f"random{i}", p.with_(**fp16_nhwc)) for i, p in enumerate(random_problems(count, seed))]
 rows = build_report([ReportJob(p, sm, label=name) for name, p in problems for sm in (80, 90)], processes=2)
 print(json.dumps([

@@ -210,16 +210,6 @@ class ConvProblem:
     def with_(self, **changes: Any) -> "ConvProblem":
         return replace(self, **changes)
 
-    @classmethod
-    def from_suite_entry(
-        cls, entry: dict[str, Any], *, dtype: str = "float16", layout: Layout = "nhwc", precision: str = ""
-    ) -> "ConvProblem":
-        """Build from a suite-file row (validated against the schema in tritonconv.suite)."""
-        from .suite import parse_shape
-
-        shape = parse_shape(entry, where="suite entry")
-        return shape.problem(dtype=dtype, layout=layout, precision=precision)
-
     def make_tensors(
         self, device: str | torch.device = "cuda", *, seed: int = 0
     ) -> tuple[torch.Tensor, torch.Tensor]:

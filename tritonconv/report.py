@@ -1,4 +1,4 @@
-"""Render a results file (see `tritonconv.benchmark` for the schema) as a rich table and matplotlib PNG charts.
+"""Render a results file (see `tritonconv.results` for the schema) as a rich table and matplotlib PNG charts.
 
 Works for every kind (conv, gemm, models, tune): records with a "results" list become one row each with a
 "ms / speedup" cell per candidate; records without one become rows of their scalar fields.
@@ -19,8 +19,7 @@ from typing import Any, Optional, Sequence
 from rich.console import Console
 from rich.table import Table
 
-from .benchmark import summarize
-from .results import Record, format_speedup, load_results
+from .results import Record, format_speedup, load_results, summarize
 
 CHARTS = {
     # metric: (file suffix, title ({baseline} filled in), y label, include baselines, reference line, log scale)

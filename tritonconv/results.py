@@ -29,7 +29,7 @@ import shlex
 import sys
 import tempfile
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -177,6 +177,30 @@ def cache_entry_record(entry: Any) -> Record:
                                      rel_error=entry.rel_error, family=entry.family, config=entry.config),
         ],
     ).to_dict()
+
+
+def geomean(values: Iterable[float | None]) -> float:
+    """Geometric mean of the positive finite values (None, NaN, inf and non-positive are skipped); NaN if none."""
+    logs = [math.log(v) for v in values if v is not None and math.isfinite(v) and v > 0]
+    return math.exp(sum(logs) / len(logs)) if logs else float("nan")
+
+
+def summarize(records: Sequence[Record], metric: str = "speedup") -> dict[str, dict[str, Any]]:
+    """Per candidate name: geomean of `metric` over the records that have it, and the worst record."""
+    per_name: dict[str, list[tuple[float, str]]] = {}
+    for record in records:
+        for entry in record.get("results", []):
+            value = entry.get(metric)
+            if entry.get("role") != "baseline" and value is not None and math.isfinite(value):
+                per_name.setdefault(entry["name"], []).append((value, record.get("name", "?")))
+    summary = {}
+    for name, pairs in per_name.items():
+        worst_value, worst_record = min(pairs)
+        summary[name] = {
+            "geomean": geomean(v for v, _ in pairs), "worst": worst_value, "worst_record": worst_record,
+            "count": len(pairs),
+        }
+    return summary
 
 
 # ---- the file ------------------------------------------------------------------------------------------------

@@ -1,6 +1,8 @@
-"""Conv suite files: their schema, validation and shape selection (torch-free until a problem is built).
+"""Suite files: their schema, validation, shape selection and the suites shipped with the package
+(tritonconv/suites/*.json, package data: `CONV_SUITE`, `GEMM_SUITE`). The one loader of tune, bench, compile,
+bench/*.py and the tests. Torch-free until a problem is built (the CLIs name the default suite in `--help`).
 
-Schema (JSON):
+Conv suite schema (JSON):
     {"about": "free text (optional)",
      "shapes": [                                   # a non-empty list of objects with these fields only:
         {"name": "r50_l1_3x3",                     # optional, unique text (default "shape<i>")
@@ -9,8 +11,12 @@ Schema (JSON):
          "stride": 1, "pad": 1, "dilation": 1,     # optional: an integer or an [h, w] pair (defaults 1, 0, 1);
                                                    #   stride and dilation positive, pad non-negative
          "groups": 1}]}                            # optional positive integer dividing c and k (default 1)
+A GEMM suite has the same top level; its shapes are {"name": ..., "m": M, "n": N, "k": K} (C[m,n] = A[m,k] @ B[k,n]).
 Integers must be JSON integers: 8.7, "8", true and 8.0 are rejected, never truncated. Every error names the file,
-the entry and the field. `--shapes` selects entries by glob patterns on their names (`r50_*`, `*dw*`).
+the entry and the field.
+
+`--shapes` (everywhere): comma-separated glob patterns matched against whole shape names (`r50_*`, `*dw*`; a
+name without wildcards matches exactly that shape); a pattern that matches no shape is an error.
 """
 from __future__ import annotations
 
@@ -26,7 +32,11 @@ REQUIRED = ("n", "c", "h", "w", "k", "r", "s")
 PAIRS = {"stride": (1, 1), "pad": (0, 0), "dilation": (1, 1)}  # field -> (default, smallest allowed value)
 FIELDS = ("name", *REQUIRED, *PAIRS, "groups")
 TOP_LEVEL = ("about", "shapes")
+GEMM_FIELDS = ("name", "m", "n", "k")
 MAX_SUITE_BYTES = 16 * 2**20
+SUITES_DIR = Path(__file__).resolve().parent / "suites"
+CONV_SUITE = SUITES_DIR / "conv2d.json"
+GEMM_SUITE = SUITES_DIR / "gemm.json"
 
 
 @dataclass(frozen=True)
@@ -57,6 +67,16 @@ class SuiteShape:
             dilation_h=self.dilation[0], dilation_w=self.dilation[1], groups=self.groups,
             dtype=dtype if dtype == DType.INT8.value else canonical_dtype(dtype), layout=layout, precision=precision,
         )
+
+
+@dataclass(frozen=True)
+class GemmShape:
+    """One validated GEMM suite entry: C[m,n] = A[m,k] @ B[k,n]."""
+
+    name: str
+    m: int
+    n: int
+    k: int
 
 
 def _is_int(value: Any) -> bool:
@@ -96,6 +116,25 @@ def parse_shape(entry: Any, *, where: str, default_name: str = "shape") -> Suite
     return shape
 
 
+def parse_gemm_shape(entry: Any, *, where: str, default_name: str = "shape") -> GemmShape:
+    """Validate one GEMM suite entry (a dict with m, n, k and an optional name)."""
+    if not isinstance(entry, dict):
+        raise InvalidInputError(f"{where}: a shape must be an object with fields {', '.join(GEMM_FIELDS)}, got {entry!r:.80}")
+    name = entry.get("name", default_name)
+    if not isinstance(name, str) or not name:
+        raise InvalidInputError(f"{where}: field 'name' must be non-empty text, got {name!r:.80}")
+    where = f"{where} ({name!r})" if "name" in entry else where
+    unknown = [key for key in entry if key not in GEMM_FIELDS]
+    if unknown:
+        raise InvalidInputError(f"{where}: unknown field {unknown[0]!r:.80}; the fields are {', '.join(GEMM_FIELDS)}")
+    for key in ("m", "n", "k"):
+        if key not in entry:
+            raise InvalidInputError(f"{where}: missing required field {key!r} (required: m, n, k)")
+        if not _is_int(entry[key]) or entry[key] < 1:
+            raise InvalidInputError(f"{where}: field {key!r} must be a positive integer, got {entry[key]!r:.80}")
+    return GemmShape(name=name, m=entry["m"], n=entry["n"], k=entry["k"])
+
+
 def check_geometry(shape: SuiteShape, *, where: str) -> None:
     """Cross-field rules: groups divide both channel counts, the dilated filter fits the padded input."""
     if shape.c % shape.groups or shape.k % shape.groups:
@@ -109,8 +148,10 @@ def check_geometry(shape: SuiteShape, *, where: str) -> None:
             )
 
 
-def load_suite(path: str | Path) -> list[SuiteShape]:
-    """Read and validate a suite file; every problem is an InvalidInputError naming the file (and entry, field)."""
+def load_suite(path: str | Path = CONV_SUITE, *, kind: str = "conv") -> list[Any]:
+    """Read and validate a suite file: SuiteShapes (`kind` "conv") or GemmShapes ("gemm"); every problem is an
+    InvalidInputError naming the file (and entry, field)."""
+    parse = {"conv": parse_shape, "gemm": parse_gemm_shape}[kind]
     path = Path(path)
     if path.is_dir():
         raise InvalidInputError(f"suite file {path} is a directory")
@@ -134,7 +175,7 @@ def load_suite(path: str | Path) -> list[SuiteShape]:
     entries = data["shapes"]
     if not isinstance(entries, list) or not entries:
         raise InvalidInputError(f"suite file {path}: \"shapes\" must be a non-empty list of shape objects")
-    shapes = [parse_shape(entry, where=f"suite file {path}, shape #{i}", default_name=f"shape{i}")
+    shapes = [parse(entry, where=f"suite file {path}, shape #{i}", default_name=f"shape{i}")
               for i, entry in enumerate(entries)]
     seen: set[str] = set()
     for shape in shapes:
@@ -152,7 +193,7 @@ def split_patterns(values: Optional[Iterable[str]]) -> list[str]:
     return patterns
 
 
-def select(shapes: Sequence[SuiteShape], patterns: Optional[Sequence[str]], *, source: str) -> list[SuiteShape]:
+def select(shapes: Sequence[Any], patterns: Optional[Sequence[str]], *, source: str) -> list[Any]:
     """The shapes whose name matches any glob pattern (all without patterns); a pattern matching nothing is an
     error listing the names."""
     if not patterns:
@@ -163,3 +204,15 @@ def select(shapes: Sequence[SuiteShape], patterns: Optional[Sequence[str]], *, s
             raise InvalidInputError(f"--shapes pattern {pattern!r} matches no shape in {source} (names: {names}); "
                                     f"patterns are globs on whole names, e.g. 'r50_*' or '*dw*'")
     return [s for s in shapes if any(fnmatch.fnmatchcase(s.name, p) for p in patterns)]
+
+
+def load_problems(path: str | Path = CONV_SUITE, *, shapes: Optional[Sequence[str]] = None, dtype: str = "float16",
+                  layout: str = "nhwc", precision: str = "") -> list[tuple[str, Any]]:
+    """(name, ConvProblem) for each shape of the conv suite file whose name matches one of the glob patterns
+    `shapes` (all without patterns), in `dtype` (any alias), `layout` and `precision`."""
+    from .enums import canonical_dtype
+
+    dtype = canonical_dtype(dtype)
+    selected = select(load_suite(path), shapes, source=str(path))
+    return [(s.name, s.problem(dtype=dtype, layout=layout, precision=precision)) for s in selected]
+

@@ -20,6 +20,7 @@ from .enums import DType
 from .errors import InvalidInputError, UnsupportedError
 from .functional import make_problem
 from .problem import ConvProblem
+from .search.options import DEFAULTS, check_tune_options
 
 
 def resolve_dtype(dtype: Union[str, torch.dtype, None]) -> Optional[torch.dtype]:
@@ -212,7 +213,7 @@ def tune_model(
     dtype: Union[str, torch.dtype, None] = None,
     channels_last: bool = True,
     precision: Optional[str] = None,
-    trials: int = 64,
+    trials: int = DEFAULTS.trials,
     tuner: Optional[Callable[..., list[Any]]] = None,
     **tune_options: Any,
 ) -> ModelTuneReport:
@@ -231,8 +232,6 @@ def tune_model(
         raise InvalidInputError(f"example_inputs must be a tensor or a sequence of the model's inputs, got "
                                 f"{type(example_inputs).__name__}")
     if tuner is None:  # tune_many's options, checked before the model runs
-        from .search.options import check_tune_options
-
         options = {"trials": trials, "precision": precision, **tune_options}
         check_tune_options([], {k: v for k, v in options.items() if k not in ("runner", "progress")})
     model = copy.deepcopy(model)

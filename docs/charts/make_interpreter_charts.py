@@ -19,6 +19,7 @@ os.environ.setdefault("TRITONCONV_CACHE_DIR", tempfile.mkdtemp(prefix="tritoncon
 import torch  # noqa: E402
 
 from tritonconv import benchmark, report  # noqa: E402
+from tritonconv.roofline import measure_peaks  # noqa: E402
 from tritonconv.problem import ConvProblem  # noqa: E402
 from tritonconv.results import tune_record, write_results  # noqa: E402
 from tritonconv.search import tune_many  # noqa: E402
@@ -54,11 +55,11 @@ def main() -> None:
     results = tune_many(problems, trials=3, retime_top=1)
     tune_path = write_results(OUT / "interpreter_tune.json", [tune_record(r, n) for n, r in zip(names, results)],
                               {"wall_time_s": time.perf_counter() - started, "baseline": "torch CPU"}, kind="tune")
-    peaks = benchmark.measure_peaks("float32", "ieee", device="cpu", copy_mib=64, matmul_size=512,
+    peaks = measure_peaks("float32", "ieee", device="cpu", copy_mib=64, matmul_size=512,
                                     time_fn=cpu_time_ms)
     records, meta = benchmark.run_conv_suite(list(zip(names, problems)), device="cpu", time_fn=cpu_time_ms,
                                              peaks=peaks)
-    conv_path = benchmark.write_results(OUT / "interpreter_conv.json", records, meta, kind="conv")
+    conv_path = write_results(OUT / "interpreter_conv.json", records, meta, kind="conv")
     for path in (tune_path, conv_path):
         report.render(path, OUT)
 

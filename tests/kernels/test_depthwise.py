@@ -18,6 +18,7 @@ from tritonconv.errors import InvalidConfigError
 from tritonconv.functional import make_problem
 from tritonconv.kernels import families_for, get_family
 from tritonconv.problem import ConvProblem
+from tritonconv.suite import load_suite
 
 FAMILY = get_family("depthwise")
 FILTERS = [(3, 3), (3, 3), (3, 3), (5, 5), (1, 7), (7, 1), (2, 2), (1, 1)]
@@ -193,10 +194,10 @@ def compile_defaults_in_subprocess(family: str, problems: list[ConvProblem]) -> 
 
 
 def test_defaults_compile_for_sm80_sm90_without_spills():
-    suite = {e["name"]: e for e in json.loads((REPO / "bench" / "suites" / "conv2d.json").read_text())["shapes"]}
+    suite = {s.name: s for s in load_suite()}
     problems = [
-        ConvProblem.from_suite_entry(suite["mv2_dw_112"], dtype="float16", layout="nhwc"),
-        ConvProblem.from_suite_entry(suite["mv2_dw_56s2"], dtype="float16", layout="nchw"),
+        suite["mv2_dw_112"].problem(dtype="float16", layout="nhwc"),
+        suite["mv2_dw_56s2"].problem(dtype="float16", layout="nchw"),
         # 64-bit indexing (> 2^31 elements) and a channel multiplier with a 7x7 filter; meta tensors cost nothing.
         ConvProblem(n=64, c=512, h=256, w=256, k=1024, r=7, s=7, pad_h=3, pad_w=3, groups=512, dtype="float16"),
     ]

@@ -1,12 +1,10 @@
 """Small-group family (block-diagonal MMA and direct FMA modes): randomized correctness vs float64 F.conv2d,
 supports() agreement, config-space sanity, and a real compile (sm_80, sm_90) of the defaults."""
-import json
 import random
 
 import pytest
 import torch
 
-from tests import REPO
 from tests.helpers import TOLERANCE, random_conv_inputs, reference_conv2d, rel_error, run_poisoned, sample_configs
 from tests.kernels.test_depthwise import compile_defaults_in_subprocess
 from tritonconv import dispatch
@@ -15,6 +13,7 @@ from tritonconv.errors import InvalidConfigError
 from tritonconv.functional import make_problem
 from tritonconv.kernels import families_for, get_family
 from tritonconv.problem import ConvProblem
+from tritonconv.suite import load_suite
 
 FAMILY = get_family("small_group")
 # (groups, C/groups, K/groups): ResNeXt-like, odd RegNet-like widths, groups not dividing the tile, depthwise.
@@ -140,11 +139,10 @@ def test_config_space_sanity():
 
 
 def test_defaults_compile_for_sm80_sm90_without_spills():
-    suite_path = REPO / "bench" / "suites" / "conv2d.json"
-    suite = {e["name"]: e for e in json.load(open(suite_path))["shapes"]}
+    suite = {s.name: s for s in load_suite()}
     problems = [
-        ConvProblem.from_suite_entry(suite["rx50_g32_56"], dtype="float16", layout="nhwc"),
-        ConvProblem.from_suite_entry(suite["rx50_g32_28"], dtype="float32", layout="nchw", precision="ieee"),
+        suite["rx50_g32_56"].problem(dtype="float16", layout="nhwc"),
+        suite["rx50_g32_28"].problem(dtype="float32", layout="nchw", precision="ieee"),
         ConvProblem(n=16, c=336, h=28, w=28, k=336, r=3, s=3, pad_h=1, pad_w=1, groups=14, dtype="float16"),
     ]
     results = compile_defaults_in_subprocess("small_group", problems)

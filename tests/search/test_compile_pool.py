@@ -6,7 +6,7 @@ from concurrent.futures import Future
 
 from tritonconv.problem import ConvProblem
 from tritonconv.runtime import COMPILE_TARGETS
-from tritonconv.search import study as study_module
+from tritonconv.search import api as search_api
 from tritonconv.search import tune_many
 from tritonconv.search.compile_pool import CompileVerdict
 from tritonconv.search.runner import FakeRunner, SubprocessRunner
@@ -51,7 +51,7 @@ class RecordingRunner(FakeRunner):
 
 def test_one_pool_for_all_problems_compiled_ahead_of_the_runner(monkeypatch, tmp_path):
     RecordingPrecompiler.instances.clear()
-    monkeypatch.setattr(study_module, "Precompiler", RecordingPrecompiler)
+    monkeypatch.setattr(search_api, "Precompiler", RecordingPrecompiler)
     runner = RecordingRunner(lambda: RecordingPrecompiler.instances[0].events)
     problems = [
         ConvProblem(n=1, c=16, h=8, w=8, k=16, r=3, s=3, pad_h=1, pad_w=1, dtype="float16", layout="nhwc"),
@@ -160,7 +160,7 @@ def test_tune_many_compiles_each_binary_once_across_problems(monkeypatch, tmp_pa
     ]
     made = []
     real = compile_pool.Precompiler
-    monkeypatch.setattr(study_module, "Precompiler", lambda *a, **k: made.append(real(*a, **k)) or made[-1])
+    monkeypatch.setattr(search_api, "Precompiler", lambda *a, **k: made.append(real(*a, **k)) or made[-1])
     results = tune_many(problems, trials=6, runner=FakeRunner(compile_target=COMPILE_TARGETS[90]), cache=str(tmp_path),
                         progress=False, early_stop=None, compile_workers=1)
     rows = [r for result in results for r in result.timeline if "compile_s" in r]
@@ -221,7 +221,7 @@ def test_next_problems_seeds_compile_while_the_last_candidates_are_measured(monk
 
 def test_the_next_candidates_are_asked_for_while_the_gpu_worker_measures(monkeypatch, tmp_path):
     RecordingPrecompiler.instances.clear()
-    monkeypatch.setattr(study_module, "Precompiler", RecordingPrecompiler)
+    monkeypatch.setattr(search_api, "Precompiler", RecordingPrecompiler)
     events = lambda: RecordingPrecompiler.instances[0].events  # noqa: E731
 
     class OverlappingRunner(FakeRunner):

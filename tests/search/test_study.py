@@ -20,7 +20,7 @@ from tritonconv.enums import Precision
 from tritonconv.problem import ConvProblem
 from tritonconv.search import InProcessRunner, Measurement, SearchSpace, SubprocessRunner, TuningError, tune
 from tritonconv.search import journal
-from tritonconv.search import study as study_module
+from tritonconv.search import api as search_api
 
 PROBLEM = ConvProblem(n=1, c=4, h=5, w=5, k=8, r=3, s=3, pad_h=1, pad_w=1, dtype="float32", layout="nhwc")
 
@@ -245,7 +245,7 @@ def test_precision_auto_only_lets_precisions_within_tolerance_win(device):
 
 
 def test_tuning_inside_cuda_graph_capture_is_refused(monkeypatch):
-    monkeypatch.setattr(study_module, "capturing", lambda: True)
+    monkeypatch.setattr(search_api, "capturing", lambda: True)
     runner = SyntheticRunner()
     with pytest.raises(TuningError, match="CUDA graph"):
         tune(PROBLEM, trials=2, runner=runner, progress=False)

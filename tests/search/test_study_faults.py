@@ -18,7 +18,9 @@ from optuna.trial import TrialState
 
 from tritonconv import cache
 from tritonconv.search import SearchSpace, journal, tune
-from tritonconv.search import study as study_module
+from tritonconv.search.entries import LEGACY_INTERRUPTED_ERROR
+from tritonconv.search.result import TuningInterrupted
+from tritonconv.search.study import REQUEUED
 
 from tests import REPO
 from tests.search.test_study import PROBLEM, BookkeepingRunner, study_journal, study_trials
@@ -156,11 +158,11 @@ def test_ctrl_c_requeues_the_trial_in_flight_and_resume_measures_it():
     runner = RecordingRunner(interrupt_at=2)
     with pytest.raises(KeyboardInterrupt, match="interrupted.*2 finished trials are kept in .*resumes") as raised:
         quick_tune(5, runner)
-    assert isinstance(raised.value, study_module.TuningInterrupted)
+    assert isinstance(raised.value, TuningInterrupted)
     trials = study_trials()
     assert not [t for t in trials if t.state == TrialState.RUNNING]
     (stopped,) = [t for t in trials if t.state == TrialState.PRUNED]
-    requeued = [t for t in trials if t.user_attrs.get(study_module.REQUEUED) == stopped.number]
+    requeued = [t for t in trials if t.user_attrs.get(REQUEUED) == stopped.number]
     assert len(requeued) == 1 and requeued[0].state == TrialState.WAITING
     assert cache.entries() == {}
 
@@ -173,7 +175,7 @@ def test_ctrl_c_requeues_the_trial_in_flight_and_resume_measures_it():
 def test_legacy_interrupted_records_in_the_cache_are_not_answers():
     quick_tune(2)
     entry = only_entry()
-    entry.trials[0].update(error=study_module.LEGACY_INTERRUPTED_ERROR, time_ms=None)
+    entry.trials[0].update(error=LEGACY_INTERRUPTED_ERROR, time_ms=None)
     cache.trials_path(entry.key).write_text(json.dumps({"key": entry.key, "trials": entry.trials}))
     journal.discard(study_journal())
     runner = RecordingRunner()
@@ -268,7 +270,7 @@ def test_kill_9_then_resume_keeps_every_finished_trial_and_remeasures_the_interr
     stopped = [t for t in after if t.state == TrialState.PRUNED and "infeasible" not in t.user_attrs]
     if point in ("measure", "ask", "write"):
         (stopped,) = stopped
-        requeued = [t for t in after if t.user_attrs.get(study_module.REQUEUED) == stopped.number]
+        requeued = [t for t in after if t.user_attrs.get(REQUEUED) == stopped.number]
         assert len(requeued) == 1 and requeued[0].state == TrialState.COMPLETE
         assert SPACE.candidate(requeued[0].params) in measured, "the interrupted candidate is measured on resume"
     if point == "measure":

@@ -29,7 +29,7 @@ from tritonconv.problem import ConvProblem
 from tritonconv.runtime import COMPILE_TARGETS, INTERPRET, emulated_device
 from tritonconv.search import space as search_space
 from tritonconv.enums import Precision
-from tritonconv.search.reference import rel_error
+from tritonconv.reference import rel_error
 
 from .cases import (
     ConvCase,

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..enums import DTYPE_CHOICES
-EMBEDDED_SUITE = Path(__file__).resolve().parent.parent / "suites" / "conv2d.json"
+from ..suite import CONV_SUITE
 
 
 class Parser(argparse.ArgumentParser):
@@ -106,7 +106,7 @@ def input_file(text: str) -> Path:
     return path
 
 
-def add_suite_argument(parser: argparse.ArgumentParser, *, default: Path = EMBEDDED_SUITE) -> None:
+def add_suite_argument(parser: argparse.ArgumentParser, *, default: Path = CONV_SUITE) -> None:
     """The suite as an optional positional SUITE.json (also `--suite`, kept for scripts) and `--shapes`:
     comma-separated glob patterns on suite names. Read `args.suite` after `resolve_suite(args)`."""
     parser.add_argument("suite", nargs="?", type=input_file, default=None, metavar="SUITE.json",
@@ -114,7 +114,8 @@ def add_suite_argument(parser: argparse.ArgumentParser, *, default: Path = EMBED
     parser.add_argument("--suite", dest="suite_option", type=input_file, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--shapes", action="append", default=None, metavar="GLOBS",
                         help="only suite shapes whose name matches one of these comma-separated glob patterns, "
-                             "e.g. 'r50_*,*dw*' (repeatable; default: all)")
+                             "matched against whole names: 'r50_*,*dw*', or an exact name such as 'r50_l1_3x3' "
+                             "(repeatable; a pattern matching no shape is an error; default: all)")
     parser.set_defaults(default_suite=default)
 
 

@@ -10,11 +10,11 @@ import re
 from pathlib import Path
 
 from ..enums import PRECISION_CHOICES
+from ..suite import CONV_SUITE
 from ._options import (
     add_dtype_argument, add_suite_argument, check_writable, output_file, resolve_suite,
 )
 
-SUITES_DIR = Path(__file__).resolve().parent.parent / "suites"
 NO_GPU_MESSAGE = (
     "no CUDA GPU found: {what} times kernels against cuDNN on a GPU, and nothing can be measured without one. "
     "Run it on a machine with an NVIDIA GPU."
@@ -45,11 +45,11 @@ def run_suite_benchmark(args: argparse.Namespace, *, families: bool, default_dir
     """Load the suite (bad options: exit 2), refuse without a GPU (exit 2), benchmark, print table + summary,
     write JSON + charts."""
     from .. import benchmark, report
-    from ..text import safe_console
-
     from ..enums import Precision, canonical_dtype
     from ..errors import InvalidInputError
-    from ..suite import split_patterns
+    from ..results import Record, write_results
+    from ..suite import load_problems, split_patterns
+    from ..text import safe_console
 
     resolve_suite(args)
     suite = args.suite or args.default_suite
@@ -58,8 +58,8 @@ def run_suite_benchmark(args: argparse.Namespace, *, families: bool, default_dir
     if precision and precision not in Precision.for_dtype(dtype):
         raise InvalidInputError(f"--precision {precision} is not available for {args.dtype}; "
                                 f"choose from {', '.join(Precision.for_dtype(dtype))}")
-    problems = benchmark.load_conv_suite(suite, dtype=dtype, layout=args.layout, precision=precision,
-                                         shapes=split_patterns(args.shapes))
+    problems = load_problems(suite, dtype=dtype, layout=args.layout, precision=precision,
+                             shapes=split_patterns(args.shapes))
 
     check_writable(args.out)
 
@@ -74,7 +74,7 @@ def run_suite_benchmark(args: argparse.Namespace, *, families: bool, default_dir
     with progress() as bar:  # shapes done, elapsed and ETA: a bar on a terminal, lines when redirected
         task = bar.add_task("shapes benchmarked", total=len(problems))
 
-        def on_record(record: benchmark.Record) -> None:
+        def on_record(record: Record) -> None:
             done = [e for e in record["results"] if e["ms"] is not None]
             best = min(done, key=lambda e: e["ms"]) if done else None
             bar.update(task, advance=1, description=f"{record['name']}: fastest {best['name'] if best else '-'}"
@@ -83,7 +83,7 @@ def run_suite_benchmark(args: argparse.Namespace, *, families: bool, default_dir
         records, meta = benchmark.run_conv_suite(problems, families=families, on_record=on_record)
     meta["suite"] = str(suite)
     out = args.out or default_dir / f"{results_name(args.dtype, args.layout)}.json"
-    path = benchmark.write_results(out, records, meta, kind="conv")
+    path = write_results(out, records, meta, kind="conv")
     charts = report.render(path, console=console, charts=not args.no_charts)
     console.print(f"results: {path}" + "".join(f"\nchart: {c}" for c in charts), soft_wrap=True)
     return 0
@@ -92,7 +92,7 @@ def run_suite_benchmark(args: argparse.Namespace, *, families: bool, default_dir
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("bench", help="time the tuned choice against cuDNN on a suite (GPU)",
                                    description=__doc__)
-    add_suite_arguments(parser, default_suite=SUITES_DIR / "conv2d.json")
+    add_suite_arguments(parser, default_suite=CONV_SUITE)
     parser.add_argument("--families", action="store_true", help="also time every family's default config")
     parser.set_defaults(func=run)
 

@@ -91,11 +91,11 @@ def main(argv: Optional[list[str]] = None) -> int:
 def run(args: argparse.Namespace) -> int:
     from ..enums import canonical_dtype
     from ..errors import InvalidInputError
-    from ..suite import load_suite, select, split_patterns
-    from ._options import EMBEDDED_SUITE, resolve_suite
+    from ..suite import CONV_SUITE, load_suite, select, split_patterns
+    from ._options import resolve_suite
 
     resolve_suite(args)
-    suite = args.suite or EMBEDDED_SUITE
+    suite = args.suite or CONV_SUITE
     shapes = select(load_suite(suite), split_patterns(args.shapes), source=str(suite))
     if args.limit:
         shapes = shapes[: args.limit]

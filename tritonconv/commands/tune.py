@@ -16,13 +16,15 @@ from types import SimpleNamespace
 from typing import Any
 
 from ..enums import PRECISION_CHOICES
+from ..search.options import DEFAULTS
+from ..suite import CONV_SUITE
 from ._options import (
-    EMBEDDED_SUITE, add_dtype_argument, add_interpret_argument, add_suite_argument, check_writable,
+    add_dtype_argument, add_interpret_argument, add_suite_argument, check_writable,
     enable_interpreter, interpreter_requested, non_negative_int, output_file, positive_float, positive_int,
     resolve_suite,
 )
 
-SUITE = EMBEDDED_SUITE
+SUITE = CONV_SUITE
 # Tiny shapes for the interpreter demonstration: a 3x3 conv and a 1x1 conv.
 DEMO_SHAPES = [
     {"name": "demo_3x3", "n": 1, "c": 4, "h": 6, "w": 6, "k": 8, "r": 3, "s": 3, "pad": 1},
@@ -61,13 +63,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_dtype_argument(_adder_parser(add))
     add("--layout", default="nhwc", choices=("nhwc", "nchw", "auto"),
         help="input layout; auto: NCHW input, reading it directly competes with converting it to NHWC first")
-    add("--precision", default=None, choices=PRECISION_CHOICES,
+    add("--precision", default=DEFAULTS.precision, choices=PRECISION_CHOICES,
         help="operand precision (default: the dtype's default); auto: every allowed precision within --tolerance competes")
-    add("--tolerance", type=positive_float, default=None, help="max relative error vs float64 (default: the precision's)")
-    add("--trials", type=positive_int, default=64, help="trial budget per shape (the demo caps it at 4)")
-    add("--timeout", type=positive_float, default=None, help="seconds of search per shape (default: no limit)")
-    add("--early-stop", type=positive_int, default=24, help="stop a shape after N measured trials without improvement")
-    add("--resume", action=argparse.BooleanOptionalAction, default=True,
+    add("--tolerance", type=positive_float, default=DEFAULTS.tolerance, help="max relative error vs float64 (default: the precision's)")
+    add("--trials", type=positive_int, default=DEFAULTS.trials, help="trial budget per shape (the demo caps it at 4)")
+    add("--timeout", type=positive_float, default=DEFAULTS.timeout, help="seconds of search per shape (default: no limit)")
+    add("--early-stop", type=positive_int, default=DEFAULTS.early_stop, help="stop a shape after N measured trials without improvement")
+    add("--resume", action=argparse.BooleanOptionalAction, default=DEFAULTS.resume,
         help="reuse cached results and continue interrupted studies (default); --no-resume re-tunes")
     add("--json", type=output_file, default=None, help="also write the results to this JSON file")
     add_interpret_argument(_adder_parser(add))
@@ -247,7 +249,7 @@ def _tune(args: argparse.Namespace) -> int:
         results = tune_many(
             [p for _, p in named], trials=trials, timeout=args.timeout, precision=args.precision,
             tolerance=args.tolerance, layouts="auto" if args.layout == "auto" else "native", resume=args.resume,
-            early_stop=args.early_stop, progress=True, retime_top=1 if args.demo else 3,
+            early_stop=args.early_stop, progress=True, retime_top=1 if args.demo else DEFAULTS.retime_top,
         )
     except KeyboardInterrupt as exc:
         print(f"interrupted: {exc or 'tuning stopped'}. Run the same command again to resume "

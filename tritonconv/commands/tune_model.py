@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..enums import PRECISION_CHOICES
+from ..search.options import DEFAULTS
 from ._options import (
     add_dtype_argument, add_interpret_argument, check_writable, enable_interpreter,
     interpreter_requested,
@@ -33,13 +34,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_dtype_argument(parser, default="fp16", help_text="dtype the model and input are cast to")
     parser.add_argument("--no-channels-last", dest="channels_last", action="store_false",
                         help="keep NCHW instead of converting model and input to channels_last")
-    parser.add_argument("--precision", default=None, choices=PRECISION_CHOICES,
+    parser.add_argument("--precision", default=DEFAULTS.precision, choices=PRECISION_CHOICES,
                         help="operand precision; fp32 may use ieee, tf32, tf32x3, fp16, bf16 or auto (default: the "
                              "dtype's default)")
-    parser.add_argument("--tolerance", type=positive_float, default=None,
+    parser.add_argument("--tolerance", type=positive_float, default=DEFAULTS.tolerance,
                         help="max relative error (default: the precision's)")
-    parser.add_argument("--trials", type=positive_int, default=64, help="trials per distinct problem")
-    parser.add_argument("--timeout", type=positive_float, default=None,
+    parser.add_argument("--trials", type=positive_int, default=DEFAULTS.trials, help="trials per distinct problem")
+    parser.add_argument("--timeout", type=positive_float, default=DEFAULTS.timeout,
                         help="seconds of search per problem (default: no limit)")
     parser.add_argument("--collect-only", action="store_true", help="list the conv problems, do not tune")
     parser.add_argument("--json", type=output_file, default=None, help="also write the report as JSON")

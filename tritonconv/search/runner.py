@@ -17,8 +17,9 @@ from typing import Any, Callable, Optional, Protocol, Union
 
 import torch
 
-from ..enums import Precision
+from ..baseline import fastest, time_cudnn
 from ..problem import ConvProblem
+from ..reference import rel_error
 
 Timer = Callable[[Callable[[], object]], float]
 # Below this many milliseconds launch overhead dominates event timing; "auto" then replays a CUDA graph.
@@ -140,7 +141,6 @@ class Bench:
         """Run into a NaN-poisoned output, check the relative error, and only then time it (with the screening
         timer when `screen`)."""
         from ..dispatch import empty_output, run_problem
-        from .reference import rel_error
 
         data = self.data(problem)
         out = empty_output(problem, data.input).fill_(float("nan"))
@@ -160,34 +160,13 @@ class Bench:
         return Measurement(time_ms=time_ms, rel_error=err, check_s=check_s, time_s=time.perf_counter() - started)
 
     def baseline(self, problem: ConvProblem) -> Measurement:
-        """cuDNN (F.conv2d, cudnn.benchmark on) in both layouts, the faster kept; on a CPU it is PyTorch's CPU conv."""
-        from ..cudnn import cudnn_conv2d
-        from ..kernels.base import ConvTensors
-        from .reference import rel_error
-
+        """cuDNN in both layouts, the faster kept (tritonconv.baseline); on a CPU it is PyTorch's CPU conv."""
         data = self.data(problem)
-        x, w = data.input, data.weight
-        if problem.is_quantized:  # PyTorch has no cuDNN int8 conv: the float conv of the same values (fp16 on a GPU)
-            dtype = "float16" if self.device == "cuda" else "float32"
-            problem = problem.with_(dtype=dtype, precision="fp16" if dtype == "float16" else "ieee")
-            x, w = x.to(problem.torch_dtype), w.to(problem.torch_dtype)
-        best = Measurement(error="no layout ran")
-        allow_tf32 = torch.backends.cudnn.allow_tf32
-        benchmark_mode = torch.backends.cudnn.benchmark
-        try:
-            torch.backends.cudnn.benchmark = True
-            torch.backends.cudnn.allow_tf32 = Precision(problem.precision).cudnn_tf32
-            for memory_format in (torch.contiguous_format, torch.channels_last):
-                tensors = ConvTensors(x.contiguous(memory_format=memory_format), w, None)  # type: ignore[arg-type]
-                out = cudnn_conv2d(problem, tensors)
-                self._sync()
-                m = Measurement(time_ms=self.timer(functools.partial(cudnn_conv2d, problem, tensors)), rel_error=rel_error(out, data.reference))
-                if best.time_ms is None or m.time_ms < best.time_ms:  # type: ignore[operator]
-                    best = m
-        finally:
-            torch.backends.cudnn.benchmark = benchmark_mode
-            torch.backends.cudnn.allow_tf32 = allow_tf32
-        return best
+        timings = time_cudnn(problem, data.input, data.weight, data.reference, self.timer)
+        best = fastest(timings)
+        if best is None:
+            raise timings[0].exception  # type: ignore[misc]  # _guarded turns it into an error (or a crash)
+        return Measurement(time_ms=best.ms, rel_error=best.rel_error)
 
 
 class CompileCounter:
@@ -350,53 +329,33 @@ class SubprocessRunner:
         self._process = self._conn = None
 
     def _call(self, kind: str, problem: ConvProblem, config: dict[str, Any], tolerance: float) -> Measurement:
-        return self._send(kind, problem, config, tolerance)()
-
-    def _send(self, kind: str, problem: ConvProblem, config: dict[str, Any], tolerance: float) -> Callable[[], Measurement]:
-        """Hand the job to the worker; the returned function waits for its Measurement (at most the hang
-        timeout, counted from now)."""
         if self._process is None or not self._process.is_alive():
             self._start()
         limit = self.job_timeout_s if kind == "baseline" else self.candidate_timeout_s()
         started = time.perf_counter()
         try:
             self._conn.send((kind, problem.to_dict(), config, tolerance))
-        except (BrokenPipeError, ConnectionResetError, OSError):
-            return self._died
-
-        def receive() -> Measurement:
-            try:
-                if not self._conn.poll(max(0.0, limit - (time.perf_counter() - started))):
-                    self._stop()
-                    self.restarts += 1
-                    return Measurement(error=f"benchmark hung for more than {limit:g} s; worker restarted", crashed=True)
-                result = Measurement(**self._conn.recv())
-            except (EOFError, BrokenPipeError, ConnectionResetError, OSError):
-                return self._died()
+            if not self._conn.poll(limit):
+                self._stop()
+                self.restarts += 1
+                return Measurement(error=f"benchmark hung for more than {limit:g} s; worker restarted", crashed=True)
+            result = Measurement(**self._conn.recv())
             if kind == "baseline" and result.ok:
                 self.baseline_job_s = time.perf_counter() - started
-            if result.error and any(s in result.error for s in STICKY_CUDA_ERRORS):
-                self._stop()  # the CUDA context is poisoned; the next job gets a fresh worker
-                self.restarts += 1
-                result.crashed = True
-            return result
-
-        return receive
-
-    def _died(self) -> Measurement:
-        self._process.join(5)
-        code = self._process.exitcode
-        self._stop()
-        self.restarts += 1
-        return Measurement(error=f"benchmark worker died (exit code {code}); restarted", crashed=True)
+        except (EOFError, BrokenPipeError, ConnectionResetError, OSError):
+            self._process.join(5)
+            code = self._process.exitcode
+            self._stop()
+            self.restarts += 1
+            return Measurement(error=f"benchmark worker died (exit code {code}); restarted", crashed=True)
+        if result.error and any(s in result.error for s in STICKY_CUDA_ERRORS):
+            self._stop()  # the CUDA context is poisoned; the next job gets a fresh worker
+            self.restarts += 1
+            result.crashed = True
+        return result
 
     def benchmark(self, problem: ConvProblem, config: dict[str, Any], tolerance: float) -> Measurement:
-        return self.start_benchmark(problem, config, tolerance)()
-
-    def start_benchmark(self, problem: ConvProblem, config: dict[str, Any], tolerance: float) -> Callable[[], Measurement]:
-        """`benchmark` in two halves: the worker starts on the candidate now, the returned function waits for
-        its Measurement (the tuner asks for its next candidates in between)."""
-        return self._send("screen" if self.screening else "candidate", problem, config, tolerance)
+        return self._call("screen" if self.screening else "candidate", problem, config, tolerance)
 
     def baseline(self, problem: ConvProblem) -> Measurement:
         return self._call("baseline", problem, {}, math.inf)
