@@ -22,6 +22,7 @@ class SearchPlan:
 
 
 def search_plan(problem: ConvProblem, precision: Optional[str], tolerance: Optional[float], layouts: str) -> SearchPlan:
+    """The plan for `problem` under options already checked by TuneOptions."""
     allowed = Precision.for_dtype(problem.dtype)
     if precision == "auto":
         precisions = (problem.precision,) + tuple(p for p in allowed if p != problem.precision)
@@ -31,10 +32,6 @@ def search_plan(problem: ConvProblem, precision: Optional[str], tolerance: Optio
         problem, precisions = problem.with_(precision=precision), (precision,)
     else:
         raise InvalidInputError(f"precision {precision!r} is not available for {problem.dtype}; choose from {allowed} or 'auto'")
-    if layouts not in ("native", "auto"):
-        raise InvalidInputError(f"layouts must be 'native' or 'auto', got {layouts!r}")
-    if tolerance is not None and not tolerance > 0:
-        raise InvalidInputError(f"tolerance must be positive, got {tolerance!r}")
     tol = float(tolerance if tolerance is not None else Precision(problem.precision).tolerance)
     converts = (False, True) if layouts == "auto" else (False,)
     search = {"precision": "auto" if precision == "auto" else "fixed", "layouts": layouts, "tolerance": tol}
