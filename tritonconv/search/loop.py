@@ -52,12 +52,14 @@ def search(run: RunState, trials: int, timeout: Optional[float], early_stop: Opt
     """Ask, reject, answer or measure, tell: until the budget, the timeout, early stopping or an exhausted grid.
 
     Pipelined: up to two candidates per compile worker are compiling while the runner measures the oldest one,
-    so the GPU and the compile pool work at the same time. Candidates still in flight when the search stops are
-    told PRUNED ("not run") and cost nothing."""
+    so the GPU and the compile pool work at the same time, and a runner with `start_benchmark` measures while
+    the next candidates are asked for. Candidates still in flight when the search stops are told PRUNED ("not
+    run") and cost nothing."""
     start = time.monotonic()
     done = trials_spent(run.study)
     depth = 2 * precompiler.workers if precompiler else 1
     pending: deque[tuple[optuna.Trial, Candidate, Any]] = deque()
+    measuring = [0]  # 1 while a trial is being measured: it counts against the budget, not the compile lookahead
 
     def stopping() -> bool:
         return (
@@ -66,8 +68,9 @@ def search(run: RunState, trials: int, timeout: Optional[float], early_stop: Opt
             or run.infeasible >= MAX_INFEASIBLE_PER_TRIAL * trials
         )
 
-    while not stopping():
-        while (len(pending) < depth and done + run.finished + len(pending) < trials
+    def fill() -> None:
+        """Ask for candidates (and start compiling them) until `depth` are in flight or the budget is asked for."""
+        while (len(pending) < depth and done + run.finished + len(pending) + measuring[0] < trials
                and run.infeasible < MAX_INFEASIBLE_PER_TRIAL * trials
                and run.ready()):
             asked = ask(run)
@@ -75,8 +78,11 @@ def search(run: RunState, trials: int, timeout: Optional[float], early_stop: Opt
                 trial, candidate = asked
                 future = precompiler.submit(run.space.problem_for(candidate), candidate[FAMILY], runner_config(candidate)) if precompiler else None
                 pending.append((trial, candidate, future))
-        if precompiler is not None and done + run.finished + len(pending) >= trials:
+        if precompiler is not None and done + run.finished + len(pending) + measuring[0] >= trials:
             precompiler.prefetch()  # the last candidate is asked: the pool starts on the next problem's seeds
+
+    while not stopping():
+        fill()
         if not pending:
             break
         trial, candidate, future = pending.popleft()
@@ -93,7 +99,12 @@ def search(run: RunState, trials: int, timeout: Optional[float], early_stop: Opt
         if params_key(trial.params) in run.known:  # an identical candidate asked earlier in this pipeline
             run.answer_known(trial, candidate)
             continue
-        run.measure(trial, candidate, compiled)
+        # the next asks (Optuna's sampling, the launch hashes) run while the GPU worker measures this one
+        measuring[0] = 1
+        try:
+            run.measure(trial, candidate, compiled, meanwhile=fill)
+        finally:
+            measuring[0] = 0
         if on_progress:
             on_progress(done + run.finished, trials, run.best)
     if precompiler is not None:

@@ -329,33 +329,53 @@ class SubprocessRunner:
         self._process = self._conn = None
 
     def _call(self, kind: str, problem: ConvProblem, config: dict[str, Any], tolerance: float) -> Measurement:
+        return self._send(kind, problem, config, tolerance)()
+
+    def _send(self, kind: str, problem: ConvProblem, config: dict[str, Any], tolerance: float) -> Callable[[], Measurement]:
+        """Hand the job to the worker; the returned function waits for its Measurement (at most the hang
+        timeout, counted from now)."""
         if self._process is None or not self._process.is_alive():
             self._start()
         limit = self.job_timeout_s if kind == "baseline" else self.candidate_timeout_s()
         started = time.perf_counter()
         try:
             self._conn.send((kind, problem.to_dict(), config, tolerance))
-            if not self._conn.poll(limit):
-                self._stop()
-                self.restarts += 1
-                return Measurement(error=f"benchmark hung for more than {limit:g} s; worker restarted", crashed=True)
-            result = Measurement(**self._conn.recv())
+        except (BrokenPipeError, ConnectionResetError, OSError):
+            return self._died
+
+        def receive() -> Measurement:
+            try:
+                if not self._conn.poll(max(0.0, limit - (time.perf_counter() - started))):
+                    self._stop()
+                    self.restarts += 1
+                    return Measurement(error=f"benchmark hung for more than {limit:g} s; worker restarted", crashed=True)
+                result = Measurement(**self._conn.recv())
+            except (EOFError, BrokenPipeError, ConnectionResetError, OSError):
+                return self._died()
             if kind == "baseline" and result.ok:
                 self.baseline_job_s = time.perf_counter() - started
-        except (EOFError, BrokenPipeError, ConnectionResetError, OSError):
-            self._process.join(5)
-            code = self._process.exitcode
-            self._stop()
-            self.restarts += 1
-            return Measurement(error=f"benchmark worker died (exit code {code}); restarted", crashed=True)
-        if result.error and any(s in result.error for s in STICKY_CUDA_ERRORS):
-            self._stop()  # the CUDA context is poisoned; the next job gets a fresh worker
-            self.restarts += 1
-            result.crashed = True
-        return result
+            if result.error and any(s in result.error for s in STICKY_CUDA_ERRORS):
+                self._stop()  # the CUDA context is poisoned; the next job gets a fresh worker
+                self.restarts += 1
+                result.crashed = True
+            return result
+
+        return receive
+
+    def _died(self) -> Measurement:
+        self._process.join(5)
+        code = self._process.exitcode
+        self._stop()
+        self.restarts += 1
+        return Measurement(error=f"benchmark worker died (exit code {code}); restarted", crashed=True)
 
     def benchmark(self, problem: ConvProblem, config: dict[str, Any], tolerance: float) -> Measurement:
-        return self._call("screen" if self.screening else "candidate", problem, config, tolerance)
+        return self.start_benchmark(problem, config, tolerance)()
+
+    def start_benchmark(self, problem: ConvProblem, config: dict[str, Any], tolerance: float) -> Callable[[], Measurement]:
+        """`benchmark` in two halves: the worker starts on the candidate now, the returned function waits for
+        its Measurement (the tuner asks for its next candidates in between)."""
+        return self._send("screen" if self.screening else "candidate", problem, config, tolerance)
 
     def baseline(self, problem: ConvProblem) -> Measurement:
         return self._call("baseline", problem, {}, math.inf)

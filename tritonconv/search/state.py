@@ -3,7 +3,7 @@ earlier run's cached timings, the grid cursor, the best time and the early-stopp
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import optuna
 from optuna.trial import TrialState
@@ -109,10 +109,20 @@ class RunState:
             return True
         return False
 
-    def measure(self, trial: optuna.Trial, candidate: Candidate, compiled: Optional[dict[str, Any]] = None) -> Measurement:
-        """Benchmark the candidate and tell the result; `compiled`: its compile's trial attributes."""
+    def measure(self, trial: optuna.Trial, candidate: Candidate, compiled: Optional[dict[str, Any]] = None,
+                meanwhile: Optional[Callable[[], None]] = None) -> Measurement:
+        """Benchmark the candidate and tell the result; `compiled`: its compile's trial attributes. A runner
+        with `start_benchmark` (the GPU worker process) works on it while `meanwhile()` runs here; others
+        measure first (then `meanwhile` is not called)."""
         self.benchmarks += 1
-        m = self.runner.benchmark(self.space.problem_for(candidate), runner_config(candidate), self.plan.tolerance)
+        problem, config = self.space.problem_for(candidate), runner_config(candidate)
+        start = getattr(self.runner, "start_benchmark", None)
+        if start is not None and meanwhile is not None:
+            waiting = start(problem, config, self.plan.tolerance)
+            meanwhile()
+            m = waiting()
+        else:
+            m = self.runner.benchmark(problem, config, self.plan.tolerance)
         timing = {**(compiled or {}), **{k: v for k, v in (("check_s", m.check_s), ("time_s", m.time_s), ("compiles", m.compiles)) if v is not None}}
         if m.ok:
             self.finish(trial, value=m.time_ms, attrs={"rel_error": m.rel_error, **timing})
