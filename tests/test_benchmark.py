@@ -158,7 +158,7 @@ def test_load_problems_filters_and_converts():
     with pytest.raises(InvalidInputError, match="no_such_layer"):
         suite.load_problems(path, shapes=["no_such_layer"])
     with pytest.raises(InvalidInputError, match="dtype"):
-        suite.load_problems(path, dtype="int8")
+        suite.load_problems(path, dtype="int4")
 
 
 # ---- the conv benchmark machinery, in the interpreter ------------------------------------------------------------

@@ -209,10 +209,7 @@ def select(shapes: Sequence[Any], patterns: Optional[Sequence[str]], *, source: 
 def load_problems(path: str | Path = CONV_SUITE, *, shapes: Optional[Sequence[str]] = None, dtype: str = "float16",
                   layout: str = "nhwc", precision: str = "") -> list[tuple[str, Any]]:
     """(name, ConvProblem) for each shape of the conv suite file whose name matches one of the glob patterns
-    `shapes` (all without patterns), in `dtype` (any alias), `layout` and `precision`."""
-    from .enums import canonical_dtype
-
-    dtype = canonical_dtype(dtype)
+    `shapes` (all without patterns), in `dtype` (any alias, or "int8"), `layout` and `precision`."""
     selected = select(load_suite(path), shapes, source=str(path))
     return [(s.name, s.problem(dtype=dtype, layout=layout, precision=precision)) for s in selected]
 
