@@ -1,0 +1,132 @@
+"""Winograd benchmark on this GPU: the winograd family's heuristic configs (each variant and tile its space offers
+for the precision) and the implicit-GEMM default vs cuDNN (F.conv2d, NHWC and NCHW, the faster kept) on the
+suite's 3x3 stride-1 layers, in fp16 and in float32 with TF32, all timed in one process. Every output is checked
+first against float64; a candidate above the precision's tolerance is reported with its error and no speedup.
+With --trials the layer is tuned first and the search's winner (any family) is timed too.
+
+    python bench/winograd.py [--shapes 'r50_*'] [--precisions fp16,tf32] [--trials 0] [--out FILE.json]
+    python bench/winograd.py --dry-run        # the same on the CPU in the Triton interpreter, tiny shapes, no timing
+
+Writes bench/results/winograd_<gpu>.json (a "conv" results file: `tritonconv report` draws it); exits 2 without a
+GPU (unless --dry-run).
+"""
+from __future__ import annotations
+
+import argparse
+import fnmatch
+import os
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))  # run from a checkout without installing
+if "--dry-run" in sys.argv:
+    os.environ["TRITON_INTERPRET"] = "1"  # before Triton kernels are defined
+
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+
+import tritonconv  # noqa: E402
+from tritonconv.kernels import get_family  # noqa: E402
+from tritonconv.problem import ConvProblem  # noqa: E402
+from tritonconv.results import CandidateResult, ResultRecord, write_results  # noqa: E402
+from tritonconv.enums import Precision  # noqa: E402
+from tritonconv.search.reference import rel_error  # noqa: E402
+from tritonconv.suite import load_suite  # noqa: E402
+
+DTYPE_OF = {"fp16": "float16", "tf32": "float32", "ieee": "float32"}
+TINY = [ConvProblem(n=1, c=16, h=6, w=7, k=16, r=3, s=3, pad_h=1, pad_w=1, layout="nhwc")]
+
+
+def problems(shapes: str, precisions: list[str]) -> list[tuple[str, ConvProblem]]:
+    patterns = shapes.split(",")
+    suite = load_suite(HERE.parent / "tritonconv" / "suites" / "conv2d.json")
+    winograd = get_family("winograd")
+    selected = []
+    for shape in suite:
+        if not any(fnmatch.fnmatchcase(shape.name, p) for p in patterns):
+            continue
+        for precision in precisions:
+            problem = shape.problem(dtype=DTYPE_OF[precision], layout="nhwc", precision=precision)
+            if winograd.supports(problem) is None:
+                selected.append((f"{shape.name} {precision}", problem))
+    return selected
+
+
+def bench_problem(name: str, problem: ConvProblem, device: str, trials: int, timer) -> ResultRecord:
+    x, w = problem.make_tensors(device, seed=0)
+    bias = torch.randn(problem.k, generator=torch.Generator().manual_seed(1)).to(device=device, dtype=x.dtype)
+    args = dict(stride=(problem.stride_h, problem.stride_w), padding=(problem.pad_h, problem.pad_w),
+                dilation=(problem.dilation_h, problem.dilation_w), groups=problem.groups)
+    reference = F.conv2d(x.double(), w.double(), bias.double(), **args)
+    tolerance = Precision(problem.precision).tolerance
+    results, cudnn_ms = [], None
+    if timer is not None:
+        torch.backends.cudnn.allow_tf32 = problem.precision == "tf32"
+        for fmt in (torch.channels_last, torch.contiguous_format):
+            xf, wf = x.contiguous(memory_format=fmt), w.contiguous(memory_format=fmt)
+            ms = timer(lambda xf=xf, wf=wf: F.conv2d(xf, wf, bias, **args))
+            cudnn_ms = ms if cudnn_ms is None else min(cudnn_ms, ms)
+        results.append(CandidateResult.measured("cudnn", cudnn_ms, role="baseline", flops=problem.flops))
+    winograd = get_family("winograd")
+    candidates = [("implicit_gemm default", {"family": "implicit_gemm"})]
+    candidates += [(f"winograd {c['VARIANT']} F({c['TILE']},3)", {"family": "winograd", **c})
+                   for c in winograd.heuristic_configs(problem)]
+    if trials:
+        from tritonconv.search import tune
+
+        result = tune(problem, trials=trials, progress=False)
+        candidates.append((f"tuned ({result.family})", {"family": result.family, **result.config}))
+    for label, config in candidates:
+        def run(config=config):
+            return tritonconv.conv2d(x, w, bias, **args, config=config, precision=problem.precision, backend="triton")
+
+        error = rel_error(run(), reference)
+        within = error <= tolerance
+        ms = timer(run) if timer is not None and within else None
+        results.append(CandidateResult.measured(
+            label, ms, flops=problem.flops, baseline_ms=cudnn_ms, rel_error=error,
+            error=None if within else f"relative error {error:.3g} > tolerance {tolerance:g}",
+            config=config, precision=problem.precision,
+        ))
+    return ResultRecord(name=name, results=results, baseline="cudnn" if timer else None,
+                        fields={"problem": problem.key, "label": problem.long_label, "flops": problem.flops})
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python bench/winograd.py", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--shapes", default="*", help="suite shape globs (default: every 3x3 stride-1 layer)")
+    parser.add_argument("--precisions", default="fp16,tf32", help="comma-separated: fp16, tf32, ieee")
+    parser.add_argument("--trials", type=int, default=0, help="tune each problem first with this many trials")
+    parser.add_argument("--out", type=Path, default=None, help="results file (default: bench/results/winograd_<gpu>.json)")
+    parser.add_argument("--dry-run", action="store_true", help="CPU, Triton interpreter, tiny shapes, no timing")
+    args = parser.parse_args(argv)
+    precisions = args.precisions.split(",")
+    unknown = [p for p in precisions if p not in DTYPE_OF]
+    if unknown:
+        print(f"unknown precision {unknown[0]!r}; choose from {', '.join(DTYPE_OF)}", file=sys.stderr)
+        return 2
+    if not args.dry_run and not torch.cuda.is_available():
+        print("bench/winograd.py needs a CUDA GPU (or --dry-run)", file=sys.stderr)
+        return 2
+    if args.dry_run:
+        selected = [(f"tiny_3x3 {p}", t.with_(dtype=DTYPE_OF[p], precision=p)) for t in TINY for p in precisions]
+        device, timer = "cpu", None
+    else:
+        from tritonconv.timing import time_ms
+
+        selected, device, timer = problems(args.shapes, precisions), "cuda", time_ms
+    records = []
+    for name, problem in selected:
+        records.append(bench_problem(name, problem, device, args.trials, timer))
+        print(name, [(r.name, r.ms, r.speedup, r.rel_error) for r in records[-1].results], flush=True)
+    gpu = torch.cuda.get_device_name().replace(" ", "_") if device == "cuda" else "interpreter"
+    out = args.out or HERE / "results" / f"winograd_{gpu}.json"
+    write_results(out, records, {"what": "winograd vs cuDNN, bench/winograd.py", "dry_run": args.dry_run}, kind="conv")
+    print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
