@@ -12,7 +12,6 @@ Writes bench/results/int8_<gpu>.json (a "conv" results file: `tritonconv report`
 from __future__ import annotations
 
 import argparse
-import fnmatch
 import os
 import sys
 from pathlib import Path
@@ -28,16 +27,16 @@ import torch.nn.functional as F  # noqa: E402
 from tritonconv import quantized  # noqa: E402
 from tritonconv.problem import ConvProblem  # noqa: E402
 from tritonconv.results import CandidateResult, ResultRecord, write_results  # noqa: E402
-from tritonconv.suite import load_suite  # noqa: E402
+from tritonconv.baseline import fastest, time_cudnn  # noqa: E402
+from tritonconv.reference import reference_conv, rel_error  # noqa: E402
+from tritonconv.suite import CONV_SUITE, load_suite, select, split_patterns  # noqa: E402
 
 TINY = [ConvProblem(n=1, c=16, h=6, w=6, k=16, r=3, s=3, pad_h=1, pad_w=1, dtype="int8", layout="nhwc")]
 
 
 def problems(shapes: str) -> list[tuple[str, ConvProblem]]:
-    patterns = shapes.split(",")
-    suite = load_suite(Path(__file__).resolve().parents[1] / "tritonconv" / "suites" / "conv2d.json")
-    return [(s.name, s.problem(dtype="int8", layout="nhwc")) for s in suite
-            if (s.r, s.s) == (3, 3) and any(fnmatch.fnmatchcase(s.name, p) for p in patterns)]
+    selected = select(load_suite(CONV_SUITE), split_patterns([shapes]), source=str(CONV_SUITE))
+    return [(s.name, s.problem(dtype="int8", layout="nhwc")) for s in selected if (s.r, s.s) == (3, 3)]
 
 
 def bench_problem(name: str, problem: ConvProblem, device: str, trials: int, timer) -> ResultRecord:
@@ -52,11 +51,9 @@ def bench_problem(name: str, problem: ConvProblem, device: str, trials: int, tim
     out_scale = reference.abs().max().item() / 127
     results = []
     cudnn_ms = None
-    if timer is not None:
-        for fmt in (torch.channels_last, torch.contiguous_format):
-            xf, wf, bf = x.half().contiguous(memory_format=fmt), w.half().contiguous(memory_format=fmt), bias.half()
-            ms = timer(lambda xf=xf, wf=wf, bf=bf: F.conv2d(xf, wf, bf, **args))
-            cudnn_ms = ms if cudnn_ms is None else min(cudnn_ms, ms)
+    if timer is not None:  # cuDNN fp16 on the same values, both layouts, checked first (tritonconv.baseline)
+        best = fastest(time_cudnn(problem, x, w, reference_conv(problem, x, w), timer))
+        cudnn_ms = best.ms if best else None
         results.append(CandidateResult.measured("cudnn_fp16", cudnn_ms, role="baseline", flops=problem.flops))
     if trials:
         from tritonconv.search import tune
@@ -65,7 +62,7 @@ def bench_problem(name: str, problem: ConvProblem, device: str, trials: int, tim
     for label, scale in (("int8_dequant", None), ("int8_requant", out_scale)):
         out = quantized.conv2d(x, w, x_scale, w_scale, bias, scale, **args)
         if scale is None:
-            error = ((out.double() - reference).norm() / reference.norm()).item()
+            error = rel_error(out, reference)
             extra = {"rel_error_vs_float64": error}
         else:
             error = None
