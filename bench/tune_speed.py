@@ -262,7 +262,7 @@ def _commit() -> str | None:
 def _time_the_asks() -> list[float]:
     """Count the tuner process's CPU seconds in asking for candidates (Optuna's sampling, the feasibility check)
     and submitting them (launch hashes): the work that overlaps the GPU worker's measurement."""
-    from tritonconv.search import compile_pool, study
+    from tritonconv.search import compile_pool, loop
 
     spent = [0.0]
 
@@ -275,7 +275,7 @@ def _time_the_asks() -> list[float]:
                 spent[0] += time.process_time() - started
         return wrapper
 
-    study._ask = timed(study._ask)
+    loop.ask = timed(loop.ask)
     compile_pool.Precompiler.submit = timed(compile_pool.Precompiler.submit)
     return spent
 

@@ -44,3 +44,23 @@ def test_early_stops_waste_the_compiles_in_flight_and_asks_overlap_the_gpu(tune_
     assert p["W_wasted_compile_cpu_s_per_problem"] == pytest.approx((15 - 2) * 0.8)
     # asks take 1.5 of the tuner's 2 CPU seconds per problem, less than the GPU's 2 s of screening: hidden
     assert p["gpu_and_tuner_side_s"] == pytest.approx(n * (40 * 0.05 + 0.5 + 3 * 0.15 + 0.3))
+
+
+def test_a_tuner_only_run_measures_the_tuner_and_projects(tmp_path):
+    """The script itself (without the interpreter: it refuses one), on one problem, compiling nothing."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    out = tmp_path / "speed.json"
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    done = subprocess.run([sys.executable, "bench/tune_speed.py", "--tuner-only", "--problems", "1", "--trials", "3",
+                           "--workers", "1", "--out", str(out)], cwd=ROOT, env={**env, "PYTHONPATH": str(ROOT)},
+                          capture_output=True, text=True, timeout=600, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(out.read_text())
+    assert result["mode"].startswith("tuner only") and len(result["problems"]) == 1
+    assert 0 < result["tuner_ask_cpu_s"] <= result["tuner_process_cpu_s"]  # the asks were timed
+    assert result["compile_pool"]["jobs"] >= 1 and result["problems"][0]["candidates_measured"] >= 1
+    assert result["projection_resnet50_b32_16_cores"]["f_ask_share_of_tuner_cpu"] > 0
