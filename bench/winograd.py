@@ -13,7 +13,6 @@ GPU (unless --dry-run).
 from __future__ import annotations
 
 import argparse
-import fnmatch
 import os
 import sys
 from pathlib import Path
@@ -31,21 +30,18 @@ from tritonconv.kernels import get_family  # noqa: E402
 from tritonconv.problem import ConvProblem  # noqa: E402
 from tritonconv.results import CandidateResult, ResultRecord, write_results  # noqa: E402
 from tritonconv.enums import Precision  # noqa: E402
-from tritonconv.search.reference import rel_error  # noqa: E402
-from tritonconv.suite import load_suite  # noqa: E402
+from tritonconv.baseline import fastest, time_cudnn  # noqa: E402
+from tritonconv.reference import reference_conv, rel_error  # noqa: E402
+from tritonconv.suite import CONV_SUITE, load_suite, select, split_patterns  # noqa: E402
 
 DTYPE_OF = {"fp16": "float16", "tf32": "float32", "ieee": "float32"}
 TINY = [ConvProblem(n=1, c=16, h=6, w=7, k=16, r=3, s=3, pad_h=1, pad_w=1, layout="nhwc")]
 
 
 def problems(shapes: str, precisions: list[str]) -> list[tuple[str, ConvProblem]]:
-    patterns = shapes.split(",")
-    suite = load_suite(HERE.parent / "tritonconv" / "suites" / "conv2d.json")
     winograd = get_family("winograd")
     selected = []
-    for shape in suite:
-        if not any(fnmatch.fnmatchcase(shape.name, p) for p in patterns):
-            continue
+    for shape in select(load_suite(CONV_SUITE), split_patterns([shapes]), source=str(CONV_SUITE)):
         for precision in precisions:
             problem = shape.problem(dtype=DTYPE_OF[precision], layout="nhwc", precision=precision)
             if winograd.supports(problem) is None:
@@ -61,12 +57,9 @@ def bench_problem(name: str, problem: ConvProblem, device: str, trials: int, tim
     reference = F.conv2d(x.double(), w.double(), bias.double(), **args)
     tolerance = Precision(problem.precision).tolerance
     results, cudnn_ms = [], None
-    if timer is not None:
-        torch.backends.cudnn.allow_tf32 = problem.precision == "tf32"
-        for fmt in (torch.channels_last, torch.contiguous_format):
-            xf, wf = x.contiguous(memory_format=fmt), w.contiguous(memory_format=fmt)
-            ms = timer(lambda xf=xf, wf=wf: F.conv2d(xf, wf, bias, **args))
-            cudnn_ms = ms if cudnn_ms is None else min(cudnn_ms, ms)
+    if timer is not None:  # cuDNN in both layouts, TF32 as the precision allows, checked first (tritonconv.baseline)
+        best = fastest(time_cudnn(problem, x, w, reference_conv(problem, x, w), timer))
+        cudnn_ms = best.ms if best else None
         results.append(CandidateResult.measured("cudnn", cudnn_ms, role="baseline", flops=problem.flops))
     winograd = get_family("winograd")
     candidates = [("implicit_gemm default", {"family": "implicit_gemm"})]
