@@ -81,6 +81,7 @@ def test_precompile_key_equals_launch_key_for_every_family(key_rows):
     rows = key_rows["rows"]
     assert {r["family"] for r in rows} >= {"implicit_gemm", "hopper_implicit_gemm", "gemm", "depthwise", "small_group",
                                            "int8_implicit_gemm", "winograd"}
+    assert {r["config"]["VARIANT"] for r in rows if r["family"] == "winograd"} == {"fused", "three_kernels"}
     assert {r["sm"] for r in rows} == {80, 90}
     assert any(r["config"].get("convert_nhwc") for r in rows)
     mismatched = [r for r in rows if not r["launched"] or r["launched"] != r["precompiled"]]

@@ -394,7 +394,7 @@ class WinogradConv(KernelFamily):
 
     def heuristic_configs(self, problem: ConvProblem) -> list[Config]:
         base = self.default_config(problem)
-        variants = [base, self._sized(problem, "fused", 4), self._sized(problem, "three_kernels", 2),
+        variants = [base, self._sized(problem, "three_kernels", 2), self._sized(problem, "fused", 4),
                     self._sized(problem, "three_kernels", 4), {**base, "BLOCK_N": max(16, base["BLOCK_N"] // 2)}]
         return self.space(problem).feasible(problem, variants)
 
