@@ -15,6 +15,7 @@ from torch import nn
 from torch.utils._pytree import tree_leaves
 
 from ..errors import InvalidInputError
+from ..reference import rel_error
 
 
 @dataclass(frozen=True)
@@ -89,6 +90,6 @@ def compare_outputs(model: nn.Module, calibration: Sequence[Any], references: Se
     with torch.no_grad():
         for args, reference in zip(check_calibration(calibration), references):
             out, ref = _flat(model(*args)), _flat(reference)
-            rel.append(((out - ref).norm() / ref.norm().clamp_min(1e-30)).item())
+            rel.append(rel_error(out, ref))
             abs_vs_range.append(((out - ref).abs().max() / ref.abs().max().clamp_min(1e-30)).item())
     return QuantizationAccuracy(max(rel), sum(rel) / len(rel), max(abs_vs_range), len(rel))
