@@ -167,3 +167,15 @@ def test_weight_scales_are_checked_once_per_version():
     w_scale[3] = 0.0  # in place: a new version of the tensor
     with pytest.raises(InvalidInputError, match="w_scale must be positive"):
         tq.conv2d(x, wq, 0.1, w_scale, bias)
+
+
+def test_first_call_tuning_tunes_an_int8_problem():
+    from tritonconv import cache
+
+    x, wq, w_scale, bias = quantized_inputs(1, 8, 5, 5, 8, 8, 3, 3, seed=8)
+    problem = ConvProblem(n=1, c=8, h=5, w=5, k=8, r=3, s=3, pad_h=1, pad_w=1, dtype="int8", layout="nchw")
+    assert cache.lookup_config(problem, torch.device("cpu"), "triton") is None
+    with tritonconv.autotune("on-first-call", budget_s=5, trials=2):
+        y = tq.conv2d(x, wq, 0.1, w_scale, bias, padding=1)
+    assert cache.lookup_config(problem, torch.device("cpu"), "triton")["family"] == "int8_implicit_gemm"
+    assert rel(y, float_reference(x, wq, 0.1, w_scale, bias, padding=1)) < 1e-6
