@@ -100,3 +100,13 @@ def test_a_quantized_problem_is_compared_with_the_float_conv_of_the_same_values(
     timings = time_cudnn(problem, x, w, ref, lambda fn: 1.0)
     assert all(t.exception is None and t.rel_error < 1e-6 for t in timings)  # float32 of int8 products: exact-ish
     assert fastest(timings).ms == 1.0
+
+
+def test_the_error_measure_and_the_suite_files_have_one_home_in_the_library():
+    from tests import REPO
+
+    found = {str(p.relative_to(REPO)) for p in (REPO / "tritonconv").rglob("*.py") if "norm() /" in p.read_text()}
+    assert found == {"tritonconv/reference.py"}, f"a relative error computed outside tritonconv.reference: {found}"
+    copies = [str(p.relative_to(REPO)) for p in [*(REPO / "tritonconv").rglob("*.py"), *(REPO / "bench").glob("*.py")]
+              if '"suites"' in p.read_text() and p.name != "suite.py"]
+    assert not copies, f"suite files located outside tritonconv.suite: {copies}"
