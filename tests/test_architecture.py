@@ -157,6 +157,12 @@ def test_the_real_graph_is_read():
 
 # --- the rules ----------------------------------------------------------------------------------------------------
 
+def test_no_import_cycles():
+    found = cycles(GRAPH)
+    detail = [str(e) for component in found for m in component for e in GRAPH[m] if e.target in component]
+    assert not found, "import cycles:\n" + "\n".join(detail)
+
+
 # Everything that uses kernels: the API, the custom op, dispatch, the cache, the search, benchmarks, the CLI.
 ABOVE_KERNELS = ("dispatch", "cache", "functional", "ops", "search", "commands", "cli", "matmul", "nn", "convert",
                  "tune_model", "first_call", "benchmark", "compile", "compile_report")
