@@ -190,7 +190,7 @@ class _FavourF43:
 
 
 def test_a_winograd_candidate_above_tolerance_never_wins():
-    from tritonconv.search import tune
+    from tritonconv.search import SearchSpace, tune
 
     problem = ConvProblem(n=1, c=16, h=6, w=6, k=16, r=3, s=3, pad_h=1, pad_w=1, dtype="float16", layout="nhwc")
     runner = _FavourF43()
@@ -201,7 +201,9 @@ def test_a_winograd_candidate_above_tolerance_never_wins():
     tolerance = (f23 * f43) ** 0.5  # F(2,3) within, F(4,3) above
     cache.invalidate()
     try:
-        result = tune(problem, trials=5, tolerance=tolerance, runner=runner, progress=False, early_stop=None,
+        seeds = SearchSpace(problem, precisions=(problem.precision,)).seeds()  # every family's defaults and heuristics
+        assert any(seed["family"] == "winograd" and seed["TILE"] == 4 for seed in seeds)
+        result = tune(problem, trials=len(seeds), tolerance=tolerance, runner=runner, progress=False, early_stop=None,
                       retime_top=1, cache=False)
     finally:
         cache.invalidate()
