@@ -1,15 +1,19 @@
 """The package's import graph, read from the source: every import statement, also those inside functions and
 under `if TYPE_CHECKING:` (a late import still ties two modules together). The rules ARCHITECTURE.md states:
-no cycles, layers that import one way, no kernel family importing another.
+no cycles, layers that import one way (the doc's table), no kernel family importing another; and every module
+and path the doc names exists.
 """
 from __future__ import annotations
 
 import ast
 import importlib.util
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from tests import REPO
 
 ROOT = "tritonconv"
 PACKAGE_DIR = Path(importlib.util.find_spec(ROOT).submodule_search_locations[0])
@@ -218,13 +222,126 @@ def family_units() -> dict[str, str]:
 
 
 def test_each_kernel_family_has_its_test_module():
-    from tests import REPO
-
     missing = [name for name in family_units() if not (REPO / "tests" / "kernels" / f"test_{name}.py").is_file()]
     assert not missing, f"no tests/kernels/test_<family>.py for {missing}"
+
+
+# Kernel families that import another family on main when this rule landed (issue 12 item 3 moves what they
+# share into the kernels' shared layer). (importer, imported) by family name. A new pair fails the test; a pair
+# that is gone fails it too, so that this list only shrinks: delete the pair then.
+KNOWN_FAMILY_IMPORTS = {
+    ("gemm", "implicit_gemm"), ("hopper_implicit_gemm", "gemm"), ("hopper_implicit_gemm", "implicit_gemm"),
+    ("small_group", "depthwise"), ("winograd", "gemm"), ("winograd", "implicit_gemm"),
+}
+# Families whose module is not yet named after them (same rule: the list only shrinks).
+KNOWN_MISNAMED = {"depthwise": "conv_depthwise", "hopper_implicit_gemm": "conv_hopper",
+                  "implicit_gemm": "conv_implicit_gemm", "small_group": "conv_small_group"}
+
+
+def family_imports() -> dict[tuple[str, str], list[str]]:
+    """(importer family, imported family) -> the import statements, for every import between two families."""
+    units = family_units()
+    found: dict[tuple[str, str], list[str]] = {}
+    for name, unit in units.items():
+        for module, edges in GRAPH.items():
+            if module != unit and not module.startswith(unit + "."):
+                continue
+            for edge in edges:
+                for other, other_unit in units.items():
+                    if other_unit != unit and (edge.target == other_unit or edge.target.startswith(other_unit + ".")):
+                        found.setdefault((name, other), []).append(str(edge))
+    return found
+
+
+def test_no_kernel_family_imports_another():
+    assert len(family_units()) >= 4
+    found = family_imports()
+    new = {pair: edges for pair, edges in found.items() if pair not in KNOWN_FAMILY_IMPORTS}
+    assert not new, "kernel families import each other (shared code belongs in the kernels' shared layer):\n" + \
+        "\n".join(e for edges in new.values() for e in edges)
+    gone = KNOWN_FAMILY_IMPORTS - set(found)
+    assert not gone, f"no longer imported, delete from KNOWN_FAMILY_IMPORTS: {sorted(gone)}"
+
+
+def test_each_kernel_family_lives_in_a_module_named_after_it():
+    """`tritonconv.kernels.<name>` holds family <name> (tests/kernels/test_<name>.py tests it)."""
+    misnamed = {name: unit.rpartition(".")[2] for name, unit in family_units().items()
+                if unit.rpartition(".")[2] != name}
+    new = {name: module for name, module in misnamed.items() if KNOWN_MISNAMED.get(name) != module}
+    assert not new, f"family -> module not named after it: {new}"
+    gone = set(KNOWN_MISNAMED) - set(misnamed)
+    assert not gone, f"renamed meanwhile, delete from KNOWN_MISNAMED: {sorted(gone)}"
 
 
 @pytest.mark.parametrize("layer", ["kernels", "cache", "dispatch", "ops", "functional", "search", "commands"])
 def test_every_layer_named_by_the_rules_exists(layer):
     """A renamed or moved layer must not make a rule pass by matching nothing."""
     assert any(within(m, layer) for m in MODULES), layer
+
+
+# --- ARCHITECTURE.md stays true -----------------------------------------------------------------------------------
+
+def named_in_architecture_doc() -> tuple[list[str], list[str]]:
+    """The dotted tritonconv names and the repository paths ARCHITECTURE.md writes in `backticks`
+    (placeholders such as `<family>` are left out)."""
+    spans = re.findall(r"`([^`\n]+)`", (REPO / "ARCHITECTURE.md").read_text())
+    dotted = sorted({s for s in spans if re.fullmatch(rf"{ROOT}(\.\w+)+", s)})
+    paths = sorted({s.rstrip("/") for s in spans
+                    if re.fullmatch(r"(tritonconv|tests|bench|docs|\.ci)/[\w./-]*", s) and "<" not in s})
+    return dotted, paths
+
+
+def test_every_module_and_name_the_architecture_doc_names_exists():
+    import importlib
+
+    dotted, paths = named_in_architecture_doc()
+    assert len(dotted) >= 10 and len(paths) >= 5
+    missing = [p for p in paths if not (REPO / p).exists()]
+    for name in dotted:
+        module = _known_prefix(name, MODULES)
+        if module is None:
+            missing.append(name)
+            continue
+        try:
+            obj = importlib.import_module(module)
+            for attribute in name[len(module) + 1:].split(".") if name != module else []:
+                obj = getattr(obj, attribute)
+        except (ImportError, AttributeError):
+            missing.append(name)
+    assert not missing, f"ARCHITECTURE.md names what does not exist: {missing}"
+
+
+def test_the_architecture_doc_states_the_layers_this_file_enforces():
+    text = (REPO / "ARCHITECTURE.md").read_text()
+    assert "tests/test_architecture.py" in text
+    for layer in ("kernels", "cache", "dispatch", "ops", "functional", "search", "commands"):
+        assert f"tritonconv.{layer}" in text or f"tritonconv/{layer}" in text, layer
+
+
+def doc_layers() -> list[tuple[str, list[str]]]:
+    """The layers table of ARCHITECTURE.md, top first: (layer, [modules and packages under tritonconv])."""
+    layers = []
+    for name, cell in re.findall(r"^\| ([^|]+?) \| ([^|]+?) \|", (REPO / "ARCHITECTURE.md").read_text(), re.M):
+        names = [re.sub(r"\.py$", "", n).rstrip("/").replace("/", ".")
+                 for n in re.findall(rf"`{ROOT}[./]([\w./]+)`", cell)]
+        names = [n for n in names if any(within(m, n) for m in MODULES)]  # not public names (tritonconv.conv2d)
+        if names:
+            layers.append((name.strip(), names))
+    return layers
+
+
+def test_every_import_runs_down_the_layers_of_the_architecture_doc():
+    layers = doc_layers()
+    assert len(layers) >= 8, layers
+
+    def rank(module: str) -> int | None:
+        if module.rpartition(".")[2] == "__main__":
+            return 0  # `python -m` entry points are the command line
+        return next((i for i, (_, names) in enumerate(layers) if within(module, *names)), None)
+
+    unplaced = sorted(m for m in MODULES if m != ROOT and rank(m) is None)
+    assert not unplaced, f"modules in no layer of ARCHITECTURE.md's table: {unplaced}"
+    upward = [f"{edge}: {layers[rank(edge.source)][0]} imports {layers[rank(edge.target)][0]}"
+              for edges in GRAPH.values() for edge in edges
+              if edge.target != ROOT and edge.source != ROOT and rank(edge.target) < rank(edge.source)]
+    assert not upward, "imports against the layers of ARCHITECTURE.md:\n" + "\n".join(upward)
