@@ -509,7 +509,7 @@ def _algorithms(stage: Stage, name: str, n: int, c: int, hw: int, device: str, t
     import torch.nn.functional as F
 
     import tritonconv
-    from tritonconv.benchmark import relative_error
+    from tritonconv.reference import rel_error
     from tritonconv.kernels import get_family
     from tritonconv.problem import ConvProblem
     from tritonconv.quantized import conv2d as int8_conv2d
@@ -530,7 +530,7 @@ def _algorithms(stage: Stage, name: str, n: int, c: int, hw: int, device: str, t
         # the dry run's interpreter: the checked run's wall time is the time (a second run would double the stage)
         ms = (time.perf_counter() - started) * 1e3 if stage.dry_run else time_fn(run)
         rows.append({"algorithm": algorithm, "ms": ms, "tflops": flops / ms / 1e9,
-                     "rel_error": relative_error(out, reference), **extra})
+                     "rel_error": rel_error(out, reference), **extra})
 
     with torch.backends.cudnn.flags(enabled=True, benchmark=True):
         timed("cudnn_fp16" if device == "cuda" else "torch_cpu", lambda: F.conv2d(x, w, padding=1))
