@@ -130,9 +130,13 @@ def test_scaled_epilogue_and_requantisation():
     assert ((out.double() - y_ref).abs().max() / y_ref.abs().max()).item() < 1e-6
 
     out_scale = 0.01
-    q = torch.empty(problem.output_shape, dtype=torch.int8)
-    run_problem(problem, x, w, bias, residual, "silu", {"family": FAMILY.name}, output=q, backend="triton",
-                quant=Quantization(scale, out_scale))
+    outputs = []
+    for poison in (77, -77):  # every int8 is a valid output: two different fills must give the same result
+        q = torch.full(problem.output_shape, poison, dtype=torch.int8)
+        run_problem(problem, x, w, bias, residual, "silu", {"family": FAMILY.name}, output=q, backend="triton",
+                    quant=Quantization(scale, out_scale))
+        outputs.append(q)
+    assert torch.equal(outputs[0], outputs[1])
     expected = torch.clamp(torch.round(y_ref / out_scale), -128, 127)
     near_half = ((y_ref / out_scale).frac().abs() - 0.5).abs() < 1e-4
     assert (expected == 127).any()  # saturation is exercised
