@@ -182,9 +182,15 @@ def test_precision_table_is_consistent():
     for precision in Precision:
         assert precision.dtypes and set(precision.dtypes) <= set(DType.names()), precision
         assert 0 < precision.tolerance < 0.1, precision
-        if precision.operand_dtype:  # casting down: the operand dtype itself may use it
+        if precision.operand_dtype and not precision.scaled:  # casting down: the operand dtype itself may use it
             assert precision.operand_dtype in precision.dtypes
+        if precision.operand_dtype:
             assert precision.tolerance >= Precision.FP16.tolerance
+        if precision.scaled:  # quantized operands: tensor cores that only some GPUs have; compete only when admitted
+            assert precision.operand_dtype and precision.min_capability > (0, 0)
+            assert 0 < precision.auto_min_tolerance < precision.tolerance
+        else:
+            assert precision.auto_min_tolerance == 0
         assert not (precision.tf32_mma and precision.operand_dtype)
     for dtype in DType.names():
         allowed = Precision.for_dtype(dtype)

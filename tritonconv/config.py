@@ -39,4 +39,10 @@ def resolve_config(problem: ConvProblem, config: dict[str, Any]) -> tuple[Kernel
         raise InvalidConfigError(f"precision {options['precision']!r} is not available for {problem.dtype}")
     kernel_config = {k: v for k, v in config.items() if k not in DISPATCH_OPTIONS}
     target = problem.with_(precision=options["precision"]) if "precision" in options else problem
+    if target.precision not in family.precisions:
+        raise InvalidConfigError(f"family {family.name!r} has no {target.precision} kernels "
+                                 f"(it computes {', '.join(family.precisions)})")
+    reason = family.supports(target) if target is not problem else None
+    if reason:
+        raise InvalidConfigError(f"family {family.name!r} does not support this problem: {reason}")
     return family, {**family.complete_config(target, kernel_config), **options}

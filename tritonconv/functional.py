@@ -11,7 +11,7 @@ from typing import Any, Optional, Union
 import torch
 
 from . import dispatch, ops
-from .errors import InvalidInputError
+from .errors import InvalidInputError, UnsupportedError
 from .kernels.base import check_config
 from .enums import Activation, DType, Precision
 from .problem import ConvProblem, conv_output_size
@@ -122,6 +122,11 @@ def make_problem(
     check_device({"input": input, "weight": weight, "bias": bias, "residual": residual})
     if precision is not None and precision not in Precision.for_dtype(dtype):
         raise InvalidInputError(f"precision {precision!r} is not available for {dtype}; choose from {Precision.for_dtype(dtype)}")
+    if precision is not None and input.device.type == "cuda":
+        need, have = Precision(precision).min_capability, torch.cuda.get_device_capability(input.device)
+        if have < need:
+            raise UnsupportedError(f"precision {precision!r} needs a GPU with compute capability >= "
+                                   f"{need[0]}.{need[1]} (fp8 tensor cores); {input.device} has {have[0]}.{have[1]}")
 
     return ConvProblem(
         n=n, c=c, h=h, w=w, k=k, r=r, s=s, stride_h=stride_hw[0], stride_w=stride_hw[1],

@@ -151,7 +151,7 @@ class ConvProblem:
     def operand_dtype(self) -> torch.dtype:
         """The dtype the matrix units multiply in (fp16/bf16 precisions cast float32 operands down)."""
         operand = Precision(self.precision).operand_dtype if self.precision in Precision.names() else ""
-        return DType(operand).torch if operand else self.torch_dtype
+        return getattr(torch, operand) if operand else self.torch_dtype
 
     @property
     def output_shape(self) -> tuple[int, int, int, int]:

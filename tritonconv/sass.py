@@ -4,7 +4,7 @@ main loop, and what it does per iteration. Pure text processing, so it is tested
 The main loop is found structurally: every backward branch (`BRA` to a lower address) closes a loop over
 [target, branch]; out-of-line retry stubs placed after the function's `EXIT` also branch backwards, so a span
 that contains an `EXIT` is not a loop. The main loop is the innermost loop that contains the kernel's matrix
-instructions (HGMMA, else IGMMA, else HMMA, else IMMA, else FFMA; the I forms are integer (int8) MMA). Its counts cover the hot path: blocks that a predicated
+instructions (HGMMA, else QGMMA, else IGMMA, else HMMA, else IMMA, else FFMA; Q: fp8, I: integer (int8) MMA). Its counts cover the hot path: blocks that a predicated
 forward branch skips and that hold no MMA (the once-per-tile epilogue of a persistent kernel's flattened
 tile x K loop) are left out.
 """
@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Optional
 
 # In order of preference: the first kind present in a kernel is its MMA kind.
-MMA_KINDS = ("HGMMA", "IGMMA", "HMMA", "IMMA", "FFMA")  # IGMMA: Hopper's integer warpgroup MMA
+MMA_KINDS = ("HGMMA", "QGMMA", "IGMMA", "HMMA", "IMMA", "FFMA")  # QGMMA / IGMMA: Hopper's fp8 / integer warpgroup MMA
 # Integer ALU opcodes of the vector pipe: the per-thread address and index arithmetic of a loop. Their
 # uniform-datapath forms (UIADD3, ULEA, ...) run once per warp beside it and are counted apart.
 INTEGER_OPCODES = frozenset({

@@ -53,6 +53,23 @@ def prepare_derived(weight: torch.Tensor, kind: tuple, make: Callable[[torch.Ten
     return prepared
 
 
+FP8_E4M3_MAX = 448.0  # the largest finite float8_e4m3fn value
+
+
+def quantize_per_tensor(t: torch.Tensor, dtype: torch.dtype = torch.float8_e4m3fn) -> tuple[torch.Tensor, torch.Tensor]:
+    """(t / scale cast to `dtype`, scale) with scale = max|t| / 448 as a one-element float32 tensor on t's device,
+    so the largest magnitude maps to e4m3's largest finite value (an all-zero t gets a tiny scale, not 0). The
+    layout (strides) of a dense t is kept. Computed by torch, which rounds to nearest even, as the GPU does."""
+    scale = (t.detach().abs().amax().float().clamp_min(1e-30) / FP8_E4M3_MAX).reshape(1)
+    return (t.detach() / scale).to(dtype), scale
+
+
+def prepare_scaled_weight(weight: torch.Tensor, dtype: torch.dtype = torch.float8_e4m3fn) -> tuple[torch.Tensor, torch.Tensor]:
+    """`quantize_per_tensor(weight)`, computed once per weight version and cached like the layouts (kernels
+    re-lay out the quantized tensor with `prepare_weight`, cached per quantized tensor in turn)."""
+    return prepare_derived(weight, ("scaled", dtype), lambda w: quantize_per_tensor(w, dtype))
+
+
 def contiguous_vector(vector: torch.Tensor) -> torch.Tensor:
     """A 1-D tensor (a bias) with unit stride: itself when it has one, else a contiguous copy prepared once per
     tensor version (kernels read a bias as `ptr + index`; a slice, an expanded scalar or a matrix column has

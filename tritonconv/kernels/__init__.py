@@ -41,11 +41,12 @@ def get_family(name: str) -> KernelFamily:
 
 
 def families_for(problem: ConvProblem) -> list[KernelFamily]:
-    """Every registered family that computes `problem` correctly (its dtype among the family's `dtypes`, a batched
+    """Every registered family that computes `problem` correctly (its dtype and precision among the family's
+    `dtypes` and `precisions`, a batched
     weight only where a family says `handles_batched_weight`)."""
     return [
         f for f in FAMILIES.values()
-        if problem.dtype in f.dtypes and f.supports(problem) is None
+        if problem.dtype in f.dtypes and problem.precision in f.precisions and f.supports(problem) is None
         and (not problem.batched_weight or getattr(f, "handles_batched_weight", False))
     ]
 

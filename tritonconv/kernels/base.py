@@ -20,6 +20,7 @@ from typing import Any, Callable, Iterator, Optional, Sequence
 
 import torch
 
+from ..enums import Precision
 from ..errors import InvalidConfigError
 from ..problem import INT32_MAX, ConvProblem
 from ..runtime import INTERPRET
@@ -168,6 +169,9 @@ class KernelFamily:
     description: str = ""
     # Input dtypes the family computes: float families never see an int8 problem (families_for, resolve_config).
     dtypes: tuple[str, ...] = ("float32", "float16", "bfloat16")
+    # Operand precisions the family computes: scaled (fp8) operands only where its kernel_calls quantize them
+    # (`scaled_operands`) and its kernels dequantize the accumulator (families_for, resolve_config).
+    precisions: tuple[str, ...] = tuple(p.value for p in Precision if not p.scaled)
 
     # ---- what the family computes ----------------------------------------------------------------------
     def supports(self, problem: ConvProblem) -> Optional[str]:
@@ -282,9 +286,37 @@ def conv_io_args(problem: ConvProblem, tensors: ConvTensors) -> dict[str, Any]:
     )
 
 
+def scaled_operands(problem: ConvProblem, tensors: ConvTensors) -> tuple[ConvTensors, Optional[torch.Tensor]]:
+    """For a scaled precision (fp8): the tensors with the input and weight quantized per tensor (the weight's
+    once per version, cached) and the one-element float32 scale x_scale * w_scale the kernel multiplies its
+    accumulator by before the epilogue; otherwise the tensors unchanged and None."""
+    precision = Precision(problem.precision)
+    if not precision.scaled:
+        return tensors, None
+    from dataclasses import replace
+
+    from ..weights import prepare_scaled_weight, quantize_per_tensor
+
+    operand = problem.operand_dtype
+    x_q, x_scale = quantize_per_tensor(tensors.input, operand)
+    w_q, w_scale = prepare_scaled_weight(tensors.weight, operand)
+    return replace(tensors, input=x_q, weight=w_q), x_scale * w_scale
+
+
+def scaled_precision_reason(problem: ConvProblem, capability: tuple[int, int]) -> Optional[str]:
+    """Why a device of `capability` cannot run the problem's precision (fp8 needs sm_89+); the interpreter
+    (capability (0, 0)) can: it multiplies fp8 operands loaded from memory exactly."""
+    precision = Precision(problem.precision)
+    if capability != (0, 0) and capability < precision.min_capability:
+        need = ".".join(map(str, precision.min_capability))
+        return (f"precision {precision.value!r} needs compute capability >= {need} (fp8 tensor cores), "
+                f"the device has {capability[0]}.{capability[1]}")
+    return None
+
+
 def epilogue_constexprs(problem: ConvProblem, tensors: ConvTensors) -> dict[str, Any]:
     """The fused-epilogue, precision and indexing constexprs shared by the conv kernels."""
-    from ..enums import Activation, Precision
+    from ..enums import Activation
 
     return dict(
         HAS_BIAS=tensors.bias is not None, HAS_RESIDUAL=tensors.residual is not None,

@@ -27,9 +27,12 @@ from ..enums import Precision
 from ..problem import ConvProblem
 from ..runtime import device_info
 from ..weights import prepare_weight
-from .base import Config, ConfigSpace, ConvTensors, KernelCall, KernelFamily, Param, clamp_pow2, conv_io_args, epilogue_constexprs
+from .base import (
+    Config, ConfigSpace, ConvTensors, KernelCall, KernelFamily, Param, clamp_pow2, conv_io_args, epilogue_constexprs,
+    scaled_operands, scaled_precision_reason,
+)
 from .conv_implicit_gemm import ImplicitGemmConv, fits_registers, fits_shared_memory
-from .epilogue import dot_with_precision
+from .epilogue import dequantize, dot_with_precision
 from .gemm import TMA_ALIGNMENT, enable_device_descriptors, hopper, store_epilogue, tma_aligned, warp_specializes
 from .tiling import swizzled_tile
 
@@ -47,6 +50,7 @@ def conv2d_hopper_kernel(
     NUM_SMS: tl.constexpr, WARP_SPECIALIZE: tl.constexpr,
     HAS_BIAS: tl.constexpr, HAS_RESIDUAL: tl.constexpr, ACTIVATION: tl.constexpr,
     PRECISION: tl.constexpr, INDEX_64: tl.constexpr,
+    scale_ptr=None,  # scaled (fp8) operands: x_scale * w_scale, one float32
 ):
     RSC = R * S * C
     w_desc = tl.make_tensor_descriptor(w_ptr, shape=[K, RSC], strides=[RSC, 1], block_shape=[BLOCK_N, BLOCK_K])
@@ -113,6 +117,7 @@ def conv2d_hopper_kernel(
             b = w_desc.load([pid_n * BLOCK_N, rs * C + c0]).T
             acc = dot_with_precision(a, b, acc, PRECISION)
 
+        acc = dequantize(acc, scale_ptr, PRECISION)
         store_epilogue(
             acc, pq, offs_n, mask_m, offs_n < K, n_idx, y_ptr, bias_ptr, res_ptr, Q,
             syn, syp, syq, syk, srn, srp, srq, srk, HAS_BIAS, HAS_RESIDUAL, ACTIVATION, True,
@@ -127,6 +132,8 @@ def supports_on(problem: ConvProblem, capability: tuple[int, int]) -> Optional[s
         return "dense convs only (groups=1)"
     if problem.batched_weight:
         return "no batched weights"
+    if scaled_precision_reason(problem, capability):
+        return scaled_precision_reason(problem, capability)
     if not Precision(problem.precision).single_mma:
         return f"precision {problem.precision!r} runs no single warpgroup MMA; the implicit_gemm family handles it"
     if (problem.gemm_k * problem.operand_dtype.itemsize) % TMA_ALIGNMENT:
@@ -199,6 +206,7 @@ def gather_register_pressure(problem: ConvProblem, config: Config) -> Optional[s
 
 class HopperConv(KernelFamily):
     name = "hopper_implicit_gemm"
+    precisions = Precision.names()  # fp8 included: kernel_calls quantize the operands (scaled_operands)
     description = "implicit-GEMM conv2d for sm_90+: TMA weight (and stride-1 input) tiles, persistent grid, warpgroup MMA"
 
     def supports(self, problem: ConvProblem) -> Optional[str]:
@@ -267,12 +275,14 @@ class HopperConv(KernelFamily):
         return self.space(problem).feasible(problem, variants)
 
     def kernel_calls(self, problem: ConvProblem, tensors: ConvTensors, config: Config) -> Sequence[KernelCall]:
+        tensors, scale = scaled_operands(problem, tensors)
         x = tensors.input
         w = prepare_weight(tensors.weight, "krsc", problem.operand_dtype)  # contiguous [K, R, S, C]
         enable_device_descriptors()
         info = device_info(x.device) if x.device.type == "cuda" else device_info()
         num_sms = info.sm_count if info.sm_count > 1 else 132
-        args = dict(**conv_io_args(problem, tensors), w_ptr=w, C=problem.c, K=problem.k, R=problem.r, S=problem.s)
+        args = dict(**conv_io_args(problem, tensors), w_ptr=w, C=problem.c, K=problem.k, R=problem.r, S=problem.s,
+                    scale_ptr=scale)
         input_tma = config["INPUT_TMA"] and can_read_input_by_tma(x)
         if input_tma:  # M tiles are pixel patches, per image
             block_h = config["BLOCK_M"] // config["BLOCK_W"]

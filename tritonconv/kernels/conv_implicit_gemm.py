@@ -17,13 +17,13 @@ import triton.language as tl
 
 from ..problem import ConvProblem
 from ..runtime import device_info
-from ..enums import LoopOrder
+from ..enums import LoopOrder, Precision
 from ..weights import prepare_weight
 from .base import (
     Config, ConfigSpace, ConvTensors, KernelCall, KernelFamily, Param, clamp_pow2, conv_io_args, epilogue_constexprs,
-    interpreter_dot_reason, pow2_divisor,
+    interpreter_dot_reason, pow2_divisor, scaled_operands, scaled_precision_reason,
 )
-from .epilogue import dot_with_precision, store_conv_tile
+from .epilogue import dequantize, dot_with_precision, store_conv_tile
 from .tiling import known_multiple, output_pixels, swizzled_tile
 
 LOOP_ORDERS = tuple(order.value for order in LoopOrder)
@@ -47,6 +47,7 @@ def conv2d_implicit_gemm_kernel(
     CHANNEL_ALIGN: tl.constexpr,  # a power of two dividing the channel-run strides (sxn, sxh, sxw, swk, ...)
     HAS_BIAS: tl.constexpr, HAS_RESIDUAL: tl.constexpr, ACTIVATION: tl.constexpr,
     PRECISION: tl.constexpr, INDEX_64: tl.constexpr,
+    scale_ptr=None,  # scaled (fp8) operands: x_scale * w_scale, one float32
 ):
     # ---- which output tile: GROUP_M swizzle over (M tiles x Kg tiles) for L2 reuse; axis 1 is the group ----
     M = N * P * Q
@@ -161,6 +162,7 @@ def conv2d_implicit_gemm_kernel(
             acc = dot_with_precision(a, b, acc, PRECISION)
 
     # ---- epilogue: y = act(acc + bias + residual), stored through the output's strides ----
+    acc = dequantize(acc, scale_ptr, PRECISION)
     store_conv_tile(
         acc, n_idx, p_idx, q_idx, g * Kg + offs_n, mask_m, mask_n, y_ptr, bias_ptr, res_ptr,
         syn, syk, syp, syq, srn, srk, srp, srq, HAS_BIAS, HAS_RESIDUAL, ACTIVATION,
@@ -222,11 +224,14 @@ def not_wasteful(problem: ConvProblem, config: Config) -> Optional[str]:
 
 class ImplicitGemmConv(KernelFamily):
     name = "implicit_gemm"
+    precisions = Precision.names()  # fp8 included: kernel_calls quantize the operands (scaled_operands)
     description = "implicit-GEMM conv2d: any groups/stride/padding/dilation/filter, NCHW or NHWC"
 
     def supports(self, problem: ConvProblem) -> Optional[str]:
         if interpreter_dot_reason(problem):
             return interpreter_dot_reason(problem)
+        if scaled_precision_reason(problem, device_info().capability):
+            return scaled_precision_reason(problem, device_info().capability)
         if problem.groups > MAX_GRID_Y:
             return f"groups={problem.groups} exceeds the launch grid's limit of {MAX_GRID_Y}"
         return None
@@ -297,6 +302,7 @@ class ImplicitGemmConv(KernelFamily):
         return self.space(problem).feasible(problem, variants)
 
     def kernel_calls(self, problem: ConvProblem, tensors: ConvTensors, config: Config) -> Sequence[KernelCall]:
+        tensors, scale = scaled_operands(problem, tensors)
         w = prepare_weight(tensors.weight, config["WEIGHT_LAYOUT"], problem.operand_dtype)
         x = tensors.input
         grid = (
@@ -306,7 +312,7 @@ class ImplicitGemmConv(KernelFamily):
         args = dict(
             **conv_io_args(problem, tensors), w_ptr=w,
             Cg=problem.c_per_group, Kg=problem.k_per_group,
-            swk=w.stride(0), swc=w.stride(1), swr=w.stride(2), sws=w.stride(3),
+            swk=w.stride(0), swc=w.stride(1), swr=w.stride(2), sws=w.stride(3), scale_ptr=scale,
         )
         constexprs = dict(
             BLOCK_M=config["BLOCK_M"], BLOCK_N=config["BLOCK_N"], BLOCK_K=config["BLOCK_K"],

@@ -14,6 +14,7 @@ PRECISION_TF32: tl.constexpr = tl.constexpr(Precision.TF32.code)
 PRECISION_TF32X3: tl.constexpr = tl.constexpr(Precision.TF32X3.code)
 PRECISION_FP16: tl.constexpr = tl.constexpr(Precision.FP16.code)
 PRECISION_BF16: tl.constexpr = tl.constexpr(Precision.BF16.code)
+PRECISION_FP8: tl.constexpr = tl.constexpr(Precision.FP8.code)
 
 
 @triton.jit
@@ -43,8 +44,23 @@ def dot_with_precision(a, b, acc, PRECISION: tl.constexpr):
         acc = tl.dot(a, b, acc, input_precision="tf32", out_dtype=tl.float32)
     elif PRECISION == PRECISION_TF32X3:
         acc = tl.dot(a, b, acc, input_precision="tf32x3", out_dtype=tl.float32)
+    elif PRECISION == PRECISION_FP8:
+        # Scaled e4m3 operands, quantized by the launcher (kernels.base.scaled_operands): a float tile here would
+        # be unscaled (and the interpreter's own float -> fp8 cast drops the carry of values that round up to
+        # the next power of two), so anything but fp8 operands is refused at compile time.
+        tl.static_assert(a.dtype == tl.float8e4nv and b.dtype == tl.float8e4nv, "fp8 needs quantized operands")
+        acc = tl.dot(a, b, acc, out_dtype=tl.float32)
     else:
         tl.static_assert(False, "unknown PRECISION code")
+    return acc
+
+
+@triton.jit
+def dequantize(acc, scale_ptr, PRECISION: tl.constexpr):
+    """The accumulator in real units: times x_scale * w_scale (one float32 at scale_ptr) for scaled operands
+    (fp8), unchanged otherwise. Before bias, residual and activation."""
+    if PRECISION == PRECISION_FP8:
+        acc = acc * tl.load(scale_ptr)
     return acc
 
 

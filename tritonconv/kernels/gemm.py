@@ -28,11 +28,11 @@ from ..problem import INT32_MAX, ConvProblem
 from ..runtime import INTERPRET, device_info
 from .base import (
     Config, ConfigSpace, ConvTensors, KernelCall, KernelFamily, Param, clamp_pow2, interpreter_dot_reason, needs_int64,
-    pow2_divisor,
+    pow2_divisor, scaled_operands, scaled_precision_reason,
 )
 from .conv_implicit_gemm import fits_registers, fits_shared_memory
 from ..enums import Activation, Precision
-from .epilogue import apply_activation, dot_with_precision
+from .epilogue import apply_activation, dequantize, dot_with_precision
 from .tiling import known_multiple, swizzled_tile
 
 VARIANTS = ("tiled", "tma_persistent")
@@ -88,6 +88,7 @@ def gemm_kernel(
     PRECISION: tl.constexpr, INDEX_64: tl.constexpr,
     ROW_ALIGN: tl.constexpr = 1,  # a power of two dividing the row/column strides (sa_b, sa_p, sa_q, sb_b, sb_n)
     K_ALIGN: tl.constexpr = 1,  # a power of two dividing K: the K mask is constant over that many elements
+    scale_ptr=None,  # scaled (fp8) operands: x_scale * w_scale, one float32
 ):
     """C[b] = act(A[b] @ B[b] + bias + R[b]); axis 0: output tile, axis 1: batch, axis 2: K split.
 
@@ -137,6 +138,7 @@ def gemm_kernel(
             a = tl.load(a_ptrs, mask=offs_k[None, :] < K, other=0.0)
             b = tl.load(b_ptrs, mask=offs_k[:, None] < K, other=0.0)
         acc = dot_with_precision(a, b, acc, PRECISION)
+    acc = dequantize(acc, scale_ptr, PRECISION)  # linear: split-K partial sums may be scaled before the sum
 
     if SPLIT_K == 1:
         store_epilogue(
@@ -191,6 +193,7 @@ def gemm_tma_persistent_kernel(
     NUM_SMS: tl.constexpr, B_K_MAJOR: tl.constexpr, WARP_SPECIALIZE: tl.constexpr,
     HAS_BIAS: tl.constexpr, HAS_RESIDUAL: tl.constexpr, ACTIVATION: tl.constexpr,
     PRECISION: tl.constexpr, INDEX_64: tl.constexpr,
+    scale_ptr=None,  # scaled (fp8) operands: x_scale * w_scale, one float32
 ):
     """Persistent GEMM: NUM_SMS programs walk the swizzled tiles; A/B tiles arrive by TMA (tensor descriptors).
     Out-of-range descriptor reads return zeros, so no masks are needed in the K loop."""
@@ -213,6 +216,7 @@ def gemm_tma_persistent_kernel(
             else:
                 b = b_desc.load([kt * BLOCK_K, pid_n * BLOCK_N])
             acc = dot_with_precision(a, b, acc, PRECISION)
+        acc = dequantize(acc, scale_ptr, PRECISION)
         offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
         offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
         if INDEX_64:
@@ -418,6 +422,7 @@ class GemmConv(KernelFamily):
     """1x1 convolutions (any stride, NCHW or NHWC, batched weights for `tritonconv.matmul`) as GEMMs."""
 
     name = "gemm"
+    precisions = Precision.names()  # fp8 included: kernel_calls quantize the operands (scaled_operands)
     description = "GEMM for 1x1 convs and matmul: GROUP_M swizzle, split-K, TMA persistent variant on sm_90+"
     handles_batched_weight = True
 
@@ -426,6 +431,8 @@ class GemmConv(KernelFamily):
             return "GEMM family only runs 1x1 filters"
         if interpreter_dot_reason(problem):
             return interpreter_dot_reason(problem)
+        if scaled_precision_reason(problem, device_info().capability):
+            return scaled_precision_reason(problem, device_info().capability)
         if problem.groups != 1:
             return "GEMM family needs groups=1"
         if (problem.pad_h, problem.pad_w) != (0, 0):
@@ -460,6 +467,7 @@ class GemmConv(KernelFamily):
         return self.space(problem).feasible(problem, variants)
 
     def kernel_calls(self, problem: ConvProblem, tensors: ConvTensors, config: Config) -> Sequence[KernelCall]:
+        tensors, scale = scaled_operands(problem, tensors)
         x, w, y, res = tensors.input, tensors.weight, tensors.output, tensors.residual
         weight_batched = problem.batched_weight and w.dim() == 5
         # B[c, k] = w[(n,) k, c, 0, 0]
@@ -476,7 +484,7 @@ class GemmConv(KernelFamily):
             ACTIVATION=Activation(tensors.activation).code, INDEX_64=index_64,
         )
         if config["VARIANT"] == "tma_persistent" and plan.flat:
-            call = self._tma_call(problem, tensors, config, operands, (sb_k, sb_n), epilogue)
+            call = self._tma_call(problem, tensors, config, operands, (sb_k, sb_n), epilogue, scale)
             if call is not None:
                 return [call]
 
@@ -497,7 +505,7 @@ class GemmConv(KernelFamily):
         args = dict(
             a_ptr=x, b_ptr=w, c_ptr=y, bias_ptr=tensors.bias, res_ptr=res, ws_ptr=ws,
             M=m, N=n, K=k, Q=problem.q, sa_b=sa_b, sa_p=sa_p, sa_q=sa_q, sa_k=x.stride(1),
-            sb_b=sb_b, sb_k=sb_k, sb_n=sb_n, **output_args,
+            sb_b=sb_b, sb_k=sb_k, sb_n=sb_n, **output_args, scale_ptr=scale,
         )
         constexprs = dict(
             BLOCK_M=config["BLOCK_M"], BLOCK_N=config["BLOCK_N"], BLOCK_K=config["BLOCK_K"],
@@ -520,7 +528,7 @@ class GemmConv(KernelFamily):
 
     def _tma_call(
         self, problem: ConvProblem, tensors: ConvTensors, config: Config, operands: list[RowStrides],
-        b_strides: tuple[int, int], epilogue: dict,
+        b_strides: tuple[int, int], epilogue: dict, scale: Optional[torch.Tensor] = None,
     ) -> Optional[KernelCall]:
         """The persistent TMA launch, or None when these tensors cannot be read by descriptors (then the tiled
         kernel runs instead): A must be row-major, B must have a unit stride, and base pointers and leading
@@ -546,7 +554,7 @@ class GemmConv(KernelFamily):
         args = dict(
             a_ptr=x, b_ptr=w, c_ptr=y, bias_ptr=tensors.bias, res_ptr=res, M=m, N=n, K=problem.gemm_k,
             sa_m=sa_m, sb_major=sb_major, sc_m=sc_m, sc_n=y.stride(1),
-            sr_m=sr_m, sr_n=res.stride(1) if res is not None else 0,
+            sr_m=sr_m, sr_n=res.stride(1) if res is not None else 0, scale_ptr=scale,
         )
         constexprs = dict(
             BLOCK_M=config["BLOCK_M"], BLOCK_N=config["BLOCK_N"], BLOCK_K=config["BLOCK_K"],
