@@ -66,8 +66,9 @@ def claims(family: str, problem, capability) -> bool:
         return (problem.r, problem.s) == (1, 1) and problem.groups == 1 and (problem.pad_h, problem.pad_w) == (0, 0) and unpadded
     if family == "hopper_implicit_gemm":
         row_bytes = problem.gemm_k * problem.operand_dtype.itemsize
-        return (capability >= (9, 0) and problem.groups == 1 and problem.precision in ("tf32", "fp16", "bf16")
-                and row_bytes % 16 == 0)
+        fp8_offsets = problem.precision != "fp8" or problem.c % 16 == 0  # 1-byte TMA box offsets rs * C + c0
+        return (capability >= (9, 0) and problem.groups == 1 and problem.precision in ("tf32", "fp16", "bf16", "fp8")
+                and row_bytes % 16 == 0 and fp8_offsets)
     if family == "winograd":
         few_channels = problem.groups > 1 and min(problem.c_per_group, problem.k_per_group) < 8
         return ((problem.r, problem.s, problem.stride_h, problem.stride_w, problem.dilation_h, problem.dilation_w)

@@ -31,6 +31,8 @@ def default_time_fn(fn: Callable[[], object]) -> float:
 def _matmul_dtype(dtype: str, precision: str) -> tuple[torch.dtype, bool]:
     """The dtype the matrix units multiply in for (dtype, precision), and whether that is TF32."""
     rule = Precision(precision)
+    if rule.scaled:  # torch.matmul has no fp8: the fp16 peak (fp8 tensor cores run up to twice as fast)
+        return DType.FLOAT16.torch, False
     if rule.operand_dtype:
         return DType(rule.operand_dtype).torch, False
     return DType(dtype).torch, dtype == "float32" and rule.tf32_mma

@@ -13,6 +13,7 @@ from typing import Any, Union
 import torch
 
 from tritonconv.enums import Activation, DType, Precision
+from tritonconv.kernels import get_family
 
 ACTIVATIONS = Activation.names()
 INPUT_VIEWS = ("contiguous", "channels_last", "channel_slice", "spatial_slice", "transposed", "batch_expand", "channels_last_slice")
@@ -170,6 +171,7 @@ def draw_conv_case(family: str, rng: random.Random, *, interpreter: bool) -> Con
     c, k, groups = _channels(rng, family)
     single_mma = tuple(p for p in FLOAT32_PRECISIONS if Precision(p).single_mma)
     precisions = single_mma if family == "hopper_implicit_gemm" else FLOAT32_PRECISIONS
+    precisions = tuple(p for p in precisions if p in get_family(family).precisions)  # fp8: only where computed
     # The Hopper family runs in the interpreter only under an emulated sm_90, where its bf16 tl.dot is wrong.
     dtype, precision = _dtype_and_precision(rng, interpreter, precisions,
                                             bf16=not (interpreter and family == "hopper_implicit_gemm"))

@@ -138,6 +138,8 @@ def supports_on(problem: ConvProblem, capability: tuple[int, int]) -> Optional[s
         return f"precision {problem.precision!r} runs no single warpgroup MMA; the implicit_gemm family handles it"
     if (problem.gemm_k * problem.operand_dtype.itemsize) % TMA_ALIGNMENT:
         return f"the KRSC weight's row (C*R*S elements) must be a multiple of {TMA_ALIGNMENT} bytes for TMA"
+    if Precision(problem.precision).scaled and (problem.c * problem.operand_dtype.itemsize) % TMA_ALIGNMENT:
+        return f"fp8 weight tiles start at tap offsets r*S*C + s*C: C must be a multiple of {TMA_ALIGNMENT}"
     return None
 
 
