@@ -16,6 +16,7 @@ from typing import Optional, Sequence
 import triton
 import triton.language as tl
 
+from ..enums import LoopOrder
 from ..problem import ConvProblem
 from ..runtime import device_info
 from ..weights import prepare_weight
@@ -25,7 +26,8 @@ from .base import (
 from .epilogue import apply_activation
 from .tiling import output_pixels, swizzled_tile
 
-LOOP_ORDERS = ("filter_outer", "channel_outer")
+LOOP_ORDERS = tuple(order.value for order in LoopOrder)
+LOOP_FILTER_OUTER: tl.constexpr = tl.constexpr(LoopOrder.FILTER_OUTER.code)
 WEIGHT_LAYOUT = {"filter_outer": "krsc", "channel_outer": "kcrs"}  # the reduction's inner axis contiguous
 # 1.5 * 2^23: adding and subtracting it rounds a float32 of magnitude < 2^22 to an integer, half to even.
 ROUND_MAGIC = tl.constexpr(12582912.0)
@@ -43,7 +45,7 @@ def conv2d_int8_kernel(
     srn, srk, srp, srq,  # residual strides (n, k, p, q)
     R: tl.constexpr, S: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, GROUP_M: tl.constexpr,
-    LOOP_ORDER: tl.constexpr,  # 0: one flat loop over (filter tap, channel block); 1: over the flattened (c, r, s)
+    LOOP_ORDER: tl.constexpr,  # LoopOrder code: one flat loop over (filter tap, channel block), or over flattened (c, r, s)
     HAS_SCALE: tl.constexpr, HAS_BIAS: tl.constexpr, HAS_RESIDUAL: tl.constexpr, ACTIVATION: tl.constexpr,
     REQUANTIZE: tl.constexpr, INDEX_64: tl.constexpr,
 ):
@@ -65,7 +67,7 @@ def conv2d_int8_kernel(
     w_cols = w_ptr + (g * Kg + offs_n) * swk  # [BLOCK_N] pointers to each output channel's filter
 
     acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.int32)
-    if LOOP_ORDER == 0:
+    if LOOP_ORDER == LOOP_FILTER_OUTER:
         # Step t: filter tap rs = t // ncb, channels [c0, c0 + BLOCK_K); one flat loop, so Triton pipelines it.
         ncb = tl.cdiv(Cg, BLOCK_K)
         for t in range(0, R * S * ncb):
@@ -247,7 +249,7 @@ class Int8ImplicitGemmConv(KernelFamily):
         del epilogue["PRECISION"]  # always int8 x int8 -> int32
         constexprs = dict(
             BLOCK_M=config["BLOCK_M"], BLOCK_N=config["BLOCK_N"], BLOCK_K=config["BLOCK_K"],
-            GROUP_M=config["GROUP_M"], LOOP_ORDER=LOOP_ORDERS.index(config["LOOP_ORDER"]), R=problem.r, S=problem.s,
+            GROUP_M=config["GROUP_M"], LOOP_ORDER=LoopOrder(config["LOOP_ORDER"]).code, R=problem.r, S=problem.s,
             HAS_SCALE=quant is not None, REQUANTIZE=quant is not None and quant.out_scale is not None, **epilogue,
         )
         return [KernelCall(conv2d_int8_kernel, grid, args, constexprs, config["num_warps"], config["num_stages"])]
