@@ -56,7 +56,7 @@ def test_both_clis_take_their_defaults_from_tune_options():
     ({"resume": 1}, r"resume must be True or False"),
     ({"seed": "0"}, r"seed must be an int"),
     ({"compile_workers": -1}, r"compile_workers must be a non-negative int"),
-    ({"precision": "fp8"}, r"precision must be None, 'auto' or one of"),
+    ({"precision": "fp4"}, r"precision must be None, 'auto' or one of"),
     ({"cache": 3}, r"cache must be None, True, False or a directory path"),
     ({"trails": 3}, r"unknown tuning option\(s\) \['trails'\]; the options are trials, "),
 ])
