@@ -523,12 +523,17 @@ def _algorithms(stage: Stage, name: str, n: int, c: int, hw: int, device: str, t
     rows = []
 
     def timed(algorithm: str, run: Callable[[], Any], **extra: Any) -> None:
-        started = time.perf_counter()
-        out = run()
-        if device == "cuda":
-            torch.cuda.synchronize()
-        # the dry run's interpreter: the checked run's wall time is the time (a second run would double the stage)
-        ms = (time.perf_counter() - started) * 1e3 if stage.dry_run else time_fn(run)
+        """Check, then time one algorithm; a failure is its row (the others still run)."""
+        try:
+            started = time.perf_counter()
+            out = run()
+            if device == "cuda":
+                torch.cuda.synchronize()
+            # the dry run's interpreter: the checked run's wall time is the time (a second run would double the stage)
+            ms = (time.perf_counter() - started) * 1e3 if stage.dry_run else time_fn(run)
+        except Exception as exc:  # noqa: BLE001 - recorded, not fatal
+            rows.append({"algorithm": algorithm, "error": f"{type(exc).__name__}: {str(exc)[:300]}", **extra})
+            return
         rows.append({"algorithm": algorithm, "ms": ms, "tflops": flops / ms / 1e9,
                      "rel_error": rel_error(out, reference), **extra})
 
@@ -543,10 +548,7 @@ def _algorithms(stage: Stage, name: str, n: int, c: int, hw: int, device: str, t
         tiles = next(p.choices for p in winograd.space(problem).params if p.name == "TILE")
         for tile in tiles:  # F(2x2,3x3) and F(4x4,3x3)
             config = {"family": "winograd", **default, "TILE": tile}
-            try:
-                timed(f"winograd_F{tile}x3", lambda config=config: tritonconv.conv2d(x, w, padding=1, config=config), config=config)
-            except Exception as exc:  # noqa: BLE001 - one variant failing is a result; the others still run
-                rows.append({"algorithm": f"winograd_F{tile}x3", "config": config, "error": f"{type(exc).__name__}: {str(exc)[:300]}"})
+            timed(f"winograd_F{tile}x3", lambda config=config: tritonconv.conv2d(x, w, padding=1, config=config), config=config)
     x_scale = scale_for(x.abs().max().item())
     x_q, (w_q, w_scale) = quantize_tensor(x, x_scale), quantize_weight(w)
     timed("int8", lambda: int8_conv2d(x_q, w_q, x_scale, w_scale, padding=1),
@@ -555,8 +557,8 @@ def _algorithms(stage: Stage, name: str, n: int, c: int, hw: int, device: str, t
         timed(fp8, lambda: tritonconv.conv2d(x, w, padding=1, precision=fp8))
     else:
         rows.append({"algorithm": "fp8", "skipped": "no fp8 precision on this checkout"})
-    baseline = rows[0]["ms"]
-    for row in rows:
+    baseline = rows[0].get("ms")
+    for row in rows if baseline else ():
         if row.get("ms"):
             row["speedup_vs_baseline"] = baseline / row["ms"]
     stage.emit("algorithm", layer=name, problem=problem.key, results=rows)

@@ -55,5 +55,6 @@ def test_dry_run_writes_every_stage(tmp_path):
     algorithms = {a["algorithm"]: a for r in extras if r["kind"] == "algorithm" for a in r["results"]}
     assert {"torch_cpu", "winograd_F2x3", "int8", "fp8"} <= set(algorithms), algorithms
     assert algorithms["winograd_F2x3"]["rel_error"] < 1e-4 and algorithms["int8"]["rel_error"] < 5e-2
-    assert all(a.get("ms") or a.get("skipped") for a in algorithms.values())
+    assert all(a.get("ms") or a.get("skipped") for a in algorithms.values()), algorithms
+    assert algorithms["fp8"].get("skipped") or algorithms["fp8"]["rel_error"] < 6e-2  # fp8's tolerance
     assert "collected" in (out / "pytest.log").read_text()
