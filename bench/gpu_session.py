@@ -544,10 +544,13 @@ def _algorithms(stage: Stage, name: str, n: int, c: int, hw: int, device: str, t
     if refused:
         rows.append({"algorithm": "winograd", "skipped": refused})
     else:
-        default = winograd.default_config(problem)
-        tiles = next(p.choices for p in winograd.space(problem).params if p.name == "TILE")
-        for tile in tiles:  # F(2x2,3x3) and F(4x4,3x3)
-            config = {"family": "winograd", **default, "TILE": tile}
+        # the family's own sizing of each tile (F(4,3)'s fused kernel needs smaller tiles than F(2,3)'s)
+        fused = {}
+        for heuristic in winograd.heuristic_configs(problem):
+            if heuristic["VARIANT"] == "fused":
+                fused.setdefault(heuristic["TILE"], heuristic)
+        for tile, heuristic in sorted(fused.items()):  # F(2x2,3x3) and F(4x4,3x3)
+            config = {"family": "winograd", **heuristic}
             timed(f"winograd_F{tile}x3", lambda config=config: tritonconv.conv2d(x, w, padding=1, config=config), config=config)
     x_scale = scale_for(x.abs().max().item())
     x_q, (w_q, w_scale) = quantize_tensor(x, x_scale), quantize_weight(w)
