@@ -81,7 +81,7 @@ def convert(
     fuse_activations / fuse_residuals fuse following activations / residual adds into the conv's epilogue.
     inplace=False (the default) converts a deep copy and leaves `model` untouched.
     precision: None (each conv's default, as tritonconv.conv2d), a float operand precision ("ieee", "tf32",
-    "tf32x3", "fp16", "bf16": set on every converted conv), or "int8": after the float conversion (folds and
+    "tf32x3", "fp16", "bf16", "fp8": set on every converted conv), or "int8": after the float conversion (folds and
     fusions included) every converted conv becomes a `tritonconv.quantized.QuantizedConv2d` with symmetric
     per-output-channel int8 weights and an int8 input whose scale comes from a min-max calibration pass (the
     largest |input| each conv sees) of the float model over `calibration`, a list of example inputs (tensors,

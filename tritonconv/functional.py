@@ -159,7 +159,8 @@ def conv2d(
         config: an explicit kernel config (a dict; key "family" picks the family, "implicit_gemm" if absent;
             missing keys use the family's default). Without it, a tuned config from the cache is used, else the default heuristic.
         precision: operand precision: "ieee", "tf32", "tf32x3", "fp16", "bf16" for float32 inputs; float16 and
-            bfloat16 inputs compute in their own type. Default: what F.conv2d does (tf32 for float32 when
+            bfloat16 inputs compute in their own type; "fp8" (any float input, sm_89+ GPUs): e4m3 operands with
+            per-tensor scales (see tritonconv.enums.Precision.FP8). Default: what F.conv2d does (tf32 for float32 when
             torch.backends.cudnn.allow_tf32, which is PyTorch's default). Accumulation is always float32.
         backend: "auto" (default) runs the tuned choice, which is cuDNN for problems where tuning measured
             cuDNN faster; "triton" always runs a Triton kernel; "cudnn" always runs F.conv2d + the epilogue.

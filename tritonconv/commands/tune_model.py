@@ -35,7 +35,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--no-channels-last", dest="channels_last", action="store_false",
                         help="keep NCHW instead of converting model and input to channels_last")
     parser.add_argument("--precision", default=DEFAULTS.precision, choices=PRECISION_CHOICES,
-                        help="operand precision; fp32 may use ieee, tf32, tf32x3, fp16, bf16 or auto (default: the "
+                        help="operand precision; fp32 may use ieee, tf32, tf32x3, fp16, bf16, fp8 or auto (default: the "
                              "dtype's default)")
     parser.add_argument("--tolerance", type=positive_float, default=DEFAULTS.tolerance,
                         help="max relative error (default: the precision's)")
