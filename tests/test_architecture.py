@@ -226,16 +226,10 @@ def test_each_kernel_family_has_its_test_module():
     assert not missing, f"no tests/kernels/test_<family>.py for {missing}"
 
 
-# Kernel families that import another family on main when this rule landed (issue 12 item 3 moves what they
-# share into the kernels' shared layer). (importer, imported) by family name. A new pair fails the test; a pair
-# that is gone fails it too, so that this list only shrinks: delete the pair then.
-KNOWN_FAMILY_IMPORTS = {
-    ("gemm", "implicit_gemm"), ("hopper_implicit_gemm", "gemm"), ("hopper_implicit_gemm", "implicit_gemm"),
-    ("small_group", "depthwise"), ("winograd", "gemm"), ("winograd", "implicit_gemm"),
-}
-# Families whose module is not yet named after them (same rule: the list only shrinks).
-KNOWN_MISNAMED = {"depthwise": "conv_depthwise", "hopper_implicit_gemm": "conv_hopper",
-                  "implicit_gemm": "conv_implicit_gemm", "small_group": "conv_small_group"}
+# Kernel families that import another family, and families whose module is not named after them: none since
+# issue 12 item 3 (what families share lives in tritonconv.kernels.common). A new entry fails the test.
+KNOWN_FAMILY_IMPORTS: set[tuple[str, str]] = set()
+KNOWN_MISNAMED: dict[str, str] = {}
 
 
 def family_imports() -> dict[tuple[str, str], list[str]]:

@@ -17,7 +17,7 @@ import tritonconv
 from tritonconv import enums
 from tritonconv.enums import DTYPE_CHOICES, Activation, DType, LoopOrder, Precision, SmallGroupMode
 from tritonconv.errors import InvalidInputError, TritonConvError
-from tritonconv.kernels import epilogue
+from tritonconv.kernels.common import epilogue
 from tritonconv.kernels.base import interpreter_dot_reason
 
 from .helpers import random_conv_inputs, rel_error, run_poisoned

@@ -131,12 +131,13 @@ def test_tma_persistent_kernel_in_interpreter(b_transposed):
 
 def test_tma_variant_only_offered_on_hopper():
     from tritonconv.kernels.gemm import gemm_default_config, gemm_space
+    from tritonconv.runtime import COMPILE_TARGETS
 
     problem = matmul_problem(*_inputs((4096, 512), (512, 4096), dtype=torch.float16))
-    assert gemm_space(problem, (8, 0)).param("VARIANT").choices == ("tiled",)
-    assert "tma_persistent" in gemm_space(problem, (9, 0)).param("VARIANT").choices
-    assert gemm_default_config(problem, (9, 0), 132)["VARIANT"] == "tma_persistent"
-    assert gemm_default_config(problem, (8, 0), 108)["VARIANT"] == "tiled"
+    assert gemm_space(problem, COMPILE_TARGETS[80]).param("VARIANT").choices == ("tiled",)
+    assert "tma_persistent" in gemm_space(problem, COMPILE_TARGETS[90]).param("VARIANT").choices
+    assert gemm_default_config(problem, COMPILE_TARGETS[90])["VARIANT"] == "tma_persistent"
+    assert gemm_default_config(problem, COMPILE_TARGETS[80])["VARIANT"] == "tiled"
     with pytest.raises(InvalidConfigError):
         get_family("gemm").complete_config(problem, {"VARIANT": "tma_persistent"})  # interpreter: capability 0.0
 

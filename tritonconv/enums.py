@@ -6,7 +6,7 @@ A leaf module: it imports only the standard library and tritonconv.errors, so th
 importing torch. Torch objects (functions, module types, dtypes) are resolved when first asked for.
 
 Adding an activation: a member of `Activation` here, plus its branch in the kernels' `apply_activation`
-(tritonconv/kernels/epilogue.py); tests/test_enums.py walks every member through the kernels, the cuDNN path,
+(tritonconv/kernels/common/epilogue.py); tests/test_enums.py walks every member through the kernels, the cuDNN path,
 autograd and convert().
 """
 from __future__ import annotations
@@ -308,7 +308,7 @@ def default_matmul_precision(dtype: str) -> str:
 
 # ---- kernel modes (integer constexprs; the config names them by value) ------------------------------------------
 class LoopOrder(enum.Enum):
-    """conv_implicit_gemm's reduction loop: filter position outer and channel inner, or channel outer over the
+    """implicit_gemm's reduction loop: filter position outer and channel inner, or channel outer over the
     flattened (c, r, s) axis."""
 
     FILTER_OUTER = "filter_outer"
@@ -320,7 +320,7 @@ class LoopOrder(enum.Enum):
 
 
 class SmallGroupMode(enum.Enum):
-    """conv_small_group's algorithm: a block-diagonal GEMM over the groups a tile spans, or direct FMA."""
+    """small_group's algorithm: a block-diagonal GEMM over the groups a tile spans, or direct FMA."""
 
     BLOCK_DIAG = "block_diag"
     DIRECT = "direct"

@@ -13,7 +13,7 @@ import torch
 from tritonconv.dispatch import empty_output
 from tritonconv.functional import make_problem
 from tritonconv.kernels import ConvTensors, get_family
-from tritonconv.kernels.conv_hopper import can_read_input_by_tma, input_tma_reason, patch_waste, supports_on
+from tritonconv.kernels.hopper_implicit_gemm import can_read_input_by_tma, input_tma_reason, patch_waste, supports_on
 
 from tests.helpers import TOLERANCE, random_conv_inputs, reference_conv2d, rel_error
 
@@ -118,14 +118,15 @@ def test_default_reads_the_input_by_tma_unless_patches_are_mostly_padding():
 COMPILE_SCRIPT = r"""
 import json
 from tritonconv.compile import compile_call, compile_config, meta_tensors
-from tritonconv.kernels.conv_hopper import HopperConv
+from tritonconv.kernels.hopper_implicit_gemm import HopperConv
 from tritonconv.kernels.gemm import GemmConv, gemm_default_config
 from tritonconv.problem import ConvProblem
+from tritonconv.runtime import COMPILE_TARGETS
 
 records = []
 gemm = ConvProblem(n=1, c=1024, h=1, w=4096, k=2048, r=1, s=1, dtype="float16")
 for cc in (80, 90):
-    config = gemm_default_config(gemm, (cc // 10, 0), 132)
+    config = gemm_default_config(gemm, COMPILE_TARGETS[cc])
     records.append(("gemm", cc, config["VARIANT"], [u.__dict__ for u in compile_config(GemmConv(), gemm, config, cc)]))
 conv = ConvProblem(n=32, c=128, h=28, w=28, k=128, r=3, s=3, pad_h=1, pad_w=1, dtype="float16")
 config = HopperConv().default_config(conv)
@@ -144,7 +145,7 @@ def a_operand_in_shared_memory(config):
 a_in_smem = {"row": a_operand_in_shared_memory({**config, "BLOCK_M": 64, "BLOCK_W": 64}),
              "multi_row": a_operand_in_shared_memory(config)}
 # Triton 3.6 makes no warp partitions on sm_90 (why WARP_SPECIALIZE is only offered from sm_100).
-call = GemmConv().kernel_calls(gemm, meta_tensors(gemm), {**gemm_default_config(gemm, (9, 0), 132), "WARP_SPECIALIZE": True})[0]
+call = GemmConv().kernel_calls(gemm, meta_tensors(gemm), {**gemm_default_config(gemm, COMPILE_TARGETS[90]), "WARP_SPECIALIZE": True})[0]
 partitions = compile_call(call, 90).asm["ttgir"].count("ttg.warp_specialize")
 print(json.dumps({"records": records, "sm90_warp_partitions": partitions, "a_in_smem": a_in_smem}))
 """

@@ -1,36 +1,28 @@
 """Registry of conv kernel families. Every family competes in the search where it `supports()` a problem.
 
-Families are discovered from this package's modules: any module defining a `KernelFamily` subclass with a
-`name` registers one instance of it, so adding a family means adding one file.
+Families are listed here explicitly (`FAMILY_CLASSES`): a new family is one module named like the family
+(`kernels/<name>.py`, built from `kernels/base.py` and `kernels/common/`, never from another family's module)
+plus one line in that list.
 """
 from __future__ import annotations
-
-import importlib
-import inspect
-import pkgutil
 
 from ..errors import InvalidConfigError
 from ..problem import ConvProblem
 from .base import Config, ConfigSpace, ConvTensors, KernelCall, KernelFamily, Param
+from .depthwise import DepthwiseConv
+from .gemm import GemmConv
+from .hopper_implicit_gemm import HopperConv
+from .implicit_gemm import ImplicitGemmConv
+from .int8_implicit_gemm import Int8ImplicitGemmConv
+from .small_group import SmallGroupConv
+from .winograd import WinogradConv
 
-FAMILIES: dict[str, KernelFamily] = {}
+# Order matters only where families tie (iteration order of FAMILIES, e.g. reports and sweeps).
+FAMILY_CLASSES: tuple[type[KernelFamily], ...] = (
+    DepthwiseConv, HopperConv, ImplicitGemmConv, SmallGroupConv, GemmConv, Int8ImplicitGemmConv, WinogradConv,
+)
+FAMILIES: dict[str, KernelFamily] = {cls.name: cls() for cls in FAMILY_CLASSES}
 DEFAULT_FAMILY = "implicit_gemm"
-_INFRASTRUCTURE = {"base", "epilogue", "tiling"}
-
-
-def register(family: KernelFamily) -> KernelFamily:
-    FAMILIES[family.name] = family
-    return family
-
-
-def _discover() -> None:
-    for info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
-        if info.name in _INFRASTRUCTURE or info.name.startswith("_"):
-            continue
-        module = importlib.import_module(f"{__name__}.{info.name}")
-        for _, cls in inspect.getmembers(module, inspect.isclass):
-            if issubclass(cls, KernelFamily) and cls.__module__ == module.__name__ and cls.name:
-                register(cls())
 
 
 def get_family(name: str) -> KernelFamily:
@@ -51,9 +43,7 @@ def families_for(problem: ConvProblem) -> list[KernelFamily]:
     ]
 
 
-_discover()
-
 __all__ = [
-    "FAMILIES", "DEFAULT_FAMILY", "register", "get_family", "families_for",
+    "FAMILIES", "FAMILY_CLASSES", "DEFAULT_FAMILY", "get_family", "families_for",
     "Config", "ConfigSpace", "ConvTensors", "KernelCall", "KernelFamily", "Param",
 ]

@@ -234,13 +234,22 @@ class KernelFamily:
 
     @functools.cached_property
     def version(self) -> str:
-        """Hash of the family's own module and of the source of every Triton kernel it launches, with the jit
-        helpers those call (shared tiling, epilogue, other families' kernels): a cached config is only trusted
-        for the exact kernel it was tuned on, and an edit anywhere else (a docstring in problem.py, another
-        family's heuristic) leaves it valid."""
+        """Hash of the family's own module and of every Triton kernel it launches with the jit helpers those call
+        (`kernels.common`): a cached config is only trusted for the exact kernel it was tuned on, and an edit
+        anywhere else (a docstring in problem.py, another family's module) leaves it valid. Compiled, the kernels
+        count by Triton's own `JITFunction.cache_key` (their source and every jit function and constexpr global
+        they use); in the interpreter, which has no such key, by the source of each jit function reached."""
         module = inspect.getmodule(type(self))
-        sources = [inspect.getsource(module)] + [inspect.getsource(fn) for fn in jit_functions_used_by(module)]
-        return hashlib.sha256("\0".join(sources).encode()).hexdigest()[:12]
+        return hashlib.sha256("\0".join([inspect.getsource(module), *kernel_keys(module)]).encode()).hexdigest()[:12]
+
+
+def kernel_keys(module: ModuleType) -> list[str]:
+    """What identifies the Triton code `module` launches: the `cache_key` of every jit function it defines or
+    imports (compiled Triton), else the source of every jit function reached from them (the interpreter)."""
+    jitted = [value for value in vars(module).values() if _python_function(value) is not None]
+    if jitted and all(hasattr(value, "cache_key") for value in jitted):
+        return sorted(value.cache_key for value in jitted)
+    return [inspect.getsource(fn) for fn in jit_functions_used_by(module)]
 
 
 def _python_function(value: Any) -> Optional[Callable]:

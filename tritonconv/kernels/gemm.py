@@ -18,6 +18,7 @@ Kernels:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 from typing import Optional, Sequence
 
 import torch
@@ -25,163 +26,28 @@ import triton
 import triton.language as tl
 
 from ..problem import INT32_MAX, ConvProblem
-from ..runtime import INTERPRET, device_info
+from ..runtime import DeviceInfo, device_info
 from .base import (
     Config, ConfigSpace, ConvTensors, KernelCall, KernelFamily, Param, clamp_pow2, interpreter_dot_reason, needs_int64,
     pow2_divisor, scaled_operands, scaled_precision_reason,
 )
-from .conv_implicit_gemm import fits_registers, fits_shared_memory
 from ..enums import Activation, Precision
-from .epilogue import apply_activation, dequantize, dot_with_precision
-from .tiling import known_multiple, swizzled_tile
+from .common.epilogue import dequantize, dot_with_precision, store_rows
+from .common.gemm_kernel import gemm_kernel, splitk_reduce_kernel
+from .common.limits import (
+    GEMM_TILE_PARAMS, first_reason, fits_registers, fits_shared_memory, oversized_block, shrink_stages, shrink_to_fill, sm_count,
+    too_many_warps, warps_for_tile,
+)
+from .common.tiling import swizzled_tile, tile_offsets
+from .common.tma import TMA_ALIGNMENT, enable_device_descriptors, hopper, tma_aligned, warp_specializes
 
 VARIANTS = ("tiled", "tma_persistent")
 SPLIT_K_CHOICES = (1, 2, 4, 8, 16)
-TMA_ALIGNMENT = 16  # bytes: tensor-descriptor base pointers and leading strides
 
 
 # ------------------------------------------------------------------------------------------------------------
-# Shared device helpers
+# Kernels (the tiled and split-K kernels are shared: `common.gemm_kernel`)
 # ------------------------------------------------------------------------------------------------------------
-@triton.jit
-def row_offsets(rows, Q, s_p, s_q, DECODE_ROWS: tl.constexpr):
-    """Memory offset of each row: linear (rows * s_q), or the strided-conv gather (rows // Q, rows % Q)."""
-    if DECODE_ROWS:
-        return (rows // Q) * s_p + (rows % Q) * s_q
-    else:
-        return rows * s_q
-
-
-@triton.jit
-def store_epilogue(
-    acc, rows, offs_n, mask_m, mask_n, batch, c_ptr, bias_ptr, res_ptr, Q,
-    sc_b, sc_p, sc_q, sc_n, sr_b, sr_p, sr_q, sr_n,
-    HAS_BIAS: tl.constexpr, HAS_RESIDUAL: tl.constexpr, ACTIVATION: tl.constexpr, DECODE_ROWS: tl.constexpr,
-):
-    """c = act(acc + bias[n] + residual), stored through the output's strides. `rows` index rows inside a
-    batch; `batch` is one batch index, or one per row (convs: the image n of each output pixel)."""
-    out_mask = mask_m[:, None] & mask_n[None, :]
-    if HAS_BIAS:
-        acc += tl.load(bias_ptr + offs_n, mask=mask_n, other=0.0).to(tl.float32)[None, :]
-    if HAS_RESIDUAL:
-        r_off = (batch * sr_b + row_offsets(rows, Q, sr_p, sr_q, DECODE_ROWS))[:, None] + offs_n[None, :] * sr_n
-        acc += tl.load(res_ptr + r_off, mask=out_mask, other=0.0).to(tl.float32)
-    acc = apply_activation(acc, ACTIVATION)
-    c_off = (batch * sc_b + row_offsets(rows, Q, sc_p, sc_q, DECODE_ROWS))[:, None] + offs_n[None, :] * sc_n
-    tl.store(c_ptr + c_off, acc.to(c_ptr.dtype.element_ty), mask=out_mask)
-
-
-# ------------------------------------------------------------------------------------------------------------
-# Kernels
-# ------------------------------------------------------------------------------------------------------------
-@triton.jit
-def gemm_kernel(
-    a_ptr, b_ptr, c_ptr, bias_ptr, res_ptr, ws_ptr,
-    M, N, K, Q,  # rows per batch, columns, reduction; Q: row decode width (DECODE_ROWS only)
-    sa_b, sa_p, sa_q, sa_k,  # A strides: batch, row-major (p), row (q), reduction
-    sb_b, sb_k, sb_n,  # B strides: batch (0 when shared), reduction, column
-    sc_b, sc_p, sc_q, sc_n,  # output strides
-    sr_b, sr_p, sr_q, sr_n,  # residual strides
-    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, GROUP_M: tl.constexpr,
-    SPLIT_K: tl.constexpr, EVEN_K: tl.constexpr, DECODE_ROWS: tl.constexpr,
-    HAS_BIAS: tl.constexpr, HAS_RESIDUAL: tl.constexpr, ACTIVATION: tl.constexpr,
-    PRECISION: tl.constexpr, INDEX_64: tl.constexpr,
-    ROW_ALIGN: tl.constexpr = 1,  # a power of two dividing the row/column strides (sa_b, sa_p, sa_q, sb_b, sb_n)
-    K_ALIGN: tl.constexpr = 1,  # a power of two dividing K: the K mask is constant over that many elements
-    scale_ptr=None,  # scaled (fp8) operands: x_scale * w_scale, one float32
-):
-    """C[b] = act(A[b] @ B[b] + bias + R[b]); axis 0: output tile, axis 1: batch, axis 2: K split.
-
-    With SPLIT_K > 1, split s reduces its contiguous share of the K tiles and stores raw float32 partial sums
-    to ws[s, b, m, n]; `splitk_reduce_kernel` finishes (sum + epilogue).
-    """
-    if ROW_ALIGN > 1:  # e.g. 24-channel rows: 16-byte vectors although the strides are not multiples of 16
-        sa_b = known_multiple(sa_b, ROW_ALIGN)
-        sa_p = known_multiple(sa_p, ROW_ALIGN)
-        sa_q = known_multiple(sa_q, ROW_ALIGN)
-        sb_b = known_multiple(sb_b, ROW_ALIGN)
-        sb_n = known_multiple(sb_n, ROW_ALIGN)
-    if K_ALIGN > 1:
-        K = known_multiple(K, K_ALIGN)
-    num_pid_m = tl.cdiv(M, BLOCK_M)
-    num_pid_n = tl.cdiv(N, BLOCK_N)
-    pid_m, pid_n = swizzled_tile(tl.program_id(0), num_pid_m, num_pid_n, GROUP_M)
-    batch = tl.program_id(1)
-    split = tl.program_id(2)
-    offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
-    offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
-    if INDEX_64:
-        offs_m = offs_m.to(tl.int64)
-        offs_n = offs_n.to(tl.int64)
-        batch = batch.to(tl.int64)
-    mask_m = offs_m < M
-    mask_n = offs_n < N
-    # Clamp out-of-range rows/columns to 0 so the K loop needs no M/N masks (their results are never stored).
-    safe_m = tl.where(mask_m, offs_m, 0)
-    safe_n = tl.where(mask_n, offs_n, 0)
-    a_rows = a_ptr + batch * sa_b + row_offsets(safe_m, Q, sa_p, sa_q, DECODE_ROWS)
-    b_cols = b_ptr + batch * sb_b + safe_n * sb_n
-
-    k_tiles = tl.cdiv(K, BLOCK_K)
-    tiles_per_split = tl.cdiv(k_tiles, SPLIT_K)
-    k_begin = split * tiles_per_split
-    k_end = tl.minimum(k_begin + tiles_per_split, k_tiles)
-    acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
-    for kt in range(k_begin, k_end):
-        offs_k = kt * BLOCK_K + tl.arange(0, BLOCK_K)
-        a_ptrs = a_rows[:, None] + offs_k[None, :] * sa_k
-        b_ptrs = b_cols[None, :] + offs_k[:, None] * sb_k
-        if EVEN_K:
-            a = tl.load(a_ptrs)
-            b = tl.load(b_ptrs)
-        else:
-            a = tl.load(a_ptrs, mask=offs_k[None, :] < K, other=0.0)
-            b = tl.load(b_ptrs, mask=offs_k[:, None] < K, other=0.0)
-        acc = dot_with_precision(a, b, acc, PRECISION)
-    acc = dequantize(acc, scale_ptr, PRECISION)  # linear: split-K partial sums may be scaled before the sum
-
-    if SPLIT_K == 1:
-        store_epilogue(
-            acc, offs_m, offs_n, mask_m, mask_n, batch, c_ptr, bias_ptr, res_ptr, Q,
-            sc_b, sc_p, sc_q, sc_n, sr_b, sr_p, sr_q, sr_n, HAS_BIAS, HAS_RESIDUAL, ACTIVATION, DECODE_ROWS,
-        )
-    else:
-        num_batches = tl.num_programs(1)
-        ws_off = ((split * num_batches + batch) * M + offs_m)[:, None] * N + offs_n[None, :]
-        tl.store(ws_ptr + ws_off, acc, mask=mask_m[:, None] & mask_n[None, :])
-
-
-@triton.jit
-def splitk_reduce_kernel(
-    ws_ptr, c_ptr, bias_ptr, res_ptr,
-    M, N, Q, NUM_BATCHES,
-    sc_b, sc_p, sc_q, sc_n, sr_b, sr_p, sr_q, sr_n,
-    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, SPLIT_K: tl.constexpr, DECODE_ROWS: tl.constexpr,
-    HAS_BIAS: tl.constexpr, HAS_RESIDUAL: tl.constexpr, ACTIVATION: tl.constexpr, INDEX_64: tl.constexpr,
-):
-    """Second split-K pass: sum the SPLIT_K float32 partial tiles (fixed order: deterministic), then epilogue."""
-    pid_m = tl.program_id(0)
-    pid_n = tl.program_id(1)
-    batch = tl.program_id(2)
-    offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
-    offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
-    if INDEX_64:
-        offs_m = offs_m.to(tl.int64)
-        offs_n = offs_n.to(tl.int64)
-        batch = batch.to(tl.int64)
-    mask_m = offs_m < M
-    mask_n = offs_n < N
-    mask = mask_m[:, None] & mask_n[None, :]
-    acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
-    for split in tl.static_range(SPLIT_K):
-        ws_off = ((split * NUM_BATCHES + batch) * M + offs_m)[:, None] * N + offs_n[None, :]
-        acc += tl.load(ws_ptr + ws_off, mask=mask, other=0.0)
-    store_epilogue(
-        acc, offs_m, offs_n, mask_m, mask_n, batch, c_ptr, bias_ptr, res_ptr, Q,
-        sc_b, sc_p, sc_q, sc_n, sr_b, sr_p, sr_q, sr_n, HAS_BIAS, HAS_RESIDUAL, ACTIVATION, DECODE_ROWS,
-    )
-
-
 @triton.jit
 def gemm_tma_persistent_kernel(
     a_ptr, b_ptr, c_ptr, bias_ptr, res_ptr,
@@ -217,35 +83,12 @@ def gemm_tma_persistent_kernel(
                 b = b_desc.load([kt * BLOCK_K, pid_n * BLOCK_N])
             acc = dot_with_precision(a, b, acc, PRECISION)
         acc = dequantize(acc, scale_ptr, PRECISION)
-        offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
-        offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
-        if INDEX_64:
-            offs_m = offs_m.to(tl.int64)
-            offs_n = offs_n.to(tl.int64)
-        store_epilogue(
-            acc, offs_m, offs_n, offs_m < M, offs_n < N, 0, c_ptr, bias_ptr, res_ptr, 1,
-            0, 0, sc_m, sc_n, 0, 0, sr_m, sr_n, HAS_BIAS, HAS_RESIDUAL, ACTIVATION, False,
+        offs_m = tile_offsets(pid_m, BLOCK_M, INDEX_64)
+        offs_n = tile_offsets(pid_n, BLOCK_N, INDEX_64)
+        store_rows(
+            acc, offs_m * sc_m, offs_m * sr_m, offs_n, offs_m < M, offs_n < N,
+            c_ptr, bias_ptr, res_ptr, sc_n, sr_n, HAS_BIAS, HAS_RESIDUAL, ACTIVATION,
         )
-
-
-def _tma_allocator(size: int, alignment: int, stream: Optional[int]) -> torch.Tensor:
-    """Global scratch for device-side tensor descriptors (Triton asks for it at launch)."""
-    return torch.empty(size, device="cuda", dtype=torch.int8)
-
-
-def tma_aligned(tensor: torch.Tensor, strides: Sequence[int]) -> bool:
-    """Whether TMA may read `tensor` through a descriptor with these leading (non-unit) element strides: each, and
-    the base pointer (not known for meta tensors), 16-byte aligned."""
-    elem = tensor.element_size()
-    return all((stride * elem) % TMA_ALIGNMENT == 0 for stride in strides) and (
-        tensor.device.type == "meta" or tensor.data_ptr() % TMA_ALIGNMENT == 0
-    )
-
-
-def enable_device_descriptors() -> None:
-    """Kernels that build tensor descriptors on the device need an allocator; set it (cheap, per context)."""
-    if not INTERPRET:
-        triton.set_allocator(_tma_allocator)
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -296,22 +139,6 @@ def _conv_rows(t: torch.Tensor, step_h: int = 1, step_w: int = 1) -> RowStrides:
 # ------------------------------------------------------------------------------------------------------------
 # Config space
 # ------------------------------------------------------------------------------------------------------------
-def _sms() -> int:
-    info = device_info()
-    return info.sm_count if info.sm_count > 1 else 132
-
-
-def hopper(capability: tuple[int, int]) -> bool:
-    return capability >= (9, 0)
-
-
-def warp_specializes(capability: tuple[int, int]) -> bool:
-    """Whether `tl.range(..., warp_specialize=True)` splits warps into producer/consumer partitions. Triton 3.6
-    does so only from sm_100: on sm_90 it makes no partitions (no `ttg.warp_specialize` in the compiled TTGIR,
-    checked in tests/test_compile_targets.py), so offering it there would only double the search."""
-    return capability >= (10, 0)
-
-
 def tma_problem_reason(problem: ConvProblem) -> Optional[str]:
     """Why the TMA variant cannot run `problem` whatever the tensors (None if it may; pointers are checked at
     launch, with a fallback to the tiled kernel)."""
@@ -341,42 +168,39 @@ def k_tiles_constraint(problem: ConvProblem, config: Config) -> Optional[str]:
 
 def not_wasteful(problem: ConvProblem, config: Config) -> Optional[str]:
     """Prunes tiles mostly made of padding, and splits with less than two K tiles each."""
-    if config["BLOCK_N"] > clamp_pow2(problem.gemm_n, 16, 256):
-        return "BLOCK_N larger than the columns need"
-    if config["BLOCK_M"] > clamp_pow2(problem.gemm_m, 16, 256):
-        return "BLOCK_M larger than the rows need"
-    if config["BLOCK_K"] > clamp_pow2(problem.gemm_k, 16, 128):
-        return "BLOCK_K larger than the reduction needs"
-    if config["SPLIT_K"] > 1 and triton.cdiv(problem.gemm_k, config["BLOCK_K"]) < 2 * config["SPLIT_K"]:
-        return "fewer than two K tiles per split"
-    if config["BLOCK_M"] * config["BLOCK_N"] < config["num_warps"] * 256:
-        return "too many warps for the tile"
-    return None
+    thin_splits = config["SPLIT_K"] > 1 and triton.cdiv(problem.gemm_k, config["BLOCK_K"]) < 2 * config["SPLIT_K"]
+    return first_reason(
+        oversized_block(
+            config, ("BLOCK_N", problem.gemm_n, 16, 256, "the columns"), ("BLOCK_M", problem.gemm_m, 16, 256, "the rows"),
+            ("BLOCK_K", problem.gemm_k, 16, 128, "the reduction"),
+        ),
+        "fewer than two K tiles per split" if thin_splits else None,
+        too_many_warps(config),
+    )
 
 
-def gemm_space(problem: ConvProblem, capability: tuple[int, int]) -> ConfigSpace:
-    """The GEMM family's space on a device of `capability` (TMA from 9.0, warp specialisation from 10.0)."""
+def gemm_space(problem: ConvProblem, device: DeviceInfo) -> ConfigSpace:
+    """The GEMM family's space on `device` (TMA from compute capability 9.0, warp specialisation from 10.0)."""
+    capability = device.capability
     on_hopper = hopper(capability)
     return ConfigSpace(
         params=[
-            Param("BLOCK_M", (16, 32, 64, 128, 256)),
-            Param("BLOCK_N", (16, 32, 64, 128, 256)),
-            Param("BLOCK_K", (16, 32, 64, 128)),
-            Param("GROUP_M", (1, 4, 8, 16)),
+            *GEMM_TILE_PARAMS,
             Param("SPLIT_K", SPLIT_K_CHOICES),
             Param("VARIANT", VARIANTS if on_hopper else VARIANTS[:1]),
             Param("WARP_SPECIALIZE", (False, True) if warp_specializes(capability) else (False,)),
             Param("num_warps", (2, 4, 8)),
             Param("num_stages", (1, 2, 3, 4, 5)),
         ],
-        constraints=[fits_shared_memory, fits_registers, k_tiles_constraint, tma_constraint],
+        constraints=[partial(fits_shared_memory, device=device), fits_registers, k_tiles_constraint, tma_constraint],
         pruning=[not_wasteful],
     )
 
 
-def gemm_default_config(problem: ConvProblem, capability: tuple[int, int], sms: int) -> Config:
-    """Heuristic: tiles sized to the GEMM and shrunk until the grid covers the SMs; split-K when even the
+def gemm_default_config(problem: ConvProblem, device: DeviceInfo) -> Config:
+    """Heuristic: tiles sized to the GEMM and shrunk until the grid covers `device`'s SMs; split-K when even the
     smallest tiles leave SMs idle and K is long; the TMA persistent variant on Hopper where it applies."""
+    capability, sms = device.capability, sm_count(device)
     half = problem.operand_dtype.itemsize == 2
     m, n, k = problem.gemm_m, problem.gemm_n, problem.gemm_k
     # Hopper's warpgroup MMA needs 64 rows per warpgroup: below that the kernel falls back to Ampere's HMMA.
@@ -388,10 +212,7 @@ def gemm_default_config(problem: ConvProblem, capability: tuple[int, int], sms: 
     def tiles(bm: int, bn: int) -> int:
         return triton.cdiv(m, bm) * triton.cdiv(n, bn)
 
-    while tiles(block_m, block_n) < sms and block_m > max(32, min_m):
-        block_m //= 2
-    while tiles(block_m, block_n) < sms and block_n > 32:
-        block_n //= 2
+    block_m, block_n = shrink_to_fill(block_m, block_n, tiles, sms, (("m", max(32, min_m)), ("n", 32)))
     split_k = 1
     k_tiles = triton.cdiv(k, block_k)
     while (
@@ -408,14 +229,12 @@ def gemm_default_config(problem: ConvProblem, capability: tuple[int, int], sms: 
         "SPLIT_K": split_k,
         "VARIANT": "tiled",
         "WARP_SPECIALIZE": False,
-        "num_warps": 8 if block_m * block_n >= 128 * 128 else 4,
+        "num_warps": warps_for_tile(block_m, block_n),
         "num_stages": 4 if half else 3,
     }
     if hopper(capability) and split_k == 1 and tma_problem_reason(problem) is None and min(block_m, block_n) >= 64:
         config["VARIANT"] = "tma_persistent"
-    while config["num_stages"] > 1 and fits_shared_memory(problem, config):
-        config["num_stages"] -= 1
-    return config
+    return shrink_stages(problem, config, partial(fits_shared_memory, device=device))
 
 
 class GemmConv(KernelFamily):
@@ -449,10 +268,10 @@ class GemmConv(KernelFamily):
         return 1
 
     def space(self, problem: ConvProblem) -> ConfigSpace:
-        return gemm_space(problem, device_info().capability)
+        return gemm_space(problem, device_info())
 
     def default_config(self, problem: ConvProblem) -> Config:
-        return gemm_default_config(problem, device_info().capability, _sms())
+        return gemm_default_config(problem, device_info())
 
     def heuristic_configs(self, problem: ConvProblem) -> list[Config]:
         base = self.default_config(problem)
@@ -501,7 +320,7 @@ class GemmConv(KernelFamily):
         if split_k > 1:
             ws = torch.empty((split_k, plan.batches, m, n), device=y.device, dtype=torch.float32)
         grid = (triton.cdiv(m, config["BLOCK_M"]) * triton.cdiv(n, config["BLOCK_N"]), plan.batches, split_k)
-        output_args = dict(sc_b=sc_b, sc_p=sc_p, sc_q=sc_q, sc_n=y.stride(1), sr_b=sr_b, sr_p=sr_p, sr_q=sr_q, sr_n=sr_n)
+        output_args = dict(sc_b=sc_b, sc_n=y.stride(1), sc_p=sc_p, sc_q=sc_q, sr_b=sr_b, sr_n=sr_n, sr_p=sr_p, sr_q=sr_q)
         args = dict(
             a_ptr=x, b_ptr=w, c_ptr=y, bias_ptr=tensors.bias, res_ptr=res, ws_ptr=ws,
             M=m, N=n, K=k, Q=problem.q, sa_b=sa_b, sa_p=sa_p, sa_q=sa_q, sa_k=x.stride(1),
@@ -547,7 +366,7 @@ class GemmConv(KernelFamily):
             return None
         enable_device_descriptors()
         m, n = problem.gemm_m, problem.gemm_n
-        num_sms = _sms()
+        num_sms = sm_count(device_info())
         tiles = triton.cdiv(m, config["BLOCK_M"]) * triton.cdiv(n, config["BLOCK_N"])
         sc_m = _flat_stride(operands[1], problem)  # the plan is flat: every operand has one row stride
         sr_m = _flat_stride(operands[2], problem) if res is not None else 0

@@ -11,6 +11,7 @@ and stores y as float (dequantised), or requantised to int8: round half to even 
 """
 from __future__ import annotations
 
+from functools import partial
 from typing import Optional, Sequence
 
 import triton
@@ -18,13 +19,17 @@ import triton.language as tl
 
 from ..enums import LoopOrder
 from ..problem import ConvProblem
-from ..runtime import device_info
+from ..runtime import DeviceInfo, device_info
 from ..weights import prepare_weight
 from .base import (
     Config, ConfigSpace, ConvTensors, KernelCall, KernelFamily, Param, clamp_pow2, conv_io_args, epilogue_constexprs,
 )
-from .epilogue import apply_activation
-from .tiling import output_pixels, swizzled_tile
+from .common.epilogue import apply_activation
+from .common.limits import (
+    accumulator_per_thread, grid_filling_tiles, implicit_gemm_padding, low_register_pressure, registers_reason,
+    shared_memory_reason, shrink_stages, warps_for_tile,
+)
+from .common.tiling import gather_crs, gemm_tile, output_pixels, widened
 
 LOOP_ORDERS = tuple(order.value for order in LoopOrder)
 LOOP_FILTER_OUTER: tl.constexpr = tl.constexpr(LoopOrder.FILTER_OUTER.code)
@@ -49,19 +54,9 @@ def conv2d_int8_kernel(
     HAS_SCALE: tl.constexpr, HAS_BIAS: tl.constexpr, HAS_RESIDUAL: tl.constexpr, ACTIVATION: tl.constexpr,
     REQUANTIZE: tl.constexpr, INDEX_64: tl.constexpr,
 ):
-    M = N * P * Q
-    pid_m, pid_n = swizzled_tile(tl.program_id(0), tl.cdiv(M, BLOCK_M), tl.cdiv(Kg, BLOCK_N), GROUP_M)
-    g = tl.program_id(1)
-    offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
-    offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
-    offs_c = tl.arange(0, BLOCK_K)
-    if INDEX_64:
-        offs_m = offs_m.to(tl.int64)
-        offs_n = offs_n.to(tl.int64)
-        offs_c = offs_c.to(tl.int64)
-        g = g.to(tl.int64)
-    mask_m = offs_m < M
-    mask_n = offs_n < Kg
+    offs_m, offs_n, mask_m, mask_n = gemm_tile(tl.program_id(0), N * P * Q, Kg, BLOCK_M, BLOCK_N, GROUP_M, INDEX_64)
+    g = widened(tl.program_id(1), INDEX_64)
+    offs_c = widened(tl.arange(0, BLOCK_K), INDEX_64)
     n_idx, p_idx, q_idx, ih0, iw0 = output_pixels(offs_m, P, Q, stride_h, stride_w, pad_h, pad_w)
     x_rows = x_ptr + n_idx * sxn + (g * Cg) * sxc  # [BLOCK_M] pointers to channel 0 of the group
     w_cols = w_ptr + (g * Kg + offs_n) * swk  # [BLOCK_N] pointers to each output channel's filter
@@ -71,6 +66,8 @@ def conv2d_int8_kernel(
         # Step t: filter tap rs = t // ncb, channels [c0, c0 + BLOCK_K); one flat loop, so Triton pipelines it.
         ncb = tl.cdiv(Cg, BLOCK_K)
         for t in range(0, R * S * ncb):
+            # Decoded inline, not with common.tiling.filter_tap: computing the channels before (r, s) keeps the
+            # sm_80 loop one instruction shorter (compiled listing of the int8 defaults).
             rs = t // ncb
             c = (t - rs * ncb) * BLOCK_K + offs_c
             r = rs // S
@@ -90,18 +87,8 @@ def conv2d_int8_kernel(
         RS = R * S
         CRS = Cg * RS
         for k0 in range(0, CRS, BLOCK_K):
-            kk = k0 + offs_c
-            k_ok = kk < CRS
-            c = kk // RS
-            rs = kk - c * RS
-            r = rs // S
-            s = rs - r * S
-            ih = ih0[:, None] + (r * dil_h)[None, :]
-            iw = iw0[:, None] + (s * dil_w)[None, :]
-            a_ok = mask_m[:, None] & k_ok[None, :] & (ih >= 0) & (ih < H) & (iw >= 0) & (iw < W)
-            a = tl.load(x_rows[:, None] + ih * sxh + iw * sxw + (c * sxc)[None, :], mask=a_ok, other=0)
-            b = tl.load(w_cols[None, :] + (c * swc + r * swr + s * sws)[:, None],
-                        mask=k_ok[:, None] & mask_n[None, :], other=0)
+            a, b = gather_crs(x_rows, w_cols, k0 + offs_c, CRS, ih0, iw0, mask_m, mask_n, H, W, dil_h, dil_w,
+                              sxc, sxh, sxw, swc, swr, sws, RS, S, 0)
             acc = tl.dot(a, b, acc, out_dtype=tl.int32)
 
     # ---- epilogue: dequantise, bias, residual, activation; then float store or requantised int8 store ----
@@ -127,38 +114,19 @@ def conv2d_int8_kernel(
 # ------------------------------------------------------------------------------------------------------------
 # Config space, constraints and default
 # ------------------------------------------------------------------------------------------------------------
-def fits_shared_memory(problem: ConvProblem, config: Config) -> Optional[str]:
+def fits_shared_memory(problem: ConvProblem, config: Config, device: DeviceInfo) -> Optional[str]:
     """The pipelined int8 A and B tiles (one byte per element) must fit the device's shared memory."""
     need = max(1, config["num_stages"]) * (config["BLOCK_M"] + config["BLOCK_N"]) * config["BLOCK_K"]
-    limit = device_info().shared_memory_per_block
-    return f"needs ~{need} B of shared memory, device allows {limit}" if need > limit else None
+    return shared_memory_reason(need, device)
 
 
 def fits_registers(problem: ConvProblem, config: Config) -> Optional[str]:
-    per_thread = config["BLOCK_M"] * config["BLOCK_N"] // (config["num_warps"] * 32)
-    return f"int32 accumulator needs {per_thread} registers per thread (> 128)" if per_thread > 128 else None
-
-
-def low_register_pressure(problem: ConvProblem, config: Config) -> Optional[str]:
-    """Tile elements each thread loads per reduction step (the channel-outer gather costs double: its index math
-    is per element); above ~72 the compiled kernels spill (checked with tritonconv.compile on sm_80/90)."""
-    a_cost = 2 if config["LOOP_ORDER"] == "channel_outer" else 1
-    elements = (a_cost * config["BLOCK_M"] + config["BLOCK_N"]) * config["BLOCK_K"] // (config["num_warps"] * 32)
-    return f"{elements} loaded elements per thread per step would spill registers" if elements > 72 else None
+    return registers_reason(accumulator_per_thread(config), 128, "int32 accumulator")
 
 
 def not_wasteful(problem: ConvProblem, config: Config) -> Optional[str]:
-    """Prunes tiles mostly made of padding: they are correct but never fastest."""
-    if config["BLOCK_N"] > clamp_pow2(problem.gemm_n, 16, 256):
-        return "BLOCK_N larger than the output channels per group need"
-    if config["BLOCK_M"] > clamp_pow2(problem.gemm_m, 16, 256):
-        return "BLOCK_M larger than the output pixels need"
-    reduction = problem.c_per_group if config["LOOP_ORDER"] == "filter_outer" else problem.gemm_k
-    if config["BLOCK_K"] > clamp_pow2(reduction, 32, 128):
-        return "BLOCK_K larger than the reduction step needs"
-    if config["BLOCK_M"] * config["BLOCK_N"] < config["num_warps"] * 256:
-        return "too many warps for the tile"
-    return None
+    """Prunes tiles mostly made of padding; int8 MMAs reduce 32 elements per instruction."""
+    return implicit_gemm_padding(problem, config, min_block_k=32)
 
 
 class Int8ImplicitGemmConv(KernelFamily):
@@ -187,7 +155,7 @@ class Int8ImplicitGemmConv(KernelFamily):
                 Param("num_warps", (2, 4, 8)),
                 Param("num_stages", (1, 2, 3, 4, 5)),
             ],
-            constraints=[fits_shared_memory, fits_registers],
+            constraints=[partial(fits_shared_memory, device=device_info()), fits_registers],
             pruning=[not_wasteful, low_register_pressure],
         )
 
@@ -196,30 +164,18 @@ class Int8ImplicitGemmConv(KernelFamily):
         warpgroup MMA needs 64 rows), a channel block that divides the channels when one does."""
         loop = "filter_outer" if problem.c_per_group >= 32 else "channel_outer"
         reduction = problem.c_per_group if loop == "filter_outer" else problem.gemm_k
-        hopper = device_info().capability >= (9, 0)
-        block_m = clamp_pow2(problem.gemm_m, 64 if hopper else 16, 128)
-        block_n = clamp_pow2(problem.gemm_n, 16, 128)
+        device = device_info()
+        block_m, block_n = grid_filling_tiles(problem, device, (("m", 64), ("n", 32)))
         block_k = clamp_pow2(reduction, 32, 64)
         if loop == "filter_outer" and reduction % block_k:
             block_k = 32
-        sms = device_info().sm_count if device_info().sm_count > 1 else 132
-
-        def tiles(bm: int, bn: int) -> int:
-            return triton.cdiv(problem.gemm_m, bm) * triton.cdiv(problem.gemm_n, bn) * problem.groups
-
-        while tiles(block_m, block_n) < sms and block_m > 64:
-            block_m //= 2
-        while tiles(block_m, block_n) < sms and block_n > 32:
-            block_n //= 2
         config: Config = {
             "BLOCK_M": block_m, "BLOCK_N": block_n, "BLOCK_K": block_k, "GROUP_M": 8, "LOOP_ORDER": loop,
-            "num_warps": 8 if block_m * block_n >= 128 * 128 else 4, "num_stages": 3,
+            "num_warps": warps_for_tile(block_m, block_n), "num_stages": 3,
         }
         while config["BLOCK_K"] > 32 and low_register_pressure(problem, config):
             config["BLOCK_K"] //= 2
-        while config["num_stages"] > 1 and fits_shared_memory(problem, config):
-            config["num_stages"] -= 1
-        return config
+        return shrink_stages(problem, config, partial(fits_shared_memory, device=device))
 
     def heuristic_configs(self, problem: ConvProblem) -> list[Config]:
         base = self.default_config(problem)

@@ -17,6 +17,7 @@ Either way bias, residual and activation are fused and the output is stored thro
 """
 from __future__ import annotations
 
+from functools import partial
 from typing import Optional, Sequence
 
 import torch
@@ -40,10 +41,10 @@ from .base import (
     needs_int64,
     pow2_divisor,
 )
-from .conv_implicit_gemm import fits_registers, fits_shared_memory
-from .epilogue import dot_with_precision, store_conv_tile
-from .gemm import gemm_kernel
-from .tiling import swizzled_tile
+from .common.epilogue import dot_with_precision, pixel_offsets, store_rows
+from .common.gemm_kernel import gemm_kernel
+from .common.limits import fits_registers, fits_shared_memory, shrink_stages, sm_count, warps_for_tile
+from .common.tiling import swizzled_tile
 
 TILES = (2, 4)  # m of F(m x m, 3 x 3)
 VARIANTS = ("fused", "three_kernels")  # GEMM and output transform in one kernel, or three launches
@@ -185,9 +186,9 @@ def winograd_output_transform_kernel(
         q = tw * TILE + j
         for i in tl.static_range(TILE):
             p = th * TILE + i
-            store_conv_tile(
-                y[i], n, p, q, g * Kg + offs_k, mask_t & (p < P) & (q < Q), mask_k, y_ptr, bias_ptr, res_ptr,
-                syn, syk, syp, syq, srn, srk, srp, srq, HAS_BIAS, HAS_RESIDUAL, ACTIVATION,
+            store_rows(
+                y[i], pixel_offsets(n, p, q, syn, syp, syq), pixel_offsets(n, p, q, srn, srp, srq), g * Kg + offs_k,
+                mask_t & (p < P) & (q < Q), mask_k, y_ptr, bias_ptr, res_ptr, syk, srk, HAS_BIAS, HAS_RESIDUAL, ACTIVATION,
             )
 
 
@@ -275,9 +276,9 @@ def winograd_gemm_output_kernel(
         p = th * TILE + i
         for j in tl.static_range(TILE):
             q = tw * TILE + j
-            store_conv_tile(
-                out[i][j], n, p, q, g * Kg + offs_n, mask_m & (p < P) & (q < Q), mask_n, y_ptr, bias_ptr, res_ptr,
-                syn, syk, syp, syq, srn, srk, srp, srq, HAS_BIAS, HAS_RESIDUAL, ACTIVATION,
+            store_rows(
+                out[i][j], pixel_offsets(n, p, q, syn, syp, syq), pixel_offsets(n, p, q, srn, srp, srq), g * Kg + offs_n,
+                mask_m & (p < P) & (q < Q), mask_n, y_ptr, bias_ptr, res_ptr, syk, srk, HAS_BIAS, HAS_RESIDUAL, ACTIVATION,
             )
 
 
@@ -382,7 +383,7 @@ class WinogradConv(KernelFamily):
                 Param("num_warps", (2, 4, 8)),
                 Param("num_stages", (1, 2, 3, 4, 5)),
             ],
-            constraints=[fits_shared_memory, fits_registers, fused_registers],
+            constraints=[partial(fits_shared_memory, device=device_info()), fits_registers, fused_registers],
             pruning=[not_wasteful],
         )
 
@@ -404,17 +405,18 @@ class WinogradConv(KernelFamily):
         # the fused grid is output tiles x channel blocks; the three-kernel GEMM's also walks the alpha^2 positions
         programs_per_tile = problem.groups * (1 if fused else (tile + 2) ** 2)
         rows = tiles_of(problem, tile)[2]
-        hopper = device_info().capability >= (9, 0)
+        device = device_info()
+        hopper = device.capability >= (9, 0)
         cap = 64 if fused else 128
         block_m = clamp_pow2(rows, 64 if hopper else 16, cap)
         block_n = clamp_pow2(problem.k_per_group, 16, cap)
         block_k = clamp_pow2(problem.c_per_group, 16, 64 if half else 32)
-        sms = device_info().sm_count if device_info().sm_count > 1 else 132
+        sms = sm_count(device)
         while triton.cdiv(rows, block_m) * triton.cdiv(problem.k_per_group, block_n) * programs_per_tile < sms and block_m > (64 if hopper else 32):
             block_m //= 2
         config: Config = {
             "TILE": tile, "VARIANT": variant, "BLOCK_M": block_m, "BLOCK_N": block_n, "BLOCK_K": block_k, "GROUP_M": 8,
-            "num_warps": 8 if block_m * block_n >= 128 * 128 else 4, "num_stages": 4 if half else 3,
+            "num_warps": warps_for_tile(block_m, block_n), "num_stages": 4 if half else 3,
         }
         while fused_registers(problem, config) and config["num_warps"] < 8:
             config["num_warps"] *= 2
@@ -423,9 +425,7 @@ class WinogradConv(KernelFamily):
                 config[name] //= 2
         while fused_registers(problem, config) and config["BLOCK_M"] > 16:
             config["BLOCK_M"] //= 2
-        while config["num_stages"] > 1 and fits_shared_memory(problem, config):
-            config["num_stages"] -= 1
-        return config
+        return shrink_stages(problem, config, partial(fits_shared_memory, device=device))
 
     def kernel_calls(self, problem: ConvProblem, tensors: ConvTensors, config: Config) -> Sequence[KernelCall]:
         x, y, res = tensors.input, tensors.output, tensors.residual
@@ -476,7 +476,7 @@ class WinogradConv(KernelFamily):
             (triton.cdiv(rows, config["BLOCK_M"]) * triton.cdiv(kg, config["BLOCK_N"]), gemms, 1),
             dict(a_ptr=v, b_ptr=u, c_ptr=m, bias_ptr=None, res_ptr=None, ws_ptr=None, M=rows, N=kg, K=cg, Q=1,
                  sa_b=v.stride(0), sa_p=0, sa_q=v.stride(1), sa_k=1, sb_b=u.stride(0), sb_k=1, sb_n=u.stride(1),
-                 sc_b=m.stride(0), sc_p=0, sc_q=m.stride(1), sc_n=1, sr_b=0, sr_p=0, sr_q=0, sr_n=0),
+                 sc_b=m.stride(0), sc_n=1, sc_p=0, sc_q=m.stride(1), sr_b=0, sr_n=0, sr_p=0, sr_q=0),
             dict(BLOCK_M=config["BLOCK_M"], BLOCK_N=config["BLOCK_N"], BLOCK_K=config["BLOCK_K"],
                  GROUP_M=config["GROUP_M"], SPLIT_K=1, EVEN_K=cg % config["BLOCK_K"] == 0, DECODE_ROWS=False,
                  HAS_BIAS=False, HAS_RESIDUAL=False, ACTIVATION=Activation.NONE.code, PRECISION=Precision(problem.precision).code,

@@ -23,8 +23,13 @@ import triton.language as tl
 from ..problem import ConvProblem
 from ..runtime import device_info
 from ..weights import prepare_weight
-from .base import Config, ConfigSpace, ConvTensors, KernelCall, KernelFamily, Param, clamp_pow2, next_power_of_2, conv_io_args, epilogue_constexprs
-from .epilogue import PRECISION_BF16, PRECISION_FP16, apply_activation
+from .base import (
+    Config, ConfigSpace, ConvTensors, KernelCall, KernelFamily, Param, clamp_pow2, conv_io_args, epilogue_constexprs,
+    next_power_of_2,
+)
+from .common.epilogue import as_operand, store_output
+from .common.limits import oversized_block, per_thread, registers_reason, sm_count
+from .common.tiling import filter_tap, widened
 
 MAX_UNROLLED_TAPS = 64
 MAX_GRID_X = 2**31 - 1
@@ -34,26 +39,12 @@ SPILL_FREE_ELEMENTS_PER_THREAD = 16
 
 
 @triton.jit
-def as_operand(x, PRECISION: tl.constexpr):
-    """x rounded to the operand precision (fp16/bf16 precisions round float32 inputs), as float32 for FMA.
-
-    "ieee", "tf32" and "tf32x3" all mean exact float32 products here: there are no tensor cores to feed.
-    """
-    if PRECISION == PRECISION_FP16:
-        x = x.to(tl.float16)
-    elif PRECISION == PRECISION_BF16:
-        x = x.to(tl.bfloat16)
-    return x.to(tl.float32)
-
-
-@triton.jit
 def _depthwise_tap(
     acc, x_base, w_base, t, ih0, iw0, row_ok, col_ok, chan_ok, H, W, sxh, sxw, swr, sws, dil_h, dil_w,
     S: tl.constexpr, PRECISION: tl.constexpr,
 ):
     """acc += x[ih0 + r*dil_h, iw0 + s*dil_w, c] * w[r, s, k] for filter tap t = r * S + s."""
-    r = t // S
-    s = t % S
+    _, _, r, s = filter_tap(t, 1, S)
     ih = ih0 + r * dil_h  # [BLOCK_P, 1, 1]
     iw = iw0 + s * dil_w  # [1, BLOCK_Q, 1]
     in_ok = (row_ok & (ih >= 0) & (ih < H)) & (col_ok & (iw >= 0) & (iw < W)) & chan_ok
@@ -91,11 +82,10 @@ def conv2d_depthwise_kernel(
     offs_p = (pid_p * BLOCK_P + tl.arange(0, BLOCK_P))[:, None, None]
     offs_q = (pid_q * BLOCK_Q + tl.arange(0, BLOCK_Q))[None, :, None]
     offs_k = (pid_c * BLOCK_C + tl.arange(0, BLOCK_C))[None, None, :]
-    if INDEX_64:
-        n = n.to(tl.int64)
-        offs_p = offs_p.to(tl.int64)
-        offs_q = offs_q.to(tl.int64)
-        offs_k = offs_k.to(tl.int64)
+    n = widened(n, INDEX_64)
+    offs_p = widened(offs_p, INDEX_64)
+    offs_q = widened(offs_q, INDEX_64)
+    offs_k = widened(offs_k, INDEX_64)
     row_ok = offs_p < P
     col_ok = offs_q < Q
     chan_ok = offs_k < K
@@ -116,15 +106,11 @@ def conv2d_depthwise_kernel(
                                  swr, sws, dil_h, dil_w, S, PRECISION)
 
     # ---- epilogue: y = act(acc + bias + residual), stored through the output's strides ----
-    out_mask = row_ok & col_ok & chan_ok
-    if HAS_BIAS:
-        acc += tl.load(bias_ptr + offs_k, mask=chan_ok, other=0.0).to(tl.float32)
-    if HAS_RESIDUAL:
-        res_off = n * srn + offs_k * srk + offs_p * srp + offs_q * srq
-        acc += tl.load(res_ptr + res_off, mask=out_mask, other=0.0).to(tl.float32)
-    acc = apply_activation(acc, ACTIVATION)
-    y_off = n * syn + offs_k * syk + offs_p * syp + offs_q * syq
-    tl.store(y_ptr + y_off, acc.to(y_ptr.dtype.element_ty), mask=out_mask)
+    store_output(
+        acc, y_ptr, n * syn + offs_k * syk + offs_p * syp + offs_q * syq, row_ok & col_ok & chan_ok,
+        bias_ptr, offs_k, chan_ok, res_ptr, n * srn + offs_k * srk + offs_p * srp + offs_q * srq,
+        HAS_BIAS, HAS_RESIDUAL, ACTIVATION,
+    )
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -144,10 +130,7 @@ def tile_elements(config: Config) -> int:
 
 
 def fits_registers(problem: ConvProblem, config: Config) -> Optional[str]:
-    per_thread = tile_elements(config) // (32 * config["num_warps"])
-    if per_thread > MAX_ELEMENTS_PER_THREAD:
-        return f"tile needs {per_thread} elements per thread (> {MAX_ELEMENTS_PER_THREAD}): registers would spill"
-    return None
+    return registers_reason(per_thread(tile_elements(config), config), MAX_ELEMENTS_PER_THREAD, "tile")
 
 
 def fits_grid(problem: ConvProblem, config: Config) -> Optional[str]:
@@ -162,12 +145,12 @@ def vector_width(problem: ConvProblem) -> int:
 
 def not_wasteful(problem: ConvProblem, config: Config) -> Optional[str]:
     """Prunes tiles mostly made of masked lanes, idle warps, or (NHWC) loads narrower than 16 bytes."""
-    if config["BLOCK_C"] > next_power_of_2(problem.k):
-        return "BLOCK_C larger than the output channels need"
-    if config["BLOCK_P"] > next_power_of_2(problem.p):
-        return "BLOCK_P larger than the output rows need"
-    if config["BLOCK_Q"] > next_power_of_2(problem.q):
-        return "BLOCK_Q larger than the output columns need"
+    oversized = oversized_block(
+        config, ("BLOCK_C", problem.k, 1, MAX_GRID_X, "the output channels"),
+        ("BLOCK_P", problem.p, 1, MAX_GRID_X, "the output rows"), ("BLOCK_Q", problem.q, 1, MAX_GRID_X, "the output columns"),
+    )
+    if oversized:
+        return oversized
     if tile_elements(config) < 32 * config["num_warps"]:
         return "more threads than tile elements"
     if tile_elements(config) > 32 * config["num_warps"] * SPILL_FREE_ELEMENTS_PER_THREAD:
@@ -221,7 +204,7 @@ class DepthwiseConv(KernelFamily):
             block_c = clamp_pow2(problem.k, 1, 4)
             block_p, block_q = clamp_pow2(problem.p, 1, 8), clamp_pow2(problem.q, 1, 32)
         config: Config = {"BLOCK_P": block_p, "BLOCK_Q": block_q, "BLOCK_C": block_c}
-        sms = device_info().sm_count if device_info().sm_count > 1 else 132
+        sms = sm_count(device_info())
         # A few waves of programs, keeping at least 4 pixels and 128 elements (a warp, 4 elements per thread).
         while (
             num_programs(problem, config) < 4 * sms

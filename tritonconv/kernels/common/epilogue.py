@@ -1,8 +1,8 @@
-"""Fused epilogue shared by the conv and GEMM kernels: y = activation(acc + bias + residual)."""
+"""Operand precision and the fused epilogue shared by every kernel: y = activation(acc + bias + residual)."""
 import triton
 import triton.language as tl
 
-from ..enums import Activation, Precision
+from ...enums import Activation, Precision
 
 # The ACTIVATION and PRECISION constexprs the kernels compare against (codes from tritonconv.enums).
 ACTIVATION_RELU: tl.constexpr = tl.constexpr(Activation.RELU.code)
@@ -65,19 +65,49 @@ def dequantize(acc, scale_ptr, PRECISION: tl.constexpr):
 
 
 @triton.jit
-def store_conv_tile(
-    acc, n_idx, p_idx, q_idx, offs_k, mask_m, mask_k, y_ptr, bias_ptr, res_ptr,
-    syn, syk, syp, syq, srn, srk, srp, srq,
+def as_operand(x, PRECISION: tl.constexpr):
+    """x rounded to the operand precision (fp16/bf16 precisions round float32 inputs), as float32 for FMA.
+
+    "ieee", "tf32" and "tf32x3" all mean exact float32 products here: there are no tensor cores to feed.
+    """
+    if PRECISION == PRECISION_FP16:
+        x = x.to(tl.float16)
+    elif PRECISION == PRECISION_BF16:
+        x = x.to(tl.bfloat16)
+    return x.to(tl.float32)
+
+
+@triton.jit
+def pixel_offsets(n_idx, p_idx, q_idx, s_n, s_p, s_q):
+    """Offset of output pixel (n, p, q) through a tensor's (n, p, q) strides."""
+    return n_idx * s_n + p_idx * s_p + q_idx * s_q
+
+
+@triton.jit
+def store_output(
+    acc, y_ptr, y_off, mask, bias_ptr, bias_off, bias_mask, res_ptr, res_off,
     HAS_BIAS: tl.constexpr, HAS_RESIDUAL: tl.constexpr, ACTIVATION: tl.constexpr,
 ):
-    """y[n, k, p, q] = act(acc + bias[k] + residual[n, k, p, q]) for a tile of output pixels (rows, given as
-    their n/p/q indices) x output channels `offs_k`, through the output's and the residual's strides."""
-    out_mask = mask_m[:, None] & mask_k[None, :]
+    """y[y_off] = act(acc + bias[bias_off] + residual[res_off]) where `mask`: the one store of every output tile.
+    `y_off`, `res_off` and `mask` have the tile's shape; `bias_off` (the output channels) and `bias_mask`
+    broadcast against it. Unused offsets (no residual) are never computed by the compiled kernel."""
     if HAS_BIAS:
-        acc += tl.load(bias_ptr + offs_k, mask=mask_k, other=0.0).to(tl.float32)[None, :]
+        acc += tl.load(bias_ptr + bias_off, mask=bias_mask, other=0.0).to(tl.float32)
     if HAS_RESIDUAL:
-        res_off = (n_idx * srn + p_idx * srp + q_idx * srq)[:, None] + offs_k[None, :] * srk
-        acc += tl.load(res_ptr + res_off, mask=out_mask, other=0.0).to(tl.float32)
+        acc += tl.load(res_ptr + res_off, mask=mask, other=0.0).to(tl.float32)
     acc = apply_activation(acc, ACTIVATION)
-    y_off = (n_idx * syn + p_idx * syp + q_idx * syq)[:, None] + offs_k[None, :] * syk
-    tl.store(y_ptr + y_off, acc.to(y_ptr.dtype.element_ty), mask=out_mask)
+    tl.store(y_ptr + y_off, acc.to(y_ptr.dtype.element_ty), mask=mask)
+
+
+@triton.jit
+def store_rows(
+    acc, rows_y, rows_res, offs_k, mask_m, mask_k, y_ptr, bias_ptr, res_ptr, syk, srk,
+    HAS_BIAS: tl.constexpr, HAS_RESIDUAL: tl.constexpr, ACTIVATION: tl.constexpr,
+):
+    """`store_output` of a [rows, output channels] tile: row i of the output (of the residual) starts at
+    `rows_y[i]` (`rows_res[i]`), channel k lies `k * syk` (`k * srk`) further."""
+    store_output(
+        acc, y_ptr, rows_y[:, None] + offs_k[None, :] * syk, mask_m[:, None] & mask_k[None, :],
+        bias_ptr, offs_k[None, :], mask_k[None, :], res_ptr, rows_res[:, None] + offs_k[None, :] * srk,
+        HAS_BIAS, HAS_RESIDUAL, ACTIVATION,
+    )

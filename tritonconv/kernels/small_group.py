@@ -29,9 +29,12 @@ from .base import (
     Config, ConfigSpace, ConvTensors, KernelCall, KernelFamily, Param, clamp_pow2, conv_io_args, epilogue_constexprs,
     interpreter_dot_reason,
 )
-from .conv_depthwise import as_operand
-from .epilogue import dot_with_precision, store_conv_tile
-from .tiling import output_pixels
+from .common.epilogue import as_operand, dot_with_precision, pixel_offsets, store_rows
+from .common.limits import (
+    accumulator_per_thread, first_reason, oversized_block, registers_reason, shared_memory_reason, shrink_stages,
+    sm_count, too_many_warps,
+)
+from .common.tiling import filter_tap, output_pixels, tap_rows, tile_offsets
 
 MODES = tuple(mode.value for mode in SmallGroupMode)
 MODE_BLOCK_DIAG: tl.constexpr = tl.constexpr(SmallGroupMode.BLOCK_DIAG.code)
@@ -61,11 +64,8 @@ def conv2d_small_group_kernel(
     pid_m = pid % num_pid_m
     pid_n = pid // num_pid_m
 
-    offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
-    offs_k = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)  # absolute output channels
-    if INDEX_64:
-        offs_m = offs_m.to(tl.int64)
-        offs_k = offs_k.to(tl.int64)
+    offs_m = tile_offsets(pid_m, BLOCK_M, INDEX_64)
+    offs_k = tile_offsets(pid_n, BLOCK_N, INDEX_64)  # absolute output channels
     mask_m = offs_m < M
     mask_k = offs_k < K
 
@@ -86,13 +86,8 @@ def conv2d_small_group_kernel(
         c_hi = (k_last // Kg + 1) * Cg
         ncb = tl.cdiv(c_hi - c_lo, BLOCK_K)
         for t in range(0, R * S * ncb):
-            rs = t // ncb
-            cb = t - rs * ncb
-            r = rs // S
-            s = rs - r * S
-            ih = ih0 + r * dil_h
-            iw = iw0 + s * dil_w
-            row_ok = mask_m & (ih >= 0) & (ih < H) & (iw >= 0) & (iw < W)
+            rs, cb, r, s = filter_tap(t, ncb, S)
+            ih, iw, row_ok = tap_rows(ih0, iw0, r, s, dil_h, dil_w, H, W, mask_m)
             offs_c = c_lo + cb * BLOCK_K + tl.arange(0, BLOCK_K)
             c_ok = offs_c < C
             a = tl.load(
@@ -109,13 +104,8 @@ def conv2d_small_group_kernel(
     else:
         # Direct: step t covers tap (r, s) and channel c of every column's own group: t = (r * S + s) * Cg + c.
         for t in range(0, R * S * Cg):
-            rs = t // Cg
-            c = t - rs * Cg
-            r = rs // S
-            s = rs - r * S
-            ih = ih0 + r * dil_h
-            iw = iw0 + s * dil_w
-            row_ok = mask_m & (ih >= 0) & (ih < H) & (iw >= 0) & (iw < W)
+            rs, c, r, s = filter_tap(t, Cg, S)
+            ih, iw, row_ok = tap_rows(ih0, iw0, r, s, dil_h, dil_w, H, W, mask_m)
             a = tl.load(
                 x_rows[:, None] + (ih * sxh + iw * sxw)[:, None] + ((group_c0 + c) * sxc)[None, :],
                 mask=row_ok[:, None] & mask_k[None, :], other=0.0,
@@ -124,9 +114,9 @@ def conv2d_small_group_kernel(
             acc += as_operand(a, PRECISION) * as_operand(b, PRECISION)[None, :]
 
     # ---- epilogue: y = act(acc + bias + residual), stored through the output's strides ----
-    store_conv_tile(
-        acc, n_idx, p_idx, q_idx, offs_k, mask_m, mask_k, y_ptr, bias_ptr, res_ptr,
-        syn, syk, syp, syq, srn, srk, srp, srq, HAS_BIAS, HAS_RESIDUAL, ACTIVATION,
+    store_rows(
+        acc, pixel_offsets(n_idx, p_idx, q_idx, syn, syp, syq), pixel_offsets(n_idx, p_idx, q_idx, srn, srp, srq),
+        offs_k, mask_m, mask_k, y_ptr, bias_ptr, res_ptr, syk, srk, HAS_BIAS, HAS_RESIDUAL, ACTIVATION,
     )
 
 
@@ -156,9 +146,7 @@ def fits_tensor_cores(problem: ConvProblem, config: Config) -> Optional[str]:
 
 def fits_registers(problem: ConvProblem, config: Config) -> Optional[str]:
     """The float32 accumulator (plus, in direct mode, the gathered input tile) must fit 255 registers/thread."""
-    per_thread = config["BLOCK_M"] * config["BLOCK_N"] // (config["num_warps"] * 32)
-    limit = 128 if config["MODE"] == "block_diag" else 64
-    return f"accumulator needs {per_thread} registers per thread (> {limit})" if per_thread > limit else None
+    return registers_reason(accumulator_per_thread(config), 128 if config["MODE"] == "block_diag" else 64)
 
 
 def fits_shared_memory(problem: ConvProblem, config: Config) -> Optional[str]:
@@ -166,8 +154,7 @@ def fits_shared_memory(problem: ConvProblem, config: Config) -> Optional[str]:
         return None
     stages = max(1, config["num_stages"])
     tile_bytes = (config["BLOCK_M"] + config["BLOCK_N"]) * config["BLOCK_K"] * problem.operand_dtype.itemsize
-    need, limit = stages * tile_bytes, device_info().shared_memory_per_block
-    return f"needs ~{need} B of shared memory, device allows {limit}" if need > limit else None
+    return shared_memory_reason(stages * tile_bytes, device_info())
 
 
 def fits_grid(problem: ConvProblem, config: Config) -> Optional[str]:
@@ -177,12 +164,14 @@ def fits_grid(problem: ConvProblem, config: Config) -> Optional[str]:
 
 def not_wasteful(problem: ConvProblem, config: Config) -> Optional[str]:
     """Prunes padding-heavy tiles, duplicate configs, and packings where tensor cores mostly multiply zeros."""
-    if config["BLOCK_M"] > clamp_pow2(problem.gemm_m, 16, 256):
-        return "BLOCK_M larger than the output pixels need"
-    if config["BLOCK_N"] > clamp_pow2(problem.k, 8, 256):
-        return "BLOCK_N larger than the output channels need"
-    if config["BLOCK_M"] * config["BLOCK_N"] < config["num_warps"] * 256:
-        return "too many warps for the tile"
+    reason = first_reason(
+        oversized_block(
+            config, ("BLOCK_M", problem.gemm_m, 16, 256, "the output pixels"), ("BLOCK_N", problem.k, 8, 256, "the output channels"),
+        ),
+        too_many_warps(config),
+    )
+    if reason:
+        return reason
     if config["MODE"] == "direct":
         if config["BLOCK_K"] != 16 or config["num_stages"] > 2:
             return "direct mode ignores BLOCK_K and deep pipelining"
@@ -242,7 +231,7 @@ class SmallGroupConv(KernelFamily):
             block_k = clamp_pow2(channels_spanned(problem, block_n), 16, 32)  # 64 spills: see not_wasteful
             stages = 3
         block_m = clamp_pow2(problem.gemm_m, 16, 128)
-        sms = device_info().sm_count if device_info().sm_count > 1 else 132
+        sms = sm_count(device_info())
         config: Config = {
             "MODE": "direct" if direct else "block_diag", "BLOCK_M": block_m, "BLOCK_N": block_n,
             "BLOCK_K": block_k, "num_warps": 4, "num_stages": stages,
@@ -251,9 +240,7 @@ class SmallGroupConv(KernelFamily):
             config["BLOCK_M"] //= 2
         while config["num_warps"] > 2 and config["BLOCK_M"] * config["BLOCK_N"] < config["num_warps"] * 256:
             config["num_warps"] //= 2
-        while config["num_stages"] > 1 and fits_shared_memory(problem, config):
-            config["num_stages"] -= 1
-        return config
+        return shrink_stages(problem, config, fits_shared_memory)
 
     def heuristic_configs(self, problem: ConvProblem) -> list[Config]:
         base = self.default_config(problem)

@@ -17,6 +17,7 @@ columns belong to the next tap, but the matching A columns are masked (or TMA-fi
 """
 from __future__ import annotations
 
+from functools import partial
 from typing import Optional, Sequence
 
 import torch
@@ -31,10 +32,13 @@ from .base import (
     Config, ConfigSpace, ConvTensors, KernelCall, KernelFamily, Param, clamp_pow2, conv_io_args, epilogue_constexprs,
     scaled_operands, scaled_precision_reason,
 )
-from .conv_implicit_gemm import ImplicitGemmConv, fits_registers, fits_shared_memory
-from .epilogue import dequantize, dot_with_precision
-from .gemm import TMA_ALIGNMENT, enable_device_descriptors, hopper, store_epilogue, tma_aligned, warp_specializes
-from .tiling import swizzled_tile
+from .common.epilogue import dequantize, dot_with_precision, store_rows
+from .common.limits import (
+    accumulator_per_thread, first_reason, fits_registers, fits_shared_memory, grid_filling_tiles, oversized_block,
+    shrink_stages, sm_count, warps_for_tile,
+)
+from .common.tiling import filter_tap, row_offsets, swizzled_tile, tap_rows, tile_offsets, widened
+from .common.tma import TMA_ALIGNMENT, enable_device_descriptors, hopper, tma_aligned, warp_specializes
 
 
 @triton.jit
@@ -72,9 +76,7 @@ def conv2d_hopper_kernel(
     ncb = tl.cdiv(C, BLOCK_K)
     for tile_id in tl.range(tl.program_id(0), num_tiles, NUM_SMS, flatten=True, warp_specialize=WARP_SPECIALIZE):
         pid_m, pid_n = swizzled_tile(tile_id, num_pid_m, num_pid_n, GROUP_M)
-        offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
-        if INDEX_64:
-            offs_n = offs_n.to(tl.int64)
+        offs_n = tile_offsets(pid_n, BLOCK_N, INDEX_64)
         if INPUT_TMA:
             n_img = pid_m // (tiles_h * tiles_w)  # int32: TMA coordinates
             p0 = (pid_m // tiles_w) % tiles_h * BLOCK_H
@@ -83,11 +85,9 @@ def conv2d_hopper_kernel(
             q_idx = q0 + tl.arange(0, BLOCK_M) % BLOCK_W
             mask_m = (p_idx < P) & (q_idx < Q)
             pq = p_idx * Q + q_idx
-            n_idx = n_img.to(tl.int64) if INDEX_64 else n_img
+            n_idx = widened(n_img, INDEX_64)
         else:
-            offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
-            if INDEX_64:
-                offs_m = offs_m.to(tl.int64)
+            offs_m = tile_offsets(pid_m, BLOCK_M, INDEX_64)
             mask_m = offs_m < N * P * Q
             # Output pixel of each row: m = (n * P + p) * Q + q; its input window starts at (ih0, iw0).
             n_idx = offs_m // (P * Q)
@@ -99,16 +99,12 @@ def conv2d_hopper_kernel(
 
         acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
         for t in range(0, R * S * ncb):  # t = (r * S + s) * ncb + channel block
-            rs = t // ncb
-            c0 = (t - rs * ncb) * BLOCK_K
-            r = rs // S
-            s = rs - r * S
+            rs, cb, r, s = filter_tap(t, ncb, S)
+            c0 = cb * BLOCK_K
             if INPUT_TMA:
                 a = x_desc.load([n_img, p0 + r * dil_h - pad_h, q0 + s * dil_w - pad_w, c0]).reshape(BLOCK_M, BLOCK_K)
             else:
-                ih = ih0 + r * dil_h
-                iw = iw0 + s * dil_w
-                row_ok = mask_m & (ih >= 0) & (ih < H) & (iw >= 0) & (iw < W)
+                ih, iw, row_ok = tap_rows(ih0, iw0, r, s, dil_h, dil_w, H, W, mask_m)
                 offs_c = c0 + tl.arange(0, BLOCK_K)
                 a = tl.load(
                     x_ptr + (x_rows + (r * dil_h * sxh + s * dil_w * sxw))[:, None] + offs_c[None, :] * sxc,
@@ -118,9 +114,9 @@ def conv2d_hopper_kernel(
             acc = dot_with_precision(a, b, acc, PRECISION)
 
         acc = dequantize(acc, scale_ptr, PRECISION)
-        store_epilogue(
-            acc, pq, offs_n, mask_m, offs_n < K, n_idx, y_ptr, bias_ptr, res_ptr, Q,
-            syn, syp, syq, syk, srn, srp, srq, srk, HAS_BIAS, HAS_RESIDUAL, ACTIVATION, True,
+        store_rows(
+            acc, n_idx * syn + row_offsets(pq, Q, syp, syq, True), n_idx * srn + row_offsets(pq, Q, srp, srq, True),
+            offs_n, mask_m, offs_n < K, y_ptr, bias_ptr, res_ptr, syk, srk, HAS_BIAS, HAS_RESIDUAL, ACTIVATION,
         )
 
 
@@ -186,21 +182,20 @@ def input_patch(problem: ConvProblem, block_m: int) -> Config:
 
 
 def not_wasteful(problem: ConvProblem, config: Config) -> Optional[str]:
-    if config["BLOCK_N"] > clamp_pow2(problem.gemm_n, 16, 256):
-        return "BLOCK_N larger than the output channels need"
-    if config["BLOCK_M"] > clamp_pow2(problem.gemm_m, 64, 256):
-        return "BLOCK_M larger than the output pixels need"
-    if config["BLOCK_K"] > clamp_pow2(problem.c, 16, 128):
-        return "BLOCK_K larger than the channels need"
-    if config["INPUT_TMA"] and patch_waste(problem, config["BLOCK_M"], config["BLOCK_W"]) > 1.5:
-        return "TMA patches more than half padding"
-    return None
+    wasteful_patches = config["INPUT_TMA"] and patch_waste(problem, config["BLOCK_M"], config["BLOCK_W"]) > 1.5
+    return first_reason(
+        oversized_block(
+            config, ("BLOCK_N", problem.gemm_n, 16, 256, "the output channels"),
+            ("BLOCK_M", problem.gemm_m, 64, 256, "the output pixels"), ("BLOCK_K", problem.c, 16, 128, "the channels"),
+        ),
+        "TMA patches more than half padding" if wasteful_patches else None,
+    )
 
 
 def gather_register_pressure(problem: ConvProblem, config: Config) -> Optional[str]:
     """The pointer gather keeps per-row addresses and masks of every pipeline stage in registers: with more than
     64 accumulator registers per thread the sm_90 builds spill (compiled resource usage; the TMA path does not)."""
-    per_thread = config["BLOCK_M"] * config["BLOCK_N"] // (config["num_warps"] * 32)
+    per_thread = accumulator_per_thread(config)
     if not config["INPUT_TMA"] and per_thread > 64:
         return f"the gather with {per_thread} accumulator registers per thread spills"
     return None
@@ -233,23 +228,24 @@ class HopperConv(KernelFamily):
                 Param("num_warps", (4, 8)),
                 Param("num_stages", (1, 2, 3, 4, 5)),
             ],
-            constraints=[input_tma_constraint, fits_shared_memory, fits_registers],
+            constraints=[input_tma_constraint, partial(fits_shared_memory, device=device_info()), fits_registers],
             pruning=[not_wasteful, gather_register_pressure],
         )
 
     def default_config(self, problem: ConvProblem) -> Config:
-        """The implicit_gemm heuristic's tiles, with at least 64 rows (HGMMA) and BLOCK_K sized to C."""
-        base = ImplicitGemmConv().default_config(problem)
+        """The implicit GEMM's grid-filling tiles, with at least 64 rows (HGMMA) and BLOCK_K sized to C."""
+        device = device_info()
+        block_m, block_n = grid_filling_tiles(problem, device)
         half = problem.operand_dtype.itemsize == 2
         config: Config = {
-            "BLOCK_M": max(64, base["BLOCK_M"]),
-            "BLOCK_N": base["BLOCK_N"],
+            "BLOCK_M": max(64, block_m),
+            "BLOCK_N": block_n,
             "BLOCK_K": clamp_pow2(problem.c, 16, 64 if half else 32),
             "GROUP_M": 8,
             "INPUT_TMA": False,
             "BLOCK_W": 8,
             "WARP_SPECIALIZE": False,
-            "num_warps": base["num_warps"],
+            "num_warps": warps_for_tile(block_m, block_n),
             # Deeper pipelines spill registers on sm_90 at 128x128 tiles (compiled resource usage), so stay shallow.
             "num_stages": 3 if half else 2,
         }
@@ -259,9 +255,7 @@ class HopperConv(KernelFamily):
             # The gather's per-row addresses for a third stage spilled registers in compile sweeps of random
             # problems on sm_90 (python -m tritonconv.compile --random); two stages did not.
             config["num_stages"] = min(config["num_stages"], 2)
-        while config["num_stages"] > 1 and fits_shared_memory(problem, config):
-            config["num_stages"] -= 1
-        return config
+        return shrink_stages(problem, config, partial(fits_shared_memory, device=device))
 
     def heuristic_configs(self, problem: ConvProblem) -> list[Config]:
         base = self.default_config(problem)
@@ -281,8 +275,7 @@ class HopperConv(KernelFamily):
         x = tensors.input
         w = prepare_weight(tensors.weight, "krsc", problem.operand_dtype)  # contiguous [K, R, S, C]
         enable_device_descriptors()
-        info = device_info(x.device) if x.device.type == "cuda" else device_info()
-        num_sms = info.sm_count if info.sm_count > 1 else 132
+        num_sms = sm_count(device_info(x.device) if x.device.type == "cuda" else device_info())
         args = dict(**conv_io_args(problem, tensors), w_ptr=w, C=problem.c, K=problem.k, R=problem.r, S=problem.s,
                     scale_ptr=scale)
         input_tma = config["INPUT_TMA"] and can_read_input_by_tma(x)

@@ -10,6 +10,7 @@ and NHWC (and any other strided view) are read and written directly.
 """
 from __future__ import annotations
 
+from functools import partial
 from typing import Optional, Sequence
 
 import triton
@@ -23,8 +24,12 @@ from .base import (
     Config, ConfigSpace, ConvTensors, KernelCall, KernelFamily, Param, clamp_pow2, conv_io_args, epilogue_constexprs,
     interpreter_dot_reason, pow2_divisor, scaled_operands, scaled_precision_reason,
 )
-from .epilogue import dequantize, dot_with_precision, store_conv_tile
-from .tiling import known_multiple, output_pixels, swizzled_tile
+from .common.epilogue import dequantize, dot_with_precision, pixel_offsets, store_rows
+from .common.limits import (
+    GEMM_TILE_PARAMS, fits_registers, fits_shared_memory, grid_filling_tiles, implicit_gemm_padding, low_register_pressure,
+    shrink_stages, warps_for_tile,
+)
+from .common.tiling import gather_crs, gemm_tile, known_multiple, output_pixels, widened
 
 LOOP_ORDERS = tuple(order.value for order in LoopOrder)
 LOOP_FILTER_OUTER: tl.constexpr = tl.constexpr(LoopOrder.FILTER_OUTER.code)
@@ -50,20 +55,8 @@ def conv2d_implicit_gemm_kernel(
     scale_ptr=None,  # scaled (fp8) operands: x_scale * w_scale, one float32
 ):
     # ---- which output tile: GROUP_M swizzle over (M tiles x Kg tiles) for L2 reuse; axis 1 is the group ----
-    M = N * P * Q
-    num_pid_m = tl.cdiv(M, BLOCK_M)
-    num_pid_n = tl.cdiv(Kg, BLOCK_N)
-    pid_m, pid_n = swizzled_tile(tl.program_id(0), num_pid_m, num_pid_n, GROUP_M)
-    g = tl.program_id(1)
-
-    offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
-    offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
-    if INDEX_64:
-        offs_m = offs_m.to(tl.int64)
-        offs_n = offs_n.to(tl.int64)
-        g = g.to(tl.int64)
-    mask_m = offs_m < M
-    mask_n = offs_n < Kg
+    offs_m, offs_n, mask_m, mask_n = gemm_tile(tl.program_id(0), N * P * Q, Kg, BLOCK_M, BLOCK_N, GROUP_M, INDEX_64)
+    g = widened(tl.program_id(1), INDEX_64)
 
     # ---- output pixel of each row: m = (n * P + p) * Q + q; its input window starts at (ih0, iw0) ----
     n_idx, p_idx, q_idx, ih0, iw0 = output_pixels(offs_m, P, Q, stride_h, stride_w, pad_h, pad_w)
@@ -109,11 +102,8 @@ def conv2d_implicit_gemm_kernel(
         s = 0
         for _ in range(0, R * S * ncb):
             row_ok = (taps & tap_bit) != 0
-            a_step = r * dil_h * sxh + s * dil_w * sxw + c0 * sxc
-            b_step = r * swr + s * sws + c0 * swc
-            if INDEX_64:
-                a_step = (r * dil_h).to(tl.int64) * sxh + (s * dil_w).to(tl.int64) * sxw + c0.to(tl.int64) * sxc
-                b_step = r.to(tl.int64) * swr + s.to(tl.int64) * sws + c0.to(tl.int64) * swc
+            a_step = widened(r * dil_h, INDEX_64) * sxh + widened(s * dil_w, INDEX_64) * sxw + widened(c0, INDEX_64) * sxc
+            b_step = widened(r, INDEX_64) * swr + widened(s, INDEX_64) * sws + widened(c0, INDEX_64) * swc
             a_ptrs = x_ptr + (a_rows + a_step)[:, None] + a_c[None, :]
             b_ptrs = w_ptr + b_cols[None, :] + (b_c + b_step)[:, None]
             if EVEN_C:
@@ -143,29 +133,16 @@ def conv2d_implicit_gemm_kernel(
         RS = R * S
         CRS = Cg * RS
         for k0 in range(0, CRS, BLOCK_K):
-            kk = k0 + tl.arange(0, BLOCK_K)
-            if INDEX_64:
-                kk = kk.to(tl.int64)
-            k_ok = kk < CRS
-            c = kk // RS
-            rs = kk - c * RS
-            r = rs // S
-            s = rs - r * S
-            ih = ih0[:, None] + (r * dil_h)[None, :]
-            iw = iw0[:, None] + (s * dil_w)[None, :]
-            a_ok = mask_m[:, None] & k_ok[None, :] & (ih >= 0) & (ih < H) & (iw >= 0) & (iw < W)
-            a = tl.load(x_rows[:, None] + ih * sxh + iw * sxw + (c * sxc)[None, :], mask=a_ok, other=0.0)
-            b = tl.load(
-                w_cols[None, :] + (c * swc + r * swr + s * sws)[:, None],
-                mask=k_ok[:, None] & mask_n[None, :], other=0.0,
-            )
+            kk = widened(k0 + tl.arange(0, BLOCK_K), INDEX_64)
+            a, b = gather_crs(x_rows, w_cols, kk, CRS, ih0, iw0, mask_m, mask_n, H, W, dil_h, dil_w,
+                              sxc, sxh, sxw, swc, swr, sws, RS, S, 0.0)
             acc = dot_with_precision(a, b, acc, PRECISION)
 
     # ---- epilogue: y = act(acc + bias + residual), stored through the output's strides ----
     acc = dequantize(acc, scale_ptr, PRECISION)
-    store_conv_tile(
-        acc, n_idx, p_idx, q_idx, g * Kg + offs_n, mask_m, mask_n, y_ptr, bias_ptr, res_ptr,
-        syn, syk, syp, syq, srn, srk, srp, srq, HAS_BIAS, HAS_RESIDUAL, ACTIVATION,
+    store_rows(
+        acc, pixel_offsets(n_idx, p_idx, q_idx, syn, syp, syq), pixel_offsets(n_idx, p_idx, q_idx, srn, srp, srq),
+        g * Kg + offs_n, mask_m, mask_n, y_ptr, bias_ptr, res_ptr, syk, srk, HAS_BIAS, HAS_RESIDUAL, ACTIVATION,
     )
 
 
@@ -173,53 +150,6 @@ def conv2d_implicit_gemm_kernel(
 # Config space, constraints and default
 # ------------------------------------------------------------------------------------------------------------
 MAX_GRID_Y = 65535
-
-
-def shared_memory_estimate(problem: ConvProblem, config: Config) -> int:
-    """Bytes of shared memory the pipelined A and B tiles take (Triton keeps num_stages - 1 in flight + 1)."""
-    stages = max(1, config["num_stages"])
-    a_bytes = config["BLOCK_M"] * config["BLOCK_K"] * problem.element_bytes
-    b_bytes = config["BLOCK_K"] * config["BLOCK_N"] * problem.operand_dtype.itemsize
-    return stages * (a_bytes + b_bytes)
-
-
-def fits_shared_memory(problem: ConvProblem, config: Config) -> Optional[str]:
-    limit = device_info().shared_memory_per_block
-    need = shared_memory_estimate(problem, config)
-    return f"needs ~{need} B of shared memory, device allows {limit}" if need > limit else None
-
-
-def fits_registers(problem: ConvProblem, config: Config) -> Optional[str]:
-    """The float32 accumulator alone must leave room in 255 registers per thread."""
-    per_thread = config["BLOCK_M"] * config["BLOCK_N"] // (config["num_warps"] * 32)
-    return f"accumulator needs {per_thread} registers per thread (> 128)" if per_thread > 128 else None
-
-
-def load_elements_per_thread(config: Config) -> int:
-    """Tile elements each thread loads per reduction step; the channel-outer gather costs double (its index math
-    is per element). Above ~72 the compiled kernels spill registers (checked with tritonconv.compile on sm_80/90)."""
-    a_cost = 2 if config["LOOP_ORDER"] == "channel_outer" else 1
-    elements = a_cost * config["BLOCK_M"] * config["BLOCK_K"] + config["BLOCK_K"] * config["BLOCK_N"]
-    return elements // (config["num_warps"] * 32)
-
-
-def low_register_pressure(problem: ConvProblem, config: Config) -> Optional[str]:
-    per_thread = load_elements_per_thread(config)
-    return f"{per_thread} loaded elements per thread per step would spill registers" if per_thread > 72 else None
-
-
-def not_wasteful(problem: ConvProblem, config: Config) -> Optional[str]:
-    """Prunes tiles mostly made of padding: they are correct but never fastest."""
-    if config["BLOCK_N"] > clamp_pow2(problem.gemm_n, 16, 256):
-        return "BLOCK_N larger than the output channels per group need"
-    if config["BLOCK_M"] > clamp_pow2(problem.gemm_m, 16, 256):
-        return "BLOCK_M larger than the output pixels need"
-    reduction = problem.c_per_group if config["LOOP_ORDER"] == "filter_outer" else problem.gemm_k
-    if config["BLOCK_K"] > clamp_pow2(reduction, 16, 128):
-        return "BLOCK_K larger than the reduction step needs"
-    if config["BLOCK_M"] * config["BLOCK_N"] < config["num_warps"] * 256:
-        return "too many warps for the tile"
-    return None
 
 
 class ImplicitGemmConv(KernelFamily):
@@ -239,17 +169,14 @@ class ImplicitGemmConv(KernelFamily):
     def space(self, problem: ConvProblem) -> ConfigSpace:
         return ConfigSpace(
             params=[
-                Param("BLOCK_M", (16, 32, 64, 128, 256)),
-                Param("BLOCK_N", (16, 32, 64, 128, 256)),
-                Param("BLOCK_K", (16, 32, 64, 128)),
-                Param("GROUP_M", (1, 4, 8, 16)),
+                *GEMM_TILE_PARAMS,
                 Param("LOOP_ORDER", LOOP_ORDERS),
                 Param("WEIGHT_LAYOUT", ("krsc", "kcrs")),
                 Param("num_warps", (2, 4, 8)),
                 Param("num_stages", (1, 2, 3, 4, 5)),
             ],
-            constraints=[fits_shared_memory, fits_registers],
-            pruning=[not_wasteful, low_register_pressure],
+            constraints=[partial(fits_shared_memory, device=device_info()), fits_registers],
+            pruning=[implicit_gemm_padding, low_register_pressure],
         )
 
     def default_config(self, problem: ConvProblem) -> Config:
@@ -257,25 +184,11 @@ class ImplicitGemmConv(KernelFamily):
         half = problem.operand_dtype.itemsize == 2
         loop = "filter_outer" if problem.c_per_group >= 16 else "channel_outer"
         reduction = problem.c_per_group if loop == "filter_outer" else problem.gemm_k
-        hopper = device_info().capability >= (9, 0)
-        block_n = clamp_pow2(problem.gemm_n, 16, 128)
-        block_m = clamp_pow2(problem.gemm_m, 64 if hopper else 16, 128)
+        device = device_info()
+        block_m, block_n = grid_filling_tiles(problem, device)
         block_k = clamp_pow2(reduction, 16, 64 if half and loop == "filter_outer" else 32)
         if loop == "filter_outer":  # prefer a channel block that divides the channels: no channel masks (EVEN_C)
             block_k = next((bk for bk in (block_k, block_k // 2, block_k // 4) if bk >= 16 and reduction % bk == 0), block_k)
-        sms = device_info().sm_count if device_info().sm_count > 1 else 132
-
-        def tiles(bm: int, bn: int) -> int:
-            return triton.cdiv(problem.gemm_m, bm) * triton.cdiv(problem.gemm_n, bn) * problem.groups
-
-        # Shrink tiles until there is about one tile per SM; keep BLOCK_M >= 64 as long as possible, and always
-        # on Hopper (its warpgroup MMA needs 64 rows per warpgroup; below that Triton falls back to HMMA).
-        for dim, floor in (("m", 64), ("n", 64), ("m", 64 if hopper else 32), ("n", 32)):
-            while tiles(block_m, block_n) < sms and (block_m if dim == "m" else block_n) > floor:
-                if dim == "m":
-                    block_m //= 2
-                else:
-                    block_n //= 2
         config: Config = {
             "BLOCK_M": block_m,
             "BLOCK_N": block_n,
@@ -283,14 +196,12 @@ class ImplicitGemmConv(KernelFamily):
             "GROUP_M": 8,
             "LOOP_ORDER": loop,
             "WEIGHT_LAYOUT": "krsc" if loop == "filter_outer" else "kcrs",
-            "num_warps": 8 if block_m * block_n >= 128 * 128 else 4,
+            "num_warps": warps_for_tile(block_m, block_n),
             "num_stages": 4 if half else 3,
         }
         while config["BLOCK_K"] > 16 and low_register_pressure(problem, config):
             config["BLOCK_K"] //= 2
-        while config["num_stages"] > 1 and fits_shared_memory(problem, config):
-            config["num_stages"] -= 1
-        return config
+        return shrink_stages(problem, config, partial(fits_shared_memory, device=device))
 
     def heuristic_configs(self, problem: ConvProblem) -> list[Config]:
         base = self.default_config(problem)
