@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 import tritonconv
-from tritonconv.nn import Conv2d
+from tritonconv.nn import Conv2d, output_shape
 from tritonconv.enums import Precision, default_precision
 from tritonconv.reference import rel_error
 
@@ -58,7 +58,8 @@ def _layer_key(module: Conv2d, args: tuple, kwargs: dict) -> tuple:
 
 def _macs(call) -> int:
     _, module, args, _ = call
-    p, q = module._output_hw(*args[0].shape[2:], module.padding)
+    _, _, p, q = output_shape(args[0], module.out_channels, module.kernel_size, module.stride, module.padding,
+                              module.dilation)
     return args[0].shape[0] * p * q * module.weight.numel()
 
 
