@@ -27,7 +27,7 @@ import triton.language as tl
 from .compile import compile_call, cuda_tool, meta_tensors
 from .kernels.base import Config, KernelCall
 from .problem import ConvProblem
-from .runtime import COMPILE_TARGETS, emulated_device
+from .runtime import COMPILE_TARGETS, DeviceInfo
 from .sass import PtxasLog, SassSummary, parse_ptxas_log, parse_sass, summarize
 
 CHOICES = ("dispatch", "families", "space")
@@ -188,21 +188,23 @@ def report_kernel(
     )
 
 
-def configs_to_report(problem: ConvProblem, choice: str, families: Optional[set[str]] = None, limit: int = 0) -> list[tuple[str, Config]]:
-    """(family, config) pairs for `problem` on the current (emulated) device: the dispatcher's default pick,
+def configs_to_report(
+    problem: ConvProblem, choice: str, families: Optional[set[str]] = None, limit: int = 0, device: Optional[DeviceInfo] = None,
+) -> list[tuple[str, Config]]:
+    """(family, config) pairs for `problem` on `device` (a compile target): the dispatcher's default pick,
     every supporting family's default, or every feasible config of each family (at most `limit` each)."""
     from .dispatch import default_family
     from .kernels import families_for
 
     if choice == "dispatch":
-        family = default_family(problem)
-        picked = [(family, family.default_config(problem))]
+        family = default_family(problem, device)
+        picked = [(family, family.default_config(problem, device))]
     elif choice == "families":
-        picked = [(f, f.default_config(problem)) for f in families_for(problem)]
+        picked = [(f, f.default_config(problem, device)) for f in families_for(problem, device)]
     elif choice == "space":
         picked = []
-        for f in families_for(problem):
-            configs = list(f.space(problem).enumerate(problem))
+        for f in families_for(problem, device):
+            configs = list(f.space(problem, device).enumerate(problem))
             picked += [(f, c) for c in (configs[:limit] if limit else configs)]
     else:
         raise ValueError(f"choice must be one of {CHOICES}, not {choice!r}")
@@ -240,15 +242,15 @@ def run_job(job: ReportJob) -> list[ReportRow]:
     from .kernels import get_family
 
     rows = []
-    with emulated_device(COMPILE_TARGETS[job.sm]):
-        for family_name, config in configs_to_report(job.problem, job.choice, job.families, job.limit):
-            try:
-                calls = get_family(family_name).kernel_calls(job.problem, meta_tensors(job.problem), config)
-                for launch, call in enumerate(calls):
-                    report = report_kernel(job.problem, family_name, config, call, job.sm, launch)
-                    rows.append(ReportRow(job.label, job.problem, report))
-            except Exception as exc:  # noqa: BLE001 - a failing compile is a row of the report, not a crash
-                rows.append(ReportRow(job.label, job.problem, error=f"{family_name}: {type(exc).__name__}: {str(exc)[:500]}"))
+    target = COMPILE_TARGETS[job.sm]
+    for family_name, config in configs_to_report(job.problem, job.choice, job.families, job.limit, target):
+        try:
+            calls = get_family(family_name).kernel_calls(job.problem, meta_tensors(job.problem), config, target)
+            for launch, call in enumerate(calls):
+                report = report_kernel(job.problem, family_name, config, call, job.sm, launch)
+                rows.append(ReportRow(job.label, job.problem, report))
+        except Exception as exc:  # noqa: BLE001 - a failing compile is a row of the report, not a crash
+            rows.append(ReportRow(job.label, job.problem, error=f"{family_name}: {type(exc).__name__}: {str(exc)[:500]}"))
     return rows
 
 

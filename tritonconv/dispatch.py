@@ -21,6 +21,7 @@ from .errors import InvalidConfigError, UnsupportedError
 from .kernels import DEFAULT_FAMILY, FAMILIES, ConvTensors, KernelFamily, families_for
 from .kernels.base import Config, Quantization
 from .problem import ConvProblem
+from .runtime import DeviceInfo
 from .weights import contiguous_vector
 
 __all__ = [
@@ -57,13 +58,13 @@ def _memo_key(problem: ConvProblem, config: Optional[dict[str, Any]], device: to
     return (problem, device, backend, None if config is None else tuple(sorted(config.items())), generation)
 
 
-def default_family(problem: ConvProblem) -> KernelFamily:
+def default_family(problem: ConvProblem, target: Optional[DeviceInfo] = None) -> KernelFamily:
     """The supporting family that expects to be fastest on an untuned problem (highest `preference`)."""
-    candidates = families_for(problem)
+    candidates = families_for(problem, target)
     if not candidates:
         reasons = "; ".join(
             f"{f.name}: " + (f"no {problem.precision} kernels" if problem.precision not in f.precisions
-                             else f.supports(problem) or "no batched weight")
+                             else f.supports(problem, target) or "no batched weight")
             for f in FAMILIES.values()
         )
         raise UnsupportedError(f"no kernel family supports {problem.key} ({reasons})")

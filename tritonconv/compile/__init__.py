@@ -23,7 +23,7 @@ import torch
 
 from ..kernels.base import Config, ConvTensors, KernelCall, KernelFamily, Quantization
 from ..problem import ConvProblem
-from ..runtime import COMPILE_TARGETS, emulated_device
+from ..runtime import COMPILE_TARGETS
 
 _TRITON_TYPES = {torch.float32: "fp32", torch.float16: "fp16", torch.bfloat16: "bf16", torch.int32: "i32", torch.int64: "i64"}
 
@@ -227,7 +227,7 @@ def compile_config(
 ) -> list[ResourceUsage]:
     """Compile every launch of `family` for (problem, config) for `capability`; resource usage of each
     (`sass=False`: registers, spills and shared memory only, no disassembly)."""
-    calls = family.kernel_calls(problem, meta_tensors(problem, **tensor_options), config)
+    calls = family.kernel_calls(problem, meta_tensors(problem, **tensor_options), config, COMPILE_TARGETS.get(capability))
     return [resource_usage(compile_call(call, capability), sass=sass) for call in calls]
 
 
@@ -238,8 +238,7 @@ def _compile_record(job: tuple[str, ConvProblem, Config, int]) -> dict[str, Any]
     record: dict[str, Any] = {"problem": problem.key, "label": problem.long_label, "family": family_name, "sm": cc,
                               "config": config}
     try:
-        with emulated_device(COMPILE_TARGETS[cc]):
-            usage = compile_config(get_family(family_name), problem, config, cc)
+        usage = compile_config(get_family(family_name), problem, config, cc)
         record.update(ok=True, usage=[u.__dict__ for u in usage])
     except Exception as exc:  # noqa: BLE001 - every failure is reported, none stops the sweep
         record.update(ok=False, error=f"{type(exc).__name__}: {str(exc)[:2000]}")
@@ -263,16 +262,16 @@ def check_defaults(
     work, seen = [], set()
     for problem in problems:
         for cc in capabilities:
-            with emulated_device(COMPILE_TARGETS[cc]):
-                for family in families_for(problem):
-                    if families and family.name not in families:
-                        continue
-                    config = family.default_config(problem)
-                    calls = family.kernel_calls(problem, meta_tensors(problem), config)
-                    identity = (cc, tuple(cache_hash(call, cc) for call in calls))
-                    if identity not in seen:
-                        seen.add(identity)
-                        work.append((family.name, problem, config, cc))
+            target = COMPILE_TARGETS[cc]
+            for family in families_for(problem, target):
+                if families and family.name not in families:
+                    continue
+                config = family.default_config(problem, target)
+                calls = family.kernel_calls(problem, meta_tensors(problem), config, target)
+                identity = (cc, tuple(cache_hash(call, cc) for call in calls))
+                if identity not in seen:
+                    seen.add(identity)
+                    work.append((family.name, problem, config, cc))
     def followed(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
         done = []
         for record in records:

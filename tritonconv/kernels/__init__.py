@@ -6,8 +6,11 @@ plus one line in that list.
 """
 from __future__ import annotations
 
+from typing import Optional
+
 from ..errors import InvalidConfigError
 from ..problem import ConvProblem
+from ..runtime import DeviceInfo
 from .base import Config, ConfigSpace, ConvTensors, KernelCall, KernelFamily, Param
 from .depthwise import DepthwiseConv
 from .gemm import GemmConv
@@ -32,13 +35,13 @@ def get_family(name: str) -> KernelFamily:
         raise InvalidConfigError(f"unknown kernel family {name!r}; known: {sorted(FAMILIES)}") from None
 
 
-def families_for(problem: ConvProblem) -> list[KernelFamily]:
-    """Every registered family that computes `problem` correctly (its dtype and precision among the family's
-    `dtypes` and `precisions`, a batched
-    weight only where a family says `handles_batched_weight`)."""
+def families_for(problem: ConvProblem, device: Optional[DeviceInfo] = None) -> list[KernelFamily]:
+    """Every registered family that computes `problem` correctly on `device` (None: the device this process runs
+    kernels on): its dtype among the family's `dtypes`, its precision among its `precisions`, a batched weight only
+    where a family says `handles_batched_weight`."""
     return [
         f for f in FAMILIES.values()
-        if problem.dtype in f.dtypes and problem.precision in f.precisions and f.supports(problem) is None
+        if problem.dtype in f.dtypes and problem.precision in f.precisions and f.supports(problem, device) is None
         and (not problem.batched_weight or getattr(f, "handles_batched_weight", False))
     ]
 

@@ -23,7 +23,7 @@ import torch
 from ..enums import Precision
 from ..errors import InvalidConfigError
 from ..problem import INT32_MAX, ConvProblem
-from ..runtime import INTERPRET
+from ..runtime import INTERPRET, DeviceInfo, device_info
 
 Config = dict[str, Any]
 
@@ -162,8 +162,22 @@ class KernelCall:
         return self.fn[self.grid](**self.args, **self.constexprs, num_warps=self.num_warps, num_stages=self.num_stages)
 
 
+def target_device(device: Optional[DeviceInfo]) -> DeviceInfo:
+    """The device a family decides for: `device`, else the one this process runs kernels on (`device_info()`:
+    the current GPU, or the Triton interpreter)."""
+    return device if device is not None else device_info()
+
+
 class KernelFamily:
-    """Base class of a kernel family. Subclasses set `name` and `source_module` and implement the methods."""
+    """Base class of a kernel family. Subclasses set `name` (the family's module is named like it) and implement
+    the methods.
+
+    The target device is an input, never looked up behind the caller's back: every method whose answer depends
+    on the GPU (`supports`, `space`, `default_config`, `heuristic_configs`, `kernel_calls` and the shared ones
+    built on them) takes `device`, a `runtime.DeviceInfo` record (compute capability, SM count, shared memory per
+    block), so the same call answers for the GPU it runs on, a compile target (`runtime.COMPILE_TARGETS`) or the
+    interpreter alike. `device=None` means the device this process runs kernels on (`target_device`).
+    """
 
     name: str = ""
     description: str = ""
@@ -174,31 +188,38 @@ class KernelFamily:
     precisions: tuple[str, ...] = tuple(p.value for p in Precision if not p.scaled)
 
     # ---- what the family computes ----------------------------------------------------------------------
-    def supports(self, problem: ConvProblem) -> Optional[str]:
-        """None if this family computes `problem` correctly, else a short reason why not."""
+    def supports(self, problem: ConvProblem, device: Optional[DeviceInfo] = None) -> Optional[str]:
+        """None if this family computes `problem` correctly on `device`, else a short reason why not."""
         raise NotImplementedError
 
-    def space(self, problem: ConvProblem) -> ConfigSpace:
+    def space(self, problem: ConvProblem, device: Optional[DeviceInfo] = None) -> ConfigSpace:
+        """The tunable parameters and constraints for `problem` on `device` (shared memory, MMA kinds, TMA)."""
         raise NotImplementedError
 
-    def default_config(self, problem: ConvProblem) -> Config:
+    def default_config(self, problem: ConvProblem, device: Optional[DeviceInfo] = None) -> Config:
+        """The heuristic config for `problem` on `device` (tiles sized to fill its SMs); feasible in `space`."""
         raise NotImplementedError
 
     def preference(self, problem: ConvProblem) -> int:
         """How strongly this family expects to win an untuned problem (the default dispatch picks the highest)."""
         return 0
 
-    def heuristic_configs(self, problem: ConvProblem) -> list[Config]:
+    def heuristic_configs(self, problem: ConvProblem, device: Optional[DeviceInfo] = None) -> list[Config]:
         """A few good configs beside the default, to seed the search. Defaults to just the default."""
-        return [self.default_config(problem)]
+        return [self.default_config(problem, device)]
 
-    def kernel_calls(self, problem: ConvProblem, tensors: ConvTensors, config: Config) -> Sequence[KernelCall]:
+    def kernel_calls(
+        self, problem: ConvProblem, tensors: ConvTensors, config: Config, device: Optional[DeviceInfo] = None,
+    ) -> Sequence[KernelCall]:
+        """The launches computing (problem, config) on `device` (grids of persistent kernels follow its SMs)."""
         raise NotImplementedError
 
     # ---- shared behaviour ------------------------------------------------------------------------------
-    def complete_config(self, problem: ConvProblem, config: Optional[Config]) -> Config:
+    def complete_config(
+        self, problem: ConvProblem, config: Optional[Config], device: Optional[DeviceInfo] = None,
+    ) -> Config:
         """`config` with missing parameters taken from the default; rejects unknown names and bad values."""
-        full = self.default_config(problem)
+        full = self.default_config(problem, device)
         if config:
             unknown = set(config) - set(full) - {"family"}
             if unknown:
@@ -206,20 +227,22 @@ class KernelFamily:
                     f"family {self.name!r} has no parameter(s) {sorted(unknown)}; it has {sorted(full)}"
                 )
             full.update({k: v for k, v in config.items() if k != "family"})
-        reason = self.space(problem).violation(problem, full, pruning=False)
+        reason = self.space(problem, device).violation(problem, full, pruning=False)
         if reason:
             raise InvalidConfigError(f"config {full} is invalid for family {self.name!r}: {reason}")
         return full
 
-    def launch(self, problem: ConvProblem, tensors: ConvTensors, config: Config) -> list[Any]:
+    def launch(
+        self, problem: ConvProblem, tensors: ConvTensors, config: Config, device: Optional[DeviceInfo] = None,
+    ) -> list[Any]:
         """Launch every kernel of (problem, config); returns Triton's compiled kernels (None in the interpreter)."""
-        return [call.launch() for call in self.kernel_calls(problem, tensors, config)]
+        return [call.launch() for call in self.kernel_calls(problem, tensors, config, device)]
 
-    def lighter_configs(self, problem: ConvProblem, config: Config) -> list[Config]:
+    def lighter_configs(self, problem: ConvProblem, config: Config, device: Optional[DeviceInfo] = None) -> list[Config]:
         """Progressively lighter variants of `config` for a device where it spills registers: one pipeline
         stage fewer at a time down to 2, then BLOCK_K, BLOCK_N and BLOCK_M halved in turn (cumulatively). Only
         variants the space accepts are kept."""
-        space = self.space(problem)
+        space = self.space(problem, device)
         steps: list[tuple[str, int]] = []
         stages = config.get("num_stages", 0)
         steps += [("num_stages", n) for n in range(stages - 1, 1, -1)]

@@ -21,11 +21,12 @@ import triton
 import triton.language as tl
 
 from ..problem import ConvProblem
-from ..runtime import device_info
+from ..runtime import DeviceInfo
 from ..weights import prepare_weight
 from .base import (
     Config, ConfigSpace, ConvTensors, KernelCall, KernelFamily, Param, clamp_pow2, conv_io_args, epilogue_constexprs,
     next_power_of_2,
+    target_device,
 )
 from .common.epilogue import as_operand, store_output
 from .common.limits import oversized_block, per_thread, registers_reason, sm_count
@@ -164,7 +165,7 @@ class DepthwiseConv(KernelFamily):
     name = "depthwise"
     description = "direct depthwise / channel-multiplier conv2d (groups == C): any filter, stride, dilation, padding"
 
-    def supports(self, problem: ConvProblem) -> Optional[str]:
+    def supports(self, problem: ConvProblem, device: Optional[DeviceInfo] = None) -> Optional[str]:
         if not problem.is_depthwise:
             return f"not depthwise: groups={problem.groups} but C={problem.c} (needs groups == C > 1)"
         if getattr(problem, "batched_weight", False):
@@ -178,7 +179,7 @@ class DepthwiseConv(KernelFamily):
         # Memory-bound: a direct kernel moves each byte once, the implicit GEMM pads Cg=1 up to a 16-wide MMA.
         return 2 if problem.is_depthwise else 0
 
-    def space(self, problem: ConvProblem) -> ConfigSpace:
+    def space(self, problem: ConvProblem, device: Optional[DeviceInfo] = None) -> ConfigSpace:
         return ConfigSpace(
             params=[
                 Param("BLOCK_P", (1, 2, 4, 8, 16)),
@@ -191,7 +192,7 @@ class DepthwiseConv(KernelFamily):
             pruning=[not_wasteful],
         )
 
-    def default_config(self, problem: ConvProblem) -> Config:
+    def default_config(self, problem: ConvProblem, device: Optional[DeviceInfo] = None) -> Config:
         """NHWC: 128 bytes of channels x a 4x8 pixel patch. NCHW: 32 columns x 8 rows x a few channels.
 
         Then shrink the pixel tile until the grid has a few waves of programs, and size warps to the tile.
@@ -204,7 +205,7 @@ class DepthwiseConv(KernelFamily):
             block_c = clamp_pow2(problem.k, 1, 4)
             block_p, block_q = clamp_pow2(problem.p, 1, 8), clamp_pow2(problem.q, 1, 32)
         config: Config = {"BLOCK_P": block_p, "BLOCK_Q": block_q, "BLOCK_C": block_c}
-        sms = sm_count(device_info())
+        sms = sm_count(target_device(device))
         # A few waves of programs, keeping at least 4 pixels and 128 elements (a warp, 4 elements per thread).
         while (
             num_programs(problem, config) < 4 * sms
@@ -223,8 +224,8 @@ class DepthwiseConv(KernelFamily):
         config.update(num_warps=warps, num_stages=1)  # tiles are powers of two, so warps is one too
         return config
 
-    def heuristic_configs(self, problem: ConvProblem) -> list[Config]:
-        base = self.default_config(problem)
+    def heuristic_configs(self, problem: ConvProblem, device: Optional[DeviceInfo] = None) -> list[Config]:
+        base = self.default_config(problem, device)
         vec = vector_width(problem)
         variants = [
             base,
@@ -236,9 +237,11 @@ class DepthwiseConv(KernelFamily):
             if problem.layout == "nhwc"
             else {**base, "BLOCK_P": 4, "BLOCK_Q": 8, "BLOCK_C": 8 * vec},
         ]
-        return self.space(problem).feasible(problem, variants, pruning=True) or [base]
+        return self.space(problem, device).feasible(problem, variants, pruning=True) or [base]
 
-    def kernel_calls(self, problem: ConvProblem, tensors: ConvTensors, config: Config) -> Sequence[KernelCall]:
+    def kernel_calls(
+        self, problem: ConvProblem, tensors: ConvTensors, config: Config, device: Optional[DeviceInfo] = None,
+    ) -> Sequence[KernelCall]:
         w = prepare_weight(tensors.weight, "rsck", problem.operand_dtype)
         args = dict(
             **conv_io_args(problem, tensors), w_ptr=w, K=problem.k, MULTIPLIER=problem.k_per_group,

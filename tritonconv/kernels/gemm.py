@@ -26,10 +26,10 @@ import triton
 import triton.language as tl
 
 from ..problem import INT32_MAX, ConvProblem
-from ..runtime import DeviceInfo, device_info
+from ..runtime import DeviceInfo
 from .base import (
     Config, ConfigSpace, ConvTensors, KernelCall, KernelFamily, Param, clamp_pow2, interpreter_dot_reason, needs_int64,
-    pow2_divisor, scaled_operands, scaled_precision_reason,
+    pow2_divisor, scaled_operands, scaled_precision_reason, target_device,
 )
 from ..enums import Activation, Precision
 from .common.epilogue import dequantize, dot_with_precision, store_rows
@@ -245,13 +245,13 @@ class GemmConv(KernelFamily):
     description = "GEMM for 1x1 convs and matmul: GROUP_M swizzle, split-K, TMA persistent variant on sm_90+"
     handles_batched_weight = True
 
-    def supports(self, problem: ConvProblem) -> Optional[str]:
+    def supports(self, problem: ConvProblem, device: Optional[DeviceInfo] = None) -> Optional[str]:
         if (problem.r, problem.s) != (1, 1):
             return "GEMM family only runs 1x1 filters"
         if interpreter_dot_reason(problem):
             return interpreter_dot_reason(problem)
-        if scaled_precision_reason(problem, device_info().capability):
-            return scaled_precision_reason(problem, device_info().capability)
+        if scaled_precision_reason(problem, target_device(device).capability):
+            return scaled_precision_reason(problem, target_device(device).capability)
         if problem.groups != 1:
             return "GEMM family needs groups=1"
         if (problem.pad_h, problem.pad_w) != (0, 0):
@@ -267,14 +267,14 @@ class GemmConv(KernelFamily):
         # dedicated GEMM kernel is the natural untuned pick; the search decides per shape.
         return 1
 
-    def space(self, problem: ConvProblem) -> ConfigSpace:
-        return gemm_space(problem, device_info())
+    def space(self, problem: ConvProblem, device: Optional[DeviceInfo] = None) -> ConfigSpace:
+        return gemm_space(problem, target_device(device))
 
-    def default_config(self, problem: ConvProblem) -> Config:
-        return gemm_default_config(problem, device_info())
+    def default_config(self, problem: ConvProblem, device: Optional[DeviceInfo] = None) -> Config:
+        return gemm_default_config(problem, target_device(device))
 
-    def heuristic_configs(self, problem: ConvProblem) -> list[Config]:
-        base = self.default_config(problem)
+    def heuristic_configs(self, problem: ConvProblem, device: Optional[DeviceInfo] = None) -> list[Config]:
+        base = self.default_config(problem, device)
         variants = [
             base,
             {**base, "BLOCK_M": max(16, base["BLOCK_M"] // 2), "num_warps": 4},
@@ -283,9 +283,11 @@ class GemmConv(KernelFamily):
             {**base, "VARIANT": "tiled", "WARP_SPECIALIZE": False},
             {**base, "WARP_SPECIALIZE": True},
         ]
-        return self.space(problem).feasible(problem, variants)
+        return self.space(problem, device).feasible(problem, variants)
 
-    def kernel_calls(self, problem: ConvProblem, tensors: ConvTensors, config: Config) -> Sequence[KernelCall]:
+    def kernel_calls(
+        self, problem: ConvProblem, tensors: ConvTensors, config: Config, device: Optional[DeviceInfo] = None,
+    ) -> Sequence[KernelCall]:
         tensors, scale = scaled_operands(problem, tensors)
         x, w, y, res = tensors.input, tensors.weight, tensors.output, tensors.residual
         weight_batched = problem.batched_weight and w.dim() == 5
@@ -303,7 +305,7 @@ class GemmConv(KernelFamily):
             ACTIVATION=Activation(tensors.activation).code, INDEX_64=index_64,
         )
         if config["VARIANT"] == "tma_persistent" and plan.flat:
-            call = self._tma_call(problem, tensors, config, operands, (sb_k, sb_n), epilogue, scale)
+            call = self._tma_call(problem, tensors, config, operands, (sb_k, sb_n), epilogue, target_device(device), scale)
             if call is not None:
                 return [call]
 
@@ -347,7 +349,7 @@ class GemmConv(KernelFamily):
 
     def _tma_call(
         self, problem: ConvProblem, tensors: ConvTensors, config: Config, operands: list[RowStrides],
-        b_strides: tuple[int, int], epilogue: dict, scale: Optional[torch.Tensor] = None,
+        b_strides: tuple[int, int], epilogue: dict, device: DeviceInfo, scale: Optional[torch.Tensor] = None,
     ) -> Optional[KernelCall]:
         """The persistent TMA launch, or None when these tensors cannot be read by descriptors (then the tiled
         kernel runs instead): A must be row-major, B must have a unit stride, and base pointers and leading
@@ -366,7 +368,7 @@ class GemmConv(KernelFamily):
             return None
         enable_device_descriptors()
         m, n = problem.gemm_m, problem.gemm_n
-        num_sms = sm_count(device_info())
+        num_sms = sm_count(device)
         tiles = triton.cdiv(m, config["BLOCK_M"]) * triton.cdiv(n, config["BLOCK_N"])
         sc_m = _flat_stride(operands[1], problem)  # the plan is flat: every operand has one row stride
         sr_m = _flat_stride(operands[2], problem) if res is not None else 0

@@ -26,11 +26,11 @@ import triton.language as tl
 
 from ..enums import Precision
 from ..problem import ConvProblem
-from ..runtime import device_info
+from ..runtime import DeviceInfo, device_info
 from ..weights import prepare_weight
 from .base import (
     Config, ConfigSpace, ConvTensors, KernelCall, KernelFamily, Param, clamp_pow2, conv_io_args, epilogue_constexprs,
-    scaled_operands, scaled_precision_reason,
+    scaled_operands, scaled_precision_reason, target_device,
 )
 from .common.epilogue import dequantize, dot_with_precision, store_rows
 from .common.limits import (
@@ -206,8 +206,8 @@ class HopperConv(KernelFamily):
     precisions = Precision.names()  # fp8 included: kernel_calls quantize the operands (scaled_operands)
     description = "implicit-GEMM conv2d for sm_90+: TMA weight (and stride-1 input) tiles, persistent grid, warpgroup MMA"
 
-    def supports(self, problem: ConvProblem) -> Optional[str]:
-        return supports_on(problem, device_info().capability)
+    def supports(self, problem: ConvProblem, device: Optional[DeviceInfo] = None) -> Optional[str]:
+        return supports_on(problem, target_device(device).capability)
 
     def preference(self, problem: ConvProblem) -> int:
         # Not the untuned default (implicit_gemm is): compiled for sm_90 (`compile --report`), its multi-row TMA
@@ -215,7 +215,7 @@ class HopperConv(KernelFamily):
         # waits for each wgmma (wait depth 0). The search still offers it on every problem it supports.
         return 0
 
-    def space(self, problem: ConvProblem) -> ConfigSpace:
+    def space(self, problem: ConvProblem, device: Optional[DeviceInfo] = None) -> ConfigSpace:
         return ConfigSpace(
             params=[
                 Param("BLOCK_M", (64, 128, 256)),
@@ -224,17 +224,17 @@ class HopperConv(KernelFamily):
                 Param("GROUP_M", (1, 4, 8, 16)),
                 Param("INPUT_TMA", (False, True)),
                 Param("BLOCK_W", (8, 16, 32, 64, 128)),
-                Param("WARP_SPECIALIZE", (False, True) if warp_specializes(device_info().capability) else (False,)),
+                Param("WARP_SPECIALIZE", (False, True) if warp_specializes(target_device(device).capability) else (False,)),
                 Param("num_warps", (4, 8)),
                 Param("num_stages", (1, 2, 3, 4, 5)),
             ],
-            constraints=[input_tma_constraint, partial(fits_shared_memory, device=device_info()), fits_registers],
+            constraints=[input_tma_constraint, partial(fits_shared_memory, device=target_device(device)), fits_registers],
             pruning=[not_wasteful, gather_register_pressure],
         )
 
-    def default_config(self, problem: ConvProblem) -> Config:
+    def default_config(self, problem: ConvProblem, device: Optional[DeviceInfo] = None) -> Config:
         """The implicit GEMM's grid-filling tiles, with at least 64 rows (HGMMA) and BLOCK_K sized to C."""
-        device = device_info()
+        device = target_device(device)
         block_m, block_n = grid_filling_tiles(problem, device)
         half = problem.operand_dtype.itemsize == 2
         config: Config = {
@@ -257,8 +257,8 @@ class HopperConv(KernelFamily):
             config["num_stages"] = min(config["num_stages"], 2)
         return shrink_stages(problem, config, partial(fits_shared_memory, device=device))
 
-    def heuristic_configs(self, problem: ConvProblem) -> list[Config]:
-        base = self.default_config(problem)
+    def heuristic_configs(self, problem: ConvProblem, device: Optional[DeviceInfo] = None) -> list[Config]:
+        base = self.default_config(problem, device)
         variants = [
             base,
             {**base, "WARP_SPECIALIZE": True},
@@ -268,14 +268,16 @@ class HopperConv(KernelFamily):
             *({**base, "INPUT_TMA": True, "BLOCK_W": w} for w in (8, 16, 32) if not input_tma_reason(problem)),
             *({**base, "INPUT_TMA": True, "BLOCK_M": w, "BLOCK_W": w} for w in (64, 128) if not input_tma_reason(problem)),
         ]
-        return self.space(problem).feasible(problem, variants)
+        return self.space(problem, device).feasible(problem, variants)
 
-    def kernel_calls(self, problem: ConvProblem, tensors: ConvTensors, config: Config) -> Sequence[KernelCall]:
+    def kernel_calls(
+        self, problem: ConvProblem, tensors: ConvTensors, config: Config, device: Optional[DeviceInfo] = None,
+    ) -> Sequence[KernelCall]:
         tensors, scale = scaled_operands(problem, tensors)
         x = tensors.input
         w = prepare_weight(tensors.weight, "krsc", problem.operand_dtype)  # contiguous [K, R, S, C]
         enable_device_descriptors()
-        num_sms = sm_count(device_info(x.device) if x.device.type == "cuda" else device_info())
+        num_sms = sm_count(device if device is not None else device_info(x.device) if x.device.type == "cuda" else device_info())
         args = dict(**conv_io_args(problem, tensors), w_ptr=w, C=problem.c, K=problem.k, R=problem.r, S=problem.s,
                     scale_ptr=scale)
         input_tma = config["INPUT_TMA"] and can_read_input_by_tma(x)

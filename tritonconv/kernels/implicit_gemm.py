@@ -17,12 +17,12 @@ import triton
 import triton.language as tl
 
 from ..problem import ConvProblem
-from ..runtime import device_info
+from ..runtime import DeviceInfo
 from ..enums import LoopOrder, Precision
 from ..weights import prepare_weight
 from .base import (
     Config, ConfigSpace, ConvTensors, KernelCall, KernelFamily, Param, clamp_pow2, conv_io_args, epilogue_constexprs,
-    interpreter_dot_reason, pow2_divisor, scaled_operands, scaled_precision_reason,
+    interpreter_dot_reason, pow2_divisor, scaled_operands, scaled_precision_reason, target_device,
 )
 from .common.epilogue import dequantize, dot_with_precision, pixel_offsets, store_rows
 from .common.limits import (
@@ -157,16 +157,16 @@ class ImplicitGemmConv(KernelFamily):
     precisions = Precision.names()  # fp8 included: kernel_calls quantize the operands (scaled_operands)
     description = "implicit-GEMM conv2d: any groups/stride/padding/dilation/filter, NCHW or NHWC"
 
-    def supports(self, problem: ConvProblem) -> Optional[str]:
+    def supports(self, problem: ConvProblem, device: Optional[DeviceInfo] = None) -> Optional[str]:
         if interpreter_dot_reason(problem):
             return interpreter_dot_reason(problem)
-        if scaled_precision_reason(problem, device_info().capability):
-            return scaled_precision_reason(problem, device_info().capability)
+        if scaled_precision_reason(problem, target_device(device).capability):
+            return scaled_precision_reason(problem, target_device(device).capability)
         if problem.groups > MAX_GRID_Y:
             return f"groups={problem.groups} exceeds the launch grid's limit of {MAX_GRID_Y}"
         return None
 
-    def space(self, problem: ConvProblem) -> ConfigSpace:
+    def space(self, problem: ConvProblem, device: Optional[DeviceInfo] = None) -> ConfigSpace:
         return ConfigSpace(
             params=[
                 *GEMM_TILE_PARAMS,
@@ -175,16 +175,16 @@ class ImplicitGemmConv(KernelFamily):
                 Param("num_warps", (2, 4, 8)),
                 Param("num_stages", (1, 2, 3, 4, 5)),
             ],
-            constraints=[partial(fits_shared_memory, device=device_info()), fits_registers],
+            constraints=[partial(fits_shared_memory, device=target_device(device)), fits_registers],
             pruning=[implicit_gemm_padding, low_register_pressure],
         )
 
-    def default_config(self, problem: ConvProblem) -> Config:
+    def default_config(self, problem: ConvProblem, device: Optional[DeviceInfo] = None) -> Config:
         """Heuristic: tiles sized to the GEMM, shrunk until the grid fills the GPU, stages that fit."""
         half = problem.operand_dtype.itemsize == 2
         loop = "filter_outer" if problem.c_per_group >= 16 else "channel_outer"
         reduction = problem.c_per_group if loop == "filter_outer" else problem.gemm_k
-        device = device_info()
+        device = target_device(device)
         block_m, block_n = grid_filling_tiles(problem, device)
         block_k = clamp_pow2(reduction, 16, 64 if half and loop == "filter_outer" else 32)
         if loop == "filter_outer":  # prefer a channel block that divides the channels: no channel masks (EVEN_C)
@@ -203,16 +203,18 @@ class ImplicitGemmConv(KernelFamily):
             config["BLOCK_K"] //= 2
         return shrink_stages(problem, config, partial(fits_shared_memory, device=device))
 
-    def heuristic_configs(self, problem: ConvProblem) -> list[Config]:
-        base = self.default_config(problem)
+    def heuristic_configs(self, problem: ConvProblem, device: Optional[DeviceInfo] = None) -> list[Config]:
+        base = self.default_config(problem, device)
         variants = [base]
         other_loop = "channel_outer" if base["LOOP_ORDER"] == "filter_outer" else "filter_outer"
         variants.append({**base, "LOOP_ORDER": other_loop, "WEIGHT_LAYOUT": "kcrs" if other_loop == "channel_outer" else "krsc"})
         variants.append({**base, "BLOCK_M": max(16, base["BLOCK_M"] // 2), "num_warps": 4})
         variants.append({**base, "BLOCK_N": max(16, base["BLOCK_N"] // 2), "num_warps": 4})
-        return self.space(problem).feasible(problem, variants)
+        return self.space(problem, device).feasible(problem, variants)
 
-    def kernel_calls(self, problem: ConvProblem, tensors: ConvTensors, config: Config) -> Sequence[KernelCall]:
+    def kernel_calls(
+        self, problem: ConvProblem, tensors: ConvTensors, config: Config, device: Optional[DeviceInfo] = None,
+    ) -> Sequence[KernelCall]:
         tensors, scale = scaled_operands(problem, tensors)
         w = prepare_weight(tensors.weight, config["WEIGHT_LAYOUT"], problem.operand_dtype)
         x = tensors.input

@@ -19,10 +19,11 @@ import triton.language as tl
 
 from ..enums import LoopOrder
 from ..problem import ConvProblem
-from ..runtime import DeviceInfo, device_info
+from ..runtime import DeviceInfo
 from ..weights import prepare_weight
 from .base import (
     Config, ConfigSpace, ConvTensors, KernelCall, KernelFamily, Param, clamp_pow2, conv_io_args, epilogue_constexprs,
+    target_device,
 )
 from .common.epilogue import apply_activation
 from .common.limits import (
@@ -134,7 +135,7 @@ class Int8ImplicitGemmConv(KernelFamily):
     description = "int8 implicit-GEMM conv2d, int32 accumulation, fused dequantise/requantise epilogue"
     dtypes = ("int8",)
 
-    def supports(self, problem: ConvProblem) -> Optional[str]:
+    def supports(self, problem: ConvProblem, device: Optional[DeviceInfo] = None) -> Optional[str]:
         if problem.dtype != "int8" or problem.precision != "int8":
             return f"computes int8 inputs in precision int8, not {problem.dtype} in {problem.precision}"
         if problem.batched_weight:
@@ -143,7 +144,7 @@ class Int8ImplicitGemmConv(KernelFamily):
             return f"groups={problem.groups} exceeds the launch grid's limit of {MAX_GRID_Y}"
         return None
 
-    def space(self, problem: ConvProblem) -> ConfigSpace:
+    def space(self, problem: ConvProblem, device: Optional[DeviceInfo] = None) -> ConfigSpace:
         # int8 MMAs reduce 32 elements per instruction (m16n8k32 on sm_80, k32 wgmma on sm_90): BLOCK_K >= 32.
         return ConfigSpace(
             params=[
@@ -155,16 +156,16 @@ class Int8ImplicitGemmConv(KernelFamily):
                 Param("num_warps", (2, 4, 8)),
                 Param("num_stages", (1, 2, 3, 4, 5)),
             ],
-            constraints=[partial(fits_shared_memory, device=device_info()), fits_registers],
+            constraints=[partial(fits_shared_memory, device=target_device(device)), fits_registers],
             pruning=[not_wasteful, low_register_pressure],
         )
 
-    def default_config(self, problem: ConvProblem) -> Config:
+    def default_config(self, problem: ConvProblem, device: Optional[DeviceInfo] = None) -> Config:
         """Tiles sized to the GEMM, shrunk until the grid fills the GPU (BLOCK_M >= 64 on Hopper, where the
         warpgroup MMA needs 64 rows), a channel block that divides the channels when one does."""
         loop = "filter_outer" if problem.c_per_group >= 32 else "channel_outer"
         reduction = problem.c_per_group if loop == "filter_outer" else problem.gemm_k
-        device = device_info()
+        device = target_device(device)
         block_m, block_n = grid_filling_tiles(problem, device, (("m", 64), ("n", 32)))
         block_k = clamp_pow2(reduction, 32, 64)
         if loop == "filter_outer" and reduction % block_k:
@@ -177,8 +178,8 @@ class Int8ImplicitGemmConv(KernelFamily):
             config["BLOCK_K"] //= 2
         return shrink_stages(problem, config, partial(fits_shared_memory, device=device))
 
-    def heuristic_configs(self, problem: ConvProblem) -> list[Config]:
-        base = self.default_config(problem)
+    def heuristic_configs(self, problem: ConvProblem, device: Optional[DeviceInfo] = None) -> list[Config]:
+        base = self.default_config(problem, device)
         other_loop = "channel_outer" if base["LOOP_ORDER"] == "filter_outer" else "filter_outer"
         variants = [
             base,
@@ -186,9 +187,11 @@ class Int8ImplicitGemmConv(KernelFamily):
             {**base, "BLOCK_M": max(16, base["BLOCK_M"] // 2), "num_warps": 4},
             {**base, "BLOCK_K": 128 if base["BLOCK_K"] < 128 else 64},
         ]
-        return self.space(problem).feasible(problem, variants)
+        return self.space(problem, device).feasible(problem, variants)
 
-    def kernel_calls(self, problem: ConvProblem, tensors: ConvTensors, config: Config) -> Sequence[KernelCall]:
+    def kernel_calls(
+        self, problem: ConvProblem, tensors: ConvTensors, config: Config, device: Optional[DeviceInfo] = None,
+    ) -> Sequence[KernelCall]:
         w = prepare_weight(tensors.weight, WEIGHT_LAYOUT[config["LOOP_ORDER"]])
         quant = tensors.quant
         grid = (

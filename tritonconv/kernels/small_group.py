@@ -16,18 +16,20 @@ in one of two modes (the `MODE` tunable, so the search decides):
 """
 from __future__ import annotations
 
+from functools import partial
 from typing import Optional, Sequence
 
 import triton
 import triton.language as tl
 
 from ..problem import ConvProblem
-from ..runtime import device_info
+from ..runtime import DeviceInfo
 from ..enums import SmallGroupMode
 from ..weights import prepare_weight
 from .base import (
     Config, ConfigSpace, ConvTensors, KernelCall, KernelFamily, Param, clamp_pow2, conv_io_args, epilogue_constexprs,
     interpreter_dot_reason,
+    target_device,
 )
 from .common.epilogue import as_operand, dot_with_precision, pixel_offsets, store_rows
 from .common.limits import (
@@ -149,12 +151,12 @@ def fits_registers(problem: ConvProblem, config: Config) -> Optional[str]:
     return registers_reason(accumulator_per_thread(config), 128 if config["MODE"] == "block_diag" else 64)
 
 
-def fits_shared_memory(problem: ConvProblem, config: Config) -> Optional[str]:
+def fits_shared_memory(problem: ConvProblem, config: Config, device: DeviceInfo) -> Optional[str]:
     if config["MODE"] != "block_diag":
         return None
     stages = max(1, config["num_stages"])
     tile_bytes = (config["BLOCK_M"] + config["BLOCK_N"]) * config["BLOCK_K"] * problem.operand_dtype.itemsize
-    return shared_memory_reason(stages * tile_bytes, device_info())
+    return shared_memory_reason(stages * tile_bytes, device)
 
 
 def fits_grid(problem: ConvProblem, config: Config) -> Optional[str]:
@@ -190,7 +192,7 @@ class SmallGroupConv(KernelFamily):
     name = "small_group"
     description = "grouped conv2d with few channels per group: block-diagonal packed MMA or direct FMA"
 
-    def supports(self, problem: ConvProblem) -> Optional[str]:
+    def supports(self, problem: ConvProblem, device: Optional[DeviceInfo] = None) -> Optional[str]:
         if problem.groups < 2:
             return "not a grouped conv (groups=1): the implicit GEMM covers it"
         if getattr(problem, "batched_weight", False):
@@ -203,7 +205,7 @@ class SmallGroupConv(KernelFamily):
         thin = problem.c_per_group < 16 or problem.k_per_group < 16
         return 1 if problem.groups > 1 and thin and not problem.is_depthwise else 0
 
-    def space(self, problem: ConvProblem) -> ConfigSpace:
+    def space(self, problem: ConvProblem, device: Optional[DeviceInfo] = None) -> ConfigSpace:
         return ConfigSpace(
             params=[
                 Param("MODE", MODES),
@@ -213,11 +215,11 @@ class SmallGroupConv(KernelFamily):
                 Param("num_warps", (1, 2, 4, 8)),
                 Param("num_stages", (1, 2, 3, 4)),
             ],
-            constraints=[fits_tensor_cores, fits_registers, fits_shared_memory, fits_grid],
+            constraints=[fits_tensor_cores, fits_registers, partial(fits_shared_memory, device=target_device(device)), fits_grid],
             pruning=[not_wasteful],
         )
 
-    def default_config(self, problem: ConvProblem) -> Config:
+    def default_config(self, problem: ConvProblem, device: Optional[DeviceInfo] = None) -> Config:
         """block_diag packs enough groups to fill a 16-deep MMA step; direct FMA only for channel-multiplier-like
         groups (Cg <= 2 and Kg <= 4), where packing would mostly multiply zeros and the gather is cheap, and wherever
         tl.dot cannot be trusted (bf16 in the Triton interpreter)."""
@@ -231,7 +233,8 @@ class SmallGroupConv(KernelFamily):
             block_k = clamp_pow2(channels_spanned(problem, block_n), 16, 32)  # 64 spills: see not_wasteful
             stages = 3
         block_m = clamp_pow2(problem.gemm_m, 16, 128)
-        sms = sm_count(device_info())
+        device = target_device(device)
+        sms = sm_count(device)
         config: Config = {
             "MODE": "direct" if direct else "block_diag", "BLOCK_M": block_m, "BLOCK_N": block_n,
             "BLOCK_K": block_k, "num_warps": 4, "num_stages": stages,
@@ -240,10 +243,10 @@ class SmallGroupConv(KernelFamily):
             config["BLOCK_M"] //= 2
         while config["num_warps"] > 2 and config["BLOCK_M"] * config["BLOCK_N"] < config["num_warps"] * 256:
             config["num_warps"] //= 2
-        return shrink_stages(problem, config, fits_shared_memory)
+        return shrink_stages(problem, config, partial(fits_shared_memory, device=device))
 
-    def heuristic_configs(self, problem: ConvProblem) -> list[Config]:
-        base = self.default_config(problem)
+    def heuristic_configs(self, problem: ConvProblem, device: Optional[DeviceInfo] = None) -> list[Config]:
+        base = self.default_config(problem, device)
         direct = {**base, "MODE": "direct", "BLOCK_K": 16, "num_stages": 1, "BLOCK_N": clamp_pow2(problem.k, 8, 32)}
         packed_n = clamp_pow2(min(problem.k, triton.cdiv(16, problem.c_per_group) * problem.k_per_group), 16, 64)
         packed = {
@@ -255,9 +258,11 @@ class SmallGroupConv(KernelFamily):
             {**packed, "BLOCK_N": max(16, packed_n // 2), "BLOCK_K": 16},
             {**packed, "BLOCK_M": max(16, packed["BLOCK_M"] * 2), "num_warps": 8},
         ]
-        return self.space(problem).feasible(problem, variants)
+        return self.space(problem, device).feasible(problem, variants)
 
-    def kernel_calls(self, problem: ConvProblem, tensors: ConvTensors, config: Config) -> Sequence[KernelCall]:
+    def kernel_calls(
+        self, problem: ConvProblem, tensors: ConvTensors, config: Config, device: Optional[DeviceInfo] = None,
+    ) -> Sequence[KernelCall]:
         w = prepare_weight(tensors.weight, WEIGHT_LAYOUT[config["MODE"]], problem.operand_dtype)
         args = dict(
             **conv_io_args(problem, tensors), w_ptr=w,

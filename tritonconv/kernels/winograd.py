@@ -26,7 +26,7 @@ import triton.language as tl
 
 from ..enums import Activation, Precision
 from ..problem import INT32_MAX, ConvProblem
-from ..runtime import device_info
+from ..runtime import DeviceInfo
 from ..weights import prepare_derived
 from .base import (
     Config,
@@ -39,7 +39,7 @@ from .base import (
     epilogue_constexprs,
     interpreter_dot_reason,
     needs_int64,
-    pow2_divisor,
+    pow2_divisor, target_device,
 )
 from .common.epilogue import dot_with_precision, pixel_offsets, store_rows
 from .common.gemm_kernel import gemm_kernel
@@ -351,7 +351,7 @@ class WinogradConv(KernelFamily):
     name = "winograd"
     description = "Winograd F(2x2,3x3) / F(4x4,3x3): 3x3 stride-1 convs, input/output transforms around a batched GEMM"
 
-    def supports(self, problem: ConvProblem) -> Optional[str]:
+    def supports(self, problem: ConvProblem, device: Optional[DeviceInfo] = None) -> Optional[str]:
         if (problem.r, problem.s) != (3, 3):
             return "Winograd family only runs 3x3 filters"
         if (problem.stride_h, problem.stride_w) != (1, 1):
@@ -371,7 +371,7 @@ class WinogradConv(KernelFamily):
         # Never the untuned pick: it must win by measurement (and within the error tolerance).
         return -1
 
-    def space(self, problem: ConvProblem) -> ConfigSpace:
+    def space(self, problem: ConvProblem, device: Optional[DeviceInfo] = None) -> ConfigSpace:
         return ConfigSpace(
             params=[
                 Param("TILE", tile_choices(problem)),
@@ -383,29 +383,29 @@ class WinogradConv(KernelFamily):
                 Param("num_warps", (2, 4, 8)),
                 Param("num_stages", (1, 2, 3, 4, 5)),
             ],
-            constraints=[partial(fits_shared_memory, device=device_info()), fits_registers, fused_registers],
+            constraints=[partial(fits_shared_memory, device=target_device(device)), fits_registers, fused_registers],
             pruning=[not_wasteful],
         )
 
-    def default_config(self, problem: ConvProblem) -> Config:
+    def default_config(self, problem: ConvProblem, device: Optional[DeviceInfo] = None) -> Config:
         """The fused variant with F(2,3) (the more accurate tile): output tiles sized to the problem, BLOCK_M shrunk
         until the grid covers the SMs (on Hopper it stays >= 64: warpgroup MMA), the fewest warps whose registers
         hold the accumulators, stages that fit."""
-        return self._sized(problem, "fused", 2)
+        return self._sized(problem, "fused", 2, device)
 
-    def heuristic_configs(self, problem: ConvProblem) -> list[Config]:
-        base = self.default_config(problem)
-        variants = [base, self._sized(problem, "three_kernels", 2), self._sized(problem, "fused", 4),
-                    self._sized(problem, "three_kernels", 4), {**base, "BLOCK_N": max(16, base["BLOCK_N"] // 2)}]
-        return self.space(problem).feasible(problem, variants)
+    def heuristic_configs(self, problem: ConvProblem, device: Optional[DeviceInfo] = None) -> list[Config]:
+        base = self.default_config(problem, device)
+        variants = [base, self._sized(problem, "three_kernels", 2, device), self._sized(problem, "fused", 4, device),
+                    self._sized(problem, "three_kernels", 4, device), {**base, "BLOCK_N": max(16, base["BLOCK_N"] // 2)}]
+        return self.space(problem, device).feasible(problem, variants)
 
-    def _sized(self, problem: ConvProblem, variant: str, tile: int) -> Config:
+    def _sized(self, problem: ConvProblem, variant: str, tile: int, device: Optional[DeviceInfo] = None) -> Config:
         half = problem.operand_dtype.itemsize == 2
         fused = variant == "fused"
         # the fused grid is output tiles x channel blocks; the three-kernel GEMM's also walks the alpha^2 positions
         programs_per_tile = problem.groups * (1 if fused else (tile + 2) ** 2)
         rows = tiles_of(problem, tile)[2]
-        device = device_info()
+        device = target_device(device)
         hopper = device.capability >= (9, 0)
         cap = 64 if fused else 128
         block_m = clamp_pow2(rows, 64 if hopper else 16, cap)
@@ -427,7 +427,9 @@ class WinogradConv(KernelFamily):
             config["BLOCK_M"] //= 2
         return shrink_stages(problem, config, partial(fits_shared_memory, device=device))
 
-    def kernel_calls(self, problem: ConvProblem, tensors: ConvTensors, config: Config) -> Sequence[KernelCall]:
+    def kernel_calls(
+        self, problem: ConvProblem, tensors: ConvTensors, config: Config, device: Optional[DeviceInfo] = None,
+    ) -> Sequence[KernelCall]:
         x, y, res = tensors.input, tensors.output, tensors.residual
         tile = config["TILE"]
         alpha = tile + 2

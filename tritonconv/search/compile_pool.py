@@ -4,7 +4,7 @@ The workers compile for the benchmark GPU's capability under the exact cache key
 (`tritonconv.compile.launch_specialization`), so the benchmark worker's launch finds each candidate already built
 (one compile per candidate), and the compiled resource usage (register spills, shared memory over the device
 limit) rejects candidates before they reach the GPU. The workers are spawned and never touch CUDA: they see the
-benchmark GPU through `emulated_device` (its capability, SM count and shared memory), so families choose the
+benchmark GPU as the `DeviceInfo` record passed to each family (its capability, SM count and shared memory), so families choose the
 launches they would choose there. One pool serves every problem of a `tune_many` / `tune_model` call, and a
 binary is compiled once per pool: a candidate whose launches have the cache hashes of one submitted before (in
 this problem or an earlier one; shapes that are runtime ints specialise alike) shares that compile job.
@@ -29,16 +29,18 @@ from ..problem import ConvProblem
 from ..runtime import DeviceInfo
 
 
-def candidate_calls(problem: ConvProblem, family: str, config: dict[str, Any]) -> Sequence[KernelCall]:
-    """The launches the benchmark runner makes for a candidate (no bias, no residual, no activation; an NCHW
-    input converted to channels_last when the config says `convert_nhwc`), on meta tensors."""
+def candidate_calls(
+    problem: ConvProblem, family: str, config: dict[str, Any], device: Optional[DeviceInfo] = None,
+) -> Sequence[KernelCall]:
+    """The launches the benchmark runner makes for a candidate on `device` (no bias, no residual, no activation;
+    an NCHW input converted to channels_last when the config says `convert_nhwc`), on meta tensors."""
     from ..compile import meta_tensors
     from ..kernels import get_family
 
     kernel_config = {k: v for k, v in config.items() if k not in ("family", "convert_nhwc", "precision")}
     convert = bool(config.get("convert_nhwc")) and problem.layout == "nchw"
     tensors = meta_tensors(problem, bias=False, activation="none", convert_nhwc=convert)
-    return get_family(family).kernel_calls(problem, tensors, kernel_config)
+    return get_family(family).kernel_calls(problem, tensors, kernel_config, device)
 
 
 def _capability(device: DeviceInfo) -> int:
@@ -49,11 +51,9 @@ def binary_key(problem: ConvProblem, family: str, config: dict[str, Any], device
     """The Triton cache hashes of the candidate's launches on `device` (what its compile job produces), or None
     where they cannot be known here (kernels imported for the interpreter, a config the family refuses)."""
     from ..compile import cache_hash
-    from ..runtime import emulated_device
 
     try:
-        with emulated_device(device):
-            return tuple(cache_hash(call, _capability(device)) for call in candidate_calls(problem, family, config))
+        return tuple(cache_hash(call, _capability(device)) for call in candidate_calls(problem, family, config, device))
     except Exception:  # noqa: BLE001 - the compile job itself reports what is wrong with the candidate
         return None
 
@@ -73,7 +73,6 @@ def compile_candidate(problem_dict: dict[str, Any], family: str, config: dict[st
     with the job's wall and CPU seconds and Triton's on-disk cache hits and misses."""
     global _cache_lookups
     from ..compile import compile_call, resource_usage
-    from ..runtime import emulated_device
     from .runner import CompileCounter
 
     if _cache_lookups is None:
@@ -87,8 +86,8 @@ def compile_candidate(problem_dict: dict[str, Any], family: str, config: dict[st
 
     problem = ConvProblem.from_dict(problem_dict)
     try:
-        with emulated_device(device):
-            usage = [resource_usage(compile_call(call, _capability(device)), sass=False) for call in candidate_calls(problem, family, config)]
+        calls = candidate_calls(problem, family, config, device)
+        usage = [resource_usage(compile_call(call, _capability(device)), sass=False) for call in calls]
     except Exception as exc:  # noqa: BLE001 - a failed compile is a recorded result
         return {"ok": False, "error": f"compile failed: {type(exc).__name__}: {str(exc)[:400]}", **timing()}
     return {"ok": True, "usage": [u.__dict__ for u in usage], **timing()}

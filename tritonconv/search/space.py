@@ -15,6 +15,7 @@ from ..errors import UnsupportedError
 from ..kernels import families_for
 from ..kernels.base import ConfigSpace, KernelFamily
 from ..problem import ConvProblem
+from ..runtime import DeviceInfo
 
 Candidate = dict[str, Any]
 FAMILY, PRECISION, CONVERT = "family", "precision", "convert_nhwc"
@@ -23,9 +24,12 @@ FAMILY, PRECISION, CONVERT = "family", "precision", "convert_nhwc"
 class SearchSpace:
     """Families supporting `problem` x their parameters x the allowed precisions x the NCHW handling options."""
 
-    def __init__(self, problem: ConvProblem, *, precisions: tuple[str, ...], convert_options: tuple[bool, ...] = (False,)):
+    def __init__(self, problem: ConvProblem, *, precisions: tuple[str, ...], convert_options: tuple[bool, ...] = (False,),
+                 device: Optional[DeviceInfo] = None):
+        """`device`: the GPU the candidates are for (None: this process's device)."""
         self.problem = problem
-        self.families: dict[str, KernelFamily] = {f.name: f for f in families_for(problem)}
+        self.device = device
+        self.families: dict[str, KernelFamily] = {f.name: f for f in families_for(problem, device)}
         if not self.families:
             raise UnsupportedError(f"no kernel family supports {problem.key}")
         self.precisions = precisions
@@ -37,7 +41,7 @@ class SearchSpace:
         return self.problem.with_(precision=candidate.get(PRECISION, self.precisions[0]))
 
     def family_space(self, family: str, problem: Optional[ConvProblem] = None) -> ConfigSpace:
-        return _space(self.families[family], problem or self.problem)
+        return _space(self.families[family], problem or self.problem, self.device)
 
     def kernel_config(self, candidate: Candidate) -> dict[str, Any]:
         return {k: v for k, v in candidate.items() if k not in (FAMILY, PRECISION, CONVERT)}
@@ -89,9 +93,9 @@ class SearchSpace:
         for name, family in sorted(self.families.items()):
             for precision in self.precisions:
                 problem = self.problem.with_(precision=precision)
-                configs = [family.default_config(problem)]
+                configs = [family.default_config(problem, self.device)]
                 if precision == self.precisions[0]:
-                    configs += family.heuristic_configs(problem)
+                    configs += family.heuristic_configs(problem, self.device)
                 for config in configs:
                     for convert in self.convert_options:
                         candidate = self._with_options({FAMILY: name, **config}, precision, convert)
@@ -129,5 +133,5 @@ class SearchSpace:
 
 
 @lru_cache(maxsize=256)
-def _space(family: KernelFamily, problem: ConvProblem) -> ConfigSpace:
-    return family.space(problem)
+def _space(family: KernelFamily, problem: ConvProblem, device: Optional[DeviceInfo]) -> ConfigSpace:
+    return family.space(problem, device)
