@@ -2,6 +2,7 @@
 launches (with the `kernels.common` jit helpers that code calls), and nothing else."""
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import json
 import subprocess
@@ -81,3 +82,33 @@ def test_compiled_versions_use_tritons_cache_keys():
         assert entry["keys"] and all(len(key) == 64 and int(key, 16) >= 0 for key in entry["keys"]), name
     interpreted = {name: kernel_keys(inspect.getmodule(type(f))) for name, f in FAMILIES.items()}
     assert all(entry["keys"] != interpreted[name] for name, entry in runs[0].items())
+
+
+def test_families_decide_for_the_device_passed_in():
+    """The target is an argument, not the process's device: in the interpreter (capability 0.0) the Hopper family
+    is offered for an sm_90 target and not for sm_80, defaults follow the target's SMs, and a persistent kernel's
+    grid is sized to them, with no emulation context."""
+    from tritonconv.compile import meta_tensors
+    from tritonconv.kernels import families_for, get_family
+    from tritonconv.problem import ConvProblem
+    from tritonconv.runtime import COMPILE_TARGETS, INTERPRETER_DEVICE, device_info
+
+    problem = ConvProblem(n=2, c=64, h=14, w=14, k=64, r=3, s=3, pad_h=1, pad_w=1, dtype="float16", layout="nhwc")
+    h100, a100 = COMPILE_TARGETS[90], COMPILE_TARGETS[80]
+    assert device_info() == INTERPRETER_DEVICE
+    assert "hopper_implicit_gemm" in {f.name for f in families_for(problem, h100)}
+    assert "hopper_implicit_gemm" not in {f.name for f in families_for(problem, a100)}
+    assert "hopper_implicit_gemm" not in {f.name for f in families_for(problem)}
+    hopper = get_family("hopper_implicit_gemm")
+    config = hopper.default_config(problem, h100)
+    assert hopper.complete_config(problem, {}, h100) == config
+    (call,) = hopper.kernel_calls(problem, meta_tensors(problem), config, h100)
+    assert call.constexprs["NUM_SMS"] == h100.sm_count
+    small = dataclasses.replace(h100, sm_count=8)
+    (call,) = hopper.kernel_calls(problem, meta_tensors(problem), config, small)
+    assert call.constexprs["NUM_SMS"] == 8 and call.grid == (8,)
+    gemm = get_family("gemm")
+    matmul = ConvProblem(n=1, c=512, h=1, w=4096, k=4096, r=1, s=1, dtype="float16", layout="nhwc")
+    assert gemm.default_config(matmul, h100)["VARIANT"] == "tma_persistent"
+    assert gemm.default_config(matmul, a100)["VARIANT"] == "tiled"
+    assert "tma_persistent" not in gemm.space(matmul, a100).param("VARIANT").choices
