@@ -226,12 +226,6 @@ def test_each_kernel_family_has_its_test_module():
     assert not missing, f"no tests/kernels/test_<family>.py for {missing}"
 
 
-# Kernel families that import another family, and families whose module is not named after them: none since
-# issue 12 item 3 (what families share lives in tritonconv.kernels.common). A new entry fails the test.
-KNOWN_FAMILY_IMPORTS: set[tuple[str, str]] = set()
-KNOWN_MISNAMED: dict[str, str] = {}
-
-
 def family_imports() -> dict[tuple[str, str], list[str]]:
     """(importer family, imported family) -> the import statements, for every import between two families."""
     units = family_units()
@@ -250,21 +244,15 @@ def family_imports() -> dict[tuple[str, str], list[str]]:
 def test_no_kernel_family_imports_another():
     assert len(family_units()) >= 4
     found = family_imports()
-    new = {pair: edges for pair, edges in found.items() if pair not in KNOWN_FAMILY_IMPORTS}
-    assert not new, "kernel families import each other (shared code belongs in the kernels' shared layer):\n" + \
-        "\n".join(e for edges in new.values() for e in edges)
-    gone = KNOWN_FAMILY_IMPORTS - set(found)
-    assert not gone, f"no longer imported, delete from KNOWN_FAMILY_IMPORTS: {sorted(gone)}"
+    assert not found, "kernel families import each other (shared code belongs in tritonconv.kernels.common):\n" + \
+        "\n".join(e for edges in found.values() for e in edges)
 
 
 def test_each_kernel_family_lives_in_a_module_named_after_it():
     """`tritonconv.kernels.<name>` holds family <name> (tests/kernels/test_<name>.py tests it)."""
     misnamed = {name: unit.rpartition(".")[2] for name, unit in family_units().items()
                 if unit.rpartition(".")[2] != name}
-    new = {name: module for name, module in misnamed.items() if KNOWN_MISNAMED.get(name) != module}
-    assert not new, f"family -> module not named after it: {new}"
-    gone = set(KNOWN_MISNAMED) - set(misnamed)
-    assert not gone, f"renamed meanwhile, delete from KNOWN_MISNAMED: {sorted(gone)}"
+    assert not misnamed, f"family -> module not named after it: {misnamed}"
 
 
 @pytest.mark.parametrize("layer", ["kernels", "cache", "dispatch", "ops", "functional", "search", "commands"])
