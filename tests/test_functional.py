@@ -55,7 +55,7 @@ def test_kernel_config_breaking_a_hard_constraint_is_rejected(xw, monkeypatch):
     from tritonconv import runtime
 
     small = runtime.DeviceInfo("tiny-gpu", (8, 0), 1, 16 * 1024, 0)
-    monkeypatch.setattr("tritonconv.kernels.implicit_gemm.device_info", lambda *a: small)
+    monkeypatch.setattr("tritonconv.kernels.base.device_info", lambda *a: small)
     with pytest.raises(InvalidConfigError, match="shared memory"):
         tritonconv.conv2d(x, w, b, config={"BLOCK_M": 128, "BLOCK_N": 128, "BLOCK_K": 64, "num_stages": 4})
 
