@@ -248,10 +248,10 @@ class GemmConv(KernelFamily):
     def supports(self, problem: ConvProblem, device: Optional[DeviceInfo] = None) -> Optional[str]:
         if (problem.r, problem.s) != (1, 1):
             return "GEMM family only runs 1x1 filters"
-        if interpreter_dot_reason(problem):
-            return interpreter_dot_reason(problem)
-        if scaled_precision_reason(problem, target_device(device).capability):
-            return scaled_precision_reason(problem, target_device(device).capability)
+        if reason := interpreter_dot_reason(problem):
+            return reason
+        if reason := scaled_precision_reason(problem, target_device(device).capability):
+            return reason
         if problem.groups != 1:
             return "GEMM family needs groups=1"
         if (problem.pad_h, problem.pad_w) != (0, 0):

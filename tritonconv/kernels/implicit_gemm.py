@@ -158,10 +158,10 @@ class ImplicitGemmConv(KernelFamily):
     description = "implicit-GEMM conv2d: any groups/stride/padding/dilation/filter, NCHW or NHWC"
 
     def supports(self, problem: ConvProblem, device: Optional[DeviceInfo] = None) -> Optional[str]:
-        if interpreter_dot_reason(problem):
-            return interpreter_dot_reason(problem)
-        if scaled_precision_reason(problem, target_device(device).capability):
-            return scaled_precision_reason(problem, target_device(device).capability)
+        if reason := interpreter_dot_reason(problem):
+            return reason
+        if reason := scaled_precision_reason(problem, target_device(device).capability):
+            return reason
         if problem.groups > MAX_GRID_Y:
             return f"groups={problem.groups} exceeds the launch grid's limit of {MAX_GRID_Y}"
         return None

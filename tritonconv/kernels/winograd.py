@@ -358,8 +358,8 @@ class WinogradConv(KernelFamily):
             return "Winograd family needs stride 1"
         if (problem.dilation_h, problem.dilation_w) != (1, 1):
             return "Winograd family needs dilation 1"
-        if interpreter_dot_reason(problem):
-            return interpreter_dot_reason(problem)
+        if reason := interpreter_dot_reason(problem):
+            return reason
         if problem.groups > 1 and min(problem.c_per_group, problem.k_per_group) < MIN_CHANNELS_PER_GROUP:
             return (f"Winograd family needs >= {MIN_CHANNELS_PER_GROUP} input and output channels per group "
                     "(fewer waste most of each matrix-unit step; depthwise/small_group cover those)")
