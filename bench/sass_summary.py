@@ -9,6 +9,9 @@ import json
 import sys
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
+from tritonconv.results import load_results  # noqa: E402
+
 
 def _cell(record: dict) -> str:
     s = record.get("sass") or {}
@@ -23,9 +26,15 @@ def _cell(record: dict) -> str:
     return f"{record.get('family')} | {mma} | {loop} | {ld} | {record.get('spill_bytes')}"
 
 
+def _records(path: str) -> list[dict]:
+    """A report's records: a results file (kind "compile"), or the plain list reports were written as before it."""
+    document = json.loads(Path(path).read_text())
+    return document if isinstance(document, list) else load_results(path)["records"]
+
+
 def main(before_path: str, after_path: str) -> str:
-    before = {(r["label"], r["sm"]): r for r in json.loads(Path(before_path).read_text())}
-    after = {(r["label"], r["sm"]): r for r in json.loads(Path(after_path).read_text())}
+    before = {(r["label"], r["sm"]): r for r in _records(before_path)}
+    after = {(r["label"], r["sm"]): r for r in _records(after_path)}
     lines = [
         "Per suite layer (fp16 NHWC), the dispatcher's default kernel before and after issue 14. loop: main-loop",
         "instructions / tutorial matmul's of the same tile (ratio); loads: async/sync in the loop and widths;",

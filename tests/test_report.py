@@ -99,6 +99,16 @@ def test_flat_records_render_their_fields(tmp_path):
     assert_valid_png(charts[0])
 
 
+def test_flat_records_show_the_columns_the_writer_names(tmp_path):
+    records = [{"name": "sm80 gemm l1", "family": "gemm", "registers": 96, "kernel": "gemm_kernel", "sass": {"x": 1}},
+               {"name": "sm90 gemm l1", "family": "gemm", "registers": 128, "kernel": "gemm_kernel"}]
+    meta = {"columns": ["registers", "family", "not_in_any_record"]}
+    path = results.write_results(tmp_path / "compile.json", records, meta, kind="compile")
+    table = report.results_table(results.load_results(path))
+    assert [c.header for c in table.columns] == ["name", "registers", "family"]  # in the writer's order, no "kernel"
+    assert list(table.columns[1].cells) == ["96", "128"]
+
+
 def test_report_cli(tmp_path, capsys):
     path = results.write_results(tmp_path / "gemm.json", synthetic_conv_records(), kind="gemm")
     assert cli_main(["report", str(path), "--out", str(tmp_path / "charts")]) == 0

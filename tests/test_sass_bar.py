@@ -132,17 +132,3 @@ def test_sm90_defaults_of_dense_convs_use_pipelined_hgmma(bar_rows):
     assert dense
     for row in dense:
         assert not [v for v in row["violations"] if _rule(v) in ("mma", "serialised_wgmma", "wgmma_wait")], row
-
-
-def test_report_command_prints_a_table_and_writes_json(tmp_path):
-    out = tmp_path / "report.json"
-    proc = subprocess.run(
-        [sys.executable, "-m", "tritonconv.compile", "--report", "--shapes", "mv2_dw_7", "--dtypes", "float16",
-         "--layouts", "nhwc", "--targets", "80", "--jobs", "1", "--json", str(out)],
-        cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=600,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "mv2_dw_7" in proc.stdout and "depthwise" in proc.stdout and "1 kernels" in proc.stdout
-    (record,) = json.loads(out.read_text())
-    assert record["family"] == "depthwise" and record["sm"] == 80 and record["registers"] > 0
-    assert record["sass"]["mma_kind"] == "FFMA" and record["bar_violations"] == []

@@ -12,7 +12,6 @@ the same run. `bar_violations` states the bar the defaults are held to (tests/te
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import subprocess
 import tempfile
@@ -27,6 +26,7 @@ import triton.language as tl
 from .compile import compile_call, cuda_tool, meta_tensors
 from .kernels.base import Config, KernelCall
 from .problem import ConvProblem
+from .results import write_results
 from .runtime import COMPILE_TARGETS, DeviceInfo
 from .sass import PtxasLog, SassSummary, parse_ptxas_log, parse_sass, summarize
 
@@ -228,6 +228,7 @@ class ReportRow:
     kernel: Optional[KernelReport] = None
     error: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
+    sm: Optional[int] = None  # the target (a row that failed to compile has no kernel to read it from)
 
     def to_dict(self) -> dict[str, Any]:
         data = {"label": self.label, "problem": self.problem.to_dict()}
@@ -236,6 +237,36 @@ class ReportRow:
         if self.error:
             data["error"] = self.error
         return data
+
+    def record(self) -> dict[str, Any]:
+        """This row as a record of a results file (kind "compile"): the columns of RECORD_COLUMNS for the table of
+        `tritonconv report`, and every field of the kernel's report (sass, reference, config, ...) beside them."""
+        k, violations = self.kernel, bar_violations(self)
+        sm = k.sm if k is not None else self.sm
+        record: dict[str, Any] = {
+            "name": " ".join(str(part) for part in (f"sm{sm}", k.family if k else "", self.label) if part)
+                    + (f" launch {k.launch}" if k is not None and k.launch else ""),
+            "label": self.label, "sm": sm, "ok": k is not None,
+        }
+        if k is not None:
+            s = k.sass
+            record.update(k.to_dict())
+            record.update(
+                tile="x".join(map(str, k.tile)) if k.tile else None,
+                mma=f"{s.mma_kind or '-'}x{s.loop_mma}" + (" SER" if k.serialised_wgmma else ""),
+                loop_instructions=s.loop_instructions if s.has_main_loop else None,
+                reference_loop_instructions=k.reference.loop_instructions if k.reference else None,
+            )
+        record.update(problem=self.problem.key, bar="ok" if not violations else "; ".join(v.split(":")[0] for v in violations),
+                      bar_violations=violations)
+        if self.error:
+            record["error"] = self.error
+        return record
+
+
+# The scalar fields `tritonconv report` shows for a compile report, in this order (the file holds every field).
+RECORD_COLUMNS = ("family", "tile", "registers", "spill_bytes", "shared_bytes", "ctas_per_sm", "waves", "mma",
+                  "loop_instructions", "reference_loop_instructions", "loop_ratio", "bar", "error")
 
 
 def run_job(job: ReportJob) -> list[ReportRow]:
@@ -248,9 +279,10 @@ def run_job(job: ReportJob) -> list[ReportRow]:
             calls = get_family(family_name).kernel_calls(job.problem, meta_tensors(job.problem), config, target)
             for launch, call in enumerate(calls):
                 report = report_kernel(job.problem, family_name, config, call, job.sm, launch)
-                rows.append(ReportRow(job.label, job.problem, report))
+                rows.append(ReportRow(job.label, job.problem, report, sm=job.sm))
         except Exception as exc:  # noqa: BLE001 - a failing compile is a row of the report, not a crash
-            rows.append(ReportRow(job.label, job.problem, error=f"{family_name}: {type(exc).__name__}: {str(exc)[:500]}"))
+            rows.append(ReportRow(job.label, job.problem, error=f"{family_name}: {type(exc).__name__}: {str(exc)[:500]}",
+                                  sm=job.sm))
     return rows
 
 
@@ -357,13 +389,11 @@ def render(rows: list[ReportRow], console=None) -> None:
     console.print(table)
 
 
-def write_json(rows: list[ReportRow], path: str | Path) -> None:
-    records = []
-    for row in rows:
-        record = row.to_dict()
-        record["bar_violations"] = bar_violations(row)
-        records.append(record)
-    Path(path).write_text(json.dumps(records, indent=1, default=str))
+def write_json(rows: list[ReportRow], path: str | Path, **meta: Any) -> Path:
+    """The rows as a results file (`tritonconv.results`, kind "compile", one flat record per kernel) that
+    `tritonconv report` reads."""
+    return write_results(path, [row.record() for row in rows], {"report": "sass", "columns": list(RECORD_COLUMNS), **meta},
+                         kind="compile")
 
 
 def report_main(
@@ -375,7 +405,7 @@ def report_main(
     rows = build_report(jobs, processes)
     render(rows)
     if json_path:
-        write_json(rows, json_path)
+        write_json(rows, json_path, targets=targets, choice=choice)
     failing = [row for row in rows if bar_violations(row)]
     print(f"{len(rows)} kernels, {len(failing)} miss the bar, {sum(r.kernel is None for r in rows)} failed to compile")
     return 1 if any(r.kernel is None for r in rows) else 0

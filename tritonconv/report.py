@@ -145,13 +145,16 @@ def results_table(document: dict[str, Any]) -> Table:
             row.append(f"{max(errors):.1e}" if errors else "-")
             table.add_row(*row)
         return table
-    # Flat records: their scalar fields (not the identifying ones the name already shows).
+    # Flat records: the columns the writer named (meta "columns"), else their scalar fields (not the identifying
+    # ones the name already shows); a column no record has is left out.
     table.columns[0].no_wrap, table.columns[0].overflow = False, "fold"
     keys: dict[str, None] = {}
     for record in records:
         for key, value in record.items():
             if key not in ("name", "key", "label", "problem") and not isinstance(value, (dict, list)):
                 keys.setdefault(key, None)
+    if meta.get("columns"):
+        keys = {key: None for key in meta["columns"] if key in keys}
     for key in keys:
         table.add_column(key, justify="right")
     for record in records:

@@ -1,14 +1,14 @@
 """The results file: one schema, one writer, read by `tritonconv report`.
 
 Every command that writes timings writes this format: `tritonconv tune --json`, `tritonconv tune-model --json`,
-`tritonconv bench`, bench/*.py and `python -m tritonconv.compile --json`. `load_results` also reads a cache
+`tritonconv bench`, bench/*.py and `python -m tritonconv.compile --json` (also with --report). `load_results` also reads a cache
 export (`tritonconv cache export`), so every JSON file tritonconv writes can be reported.
 
 Schema (version 1):
     {"schema": "tritonconv-results", "version": 1,
      "kind": "conv" | "gemm" | "models" | "tune" | "tune-model" | "compile" | "cache",
      "meta": {device_metadata() fields ("gpu", "torch", "triton", "cudnn", "interpreter", ...), "baseline": ...,
-              anything the writer adds},
+              "columns": [the fields a table of flat records shows, in order (optional)], anything the writer adds},
      "records": [
         {"name": "r50_l1_3x3",            # row label (suite name, layer, or the problem's short label)
          "baseline": "cuDNN",             # name of the result the speedups are relative to (optional)

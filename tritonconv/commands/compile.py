@@ -6,6 +6,7 @@ compiles every family's default config for every suite shape (or N random proble
 emulated (an A100 for 80, an H100 for 90) so each family offers what it would there; exits non-zero on any
 failure. With --report (tritonconv.compile_report) it reads the compiled SASS instead and prints, per kernel,
 registers, spills, occupancy, MMA kind, load widths and the main loop's size next to a reference GEMM's.
+Either way --json writes a results file (kind "compile") that `tritonconv report` renders.
 The library is tritonconv.compile; parsing imports neither torch nor Triton.
 """
 from __future__ import annotations

@@ -1,5 +1,5 @@
-"""`tritonconv report FILE.json [--out DIR]`: print a results file (conv, gemm, models or tune) as a table with
-the geomean speedups, and write its PNG charts (default: next to the file)."""
+"""`tritonconv report FILE.json [--out DIR]`: print a results file (conv, gemm, models, tune, tune-model, compile,
+or a cache export) as a table with the geomean speedups, and write its PNG charts (default: next to the file)."""
 from __future__ import annotations
 
 import argparse
