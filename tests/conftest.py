@@ -3,6 +3,7 @@
 TRITON_INTERPRET must be set before Triton kernels are defined, i.e. before tritonconv is imported.
 """
 import os
+import sys
 
 import pytest
 import torch
@@ -40,8 +41,21 @@ def device() -> str:
     return DEVICE
 
 
+def _forget_cached_choices() -> None:
+    """Drop the cache's in-memory view and dispatch's memo, where this process has loaded them (a test that never
+    imports tritonconv does not import it here)."""
+    cache, dispatch = sys.modules.get("tritonconv.cache"), sys.modules.get("tritonconv.dispatch")
+    if cache is not None:
+        cache.invalidate()
+    if dispatch is not None:
+        dispatch.clear_memo()
+
+
 @pytest.fixture(autouse=True)
 def _isolated_cache(tmp_path, monkeypatch):
-    """Every test gets its own empty tuning cache directory."""
+    """Every test gets its own empty tuning cache directory, and neither sees a cached view or dispatch choice
+    of another test nor leaves one behind."""
     monkeypatch.setenv("TRITONCONV_CACHE_DIR", str(tmp_path / "tritonconv-cache"))
+    _forget_cached_choices()
     yield
+    _forget_cached_choices()

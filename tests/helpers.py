@@ -1,7 +1,12 @@
-"""Shared test helpers: float64 references, poisoned outputs, error norms and per-precision tolerances."""
+"""Shared test helpers: float64 references, poisoned outputs, error norms and per-precision tolerances; child
+processes that compile kernels for real (without the interpreter)."""
 from __future__ import annotations
 
-from typing import Optional
+import json
+import os
+import subprocess
+import sys
+from typing import Any, Optional
 
 import torch
 import torch.nn.functional as F
@@ -10,6 +15,8 @@ from tritonconv.dispatch import empty_output, run_problem
 from tritonconv.enums import Activation, Precision
 from tritonconv.functional import make_problem
 from tritonconv.reference import rel_error  # noqa: F401  (the library's one error measure)
+
+from tests import REPO
 
 # The library's own per-precision tolerances (tritonconv.enums.Precision.tolerance), by name.
 TOLERANCE = {precision.value: precision.tolerance for precision in Precision}
@@ -67,3 +74,19 @@ def sample_configs(family, problem, rng, count: int, max_programs: int = 48, whe
     picked = [default] if programs(default) <= max_programs and (where is None or where(default)) else []
     picked += rng.sample(feasible, min(count, len(feasible)))
     return [{"family": family.name, **c} for c in picked]
+
+
+def compiler_env(*unset: str) -> dict[str, str]:
+    """This process's environment for a child that compiles kernels for real: without TRITON_INTERPRET (kernels
+    must be defined without it) and the variables in `unset`, with the repository importable."""
+    env = {k: v for k, v in os.environ.items() if k not in ("TRITON_INTERPRET", *unset)}
+    env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
+    return env
+
+
+def run_compiler_script(script: str, *args: str, timeout: float = 600) -> Any:
+    """Run `script` (`python -c`, given `args`) in a child without the interpreter; the last line it prints, as JSON."""
+    proc = subprocess.run([sys.executable, "-c", script, *args], cwd=REPO, env=compiler_env(), capture_output=True,
+                          text=True, timeout=timeout)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])

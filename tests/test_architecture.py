@@ -8,6 +8,7 @@ from __future__ import annotations
 import ast
 import importlib.util
 import re
+import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -58,9 +59,15 @@ def _known_prefix(name: str, modules) -> str | None:
 
 def imported_modules(module: str, path: Path, modules) -> list[Edge]:
     """The package modules `module` imports, wherever in the file the import statement is."""
+    edges = [e for e in imports_in(ast.parse(path.read_text(), str(path)), module, path, modules) if e.target != module]
+    return list(dict.fromkeys(edges))  # one edge per import statement
+
+
+def imports_in(tree: ast.AST, module: str, path: Path, modules) -> list[Edge]:
+    """The `modules` that the import statements of `tree` (the source of `module`, at `path`) name, itself included."""
     is_package = path.name == "__init__.py"
     edges = []
-    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+    for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             names = [alias.name for alias in node.names]
         elif isinstance(node, ast.ImportFrom):
@@ -77,9 +84,9 @@ def imported_modules(module: str, path: Path, modules) -> list[Edge]:
             continue
         for name in names:
             target = _known_prefix(name, modules)
-            if target is not None and target != module:
+            if target is not None:
                 edges.append(Edge(module, target, node.lineno))
-    return list(dict.fromkeys(edges))  # one edge per import statement
+    return edges
 
 
 def import_graph(modules=MODULES) -> dict[str, list[Edge]]:
@@ -327,3 +334,61 @@ def test_every_import_runs_down_the_layers_of_the_architecture_doc():
               for edges in GRAPH.values() for edge in edges
               if edge.target != ROOT and edge.source != ROOT and rank(edge.target) < rank(edge.source)]
     assert not upward, "imports against the layers of ARCHITECTURE.md:\n" + "\n".join(upward)
+
+
+# --- the tests themselves -----------------------------------------------------------------------------------------
+
+TEST_MODULES = module_files(REPO / "tests", "tests")
+
+
+def embedded_scripts(tree: ast.AST) -> list[tuple[int, ast.AST]]:
+    """The programs a file holds as strings (tests run them with `python -c`), parsed, each with its line."""
+    scripts = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Constant) and isinstance(node.value, str) and "import " in node.value:
+            try:
+                scripts.append((node.lineno, ast.parse(textwrap.dedent(node.value))))
+            except SyntaxError:
+                continue  # prose, not a program
+    return scripts
+
+
+def imports_of_test_modules(modules, root: Path = REPO) -> list[str]:
+    """Every import of a test module (`test_*.py`) by a test module, in its code or in a script it runs: a helper
+    two test files share belongs in a helpers module (tests/helpers.py, tests/<package>/helpers.py) or a fixture."""
+    def is_test(module: str) -> bool:
+        return module.rpartition(".")[2].startswith("test_")
+
+    found = []
+    for module, path in modules.items():
+        if not is_test(module):
+            continue
+        tree = ast.parse(path.read_text(), str(path))
+        for line, script in [(None, tree), *embedded_scripts(tree)]:
+            for edge in imports_in(script, module, path, modules):
+                if is_test(edge.target) and (edge.target != module or line is not None):
+                    found.append(f"{path.relative_to(root)}:{line or edge.line} imports {edge.target}")
+    return sorted(set(found))
+
+
+def test_the_test_import_reader_sees_imports_in_code_and_in_scripts(tmp_path):
+    """A planted import of one test module by another, in code and in a `python -c` script, is found; helpers
+    modules and the standard library are not."""
+    package = tmp_path / "tests"
+    (package / "sub").mkdir(parents=True)
+    for name in ("__init__.py", "helpers.py", "test_b.py", "sub/__init__.py", "sub/helpers.py"):
+        (package / name).write_text("")
+    (package / "test_a.py").write_text("import json\nfrom tests.helpers import x\nfrom .sub import helpers\n"
+                                       "def test():\n    from tests.test_b import y\n")
+    (package / "sub" / "test_c.py").write_text(
+        'SCRIPT = """\n    import sys\n    import tests.sub.test_c as t\n"""\nPROSE = "import this, if you can."\n'
+        "from ..test_b import z\n")
+    found = imports_of_test_modules(module_files(package, "tests"), tmp_path)
+    assert found == ["tests/sub/test_c.py:1 imports tests.sub.test_c", "tests/sub/test_c.py:6 imports tests.test_b",
+                     "tests/test_a.py:5 imports tests.test_b"]
+
+
+def test_no_test_module_imports_another():
+    assert len(TEST_MODULES) > 40
+    found = imports_of_test_modules(TEST_MODULES)
+    assert not found, "test modules import test modules (move the shared code to a helpers module):\n" + "\n".join(found)

@@ -7,12 +7,9 @@ suite launches matched (ints not divisible by 16 got no empty attribute entry, b
 compiled twice. Runs in a subprocess because kernels must be imported without TRITON_INTERPRET=1."""
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 
 import pytest
-from tests.test_compile_targets import ROOT, _env
+from tests.helpers import run_compiler_script
 
 SCRIPT = r"""
 import json
@@ -72,9 +69,7 @@ print(json.dumps({"rows": rows, "compiled": compiled_hash, "expected": cache_has
 
 @pytest.fixture(scope="module")
 def key_rows():
-    proc = subprocess.run([sys.executable, "-c", SCRIPT], check=False, cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    return run_compiler_script(SCRIPT)
 
 
 def test_precompile_key_equals_launch_key_for_every_family(key_rows):

@@ -5,14 +5,14 @@ rejects. Runs in a subprocess because kernels must be imported without TRITON_IN
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+from tests import REPO
+from tests.helpers import compiler_env, run_compiler_script
+
 SHAPES = "r50_conv1,r50_l1_3x3,rx50_g32_28,dl_aspp_d12"
 
 INT64_SCRIPT = """
@@ -28,12 +28,6 @@ print(json.dumps(usage.__dict__))
 """
 
 
-def _env() -> dict:
-    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
-    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
-    return env
-
-
 @pytest.fixture(scope="module")
 def compiled(tmp_path_factory):
     out = tmp_path_factory.mktemp("compile") / "records.json"
@@ -41,7 +35,7 @@ def compiled(tmp_path_factory):
         sys.executable, "-m", "tritonconv.compile", "--shapes", SHAPES, "--families", "implicit_gemm",
         "--dtypes", "float16,float32", "--targets", "80,90", "--jobs", "2", "--json", str(out),
     ]
-    proc = subprocess.run(cmd, cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=900)
+    proc = subprocess.run(cmd, cwd=REPO, env=compiler_env(), capture_output=True, text=True, timeout=900)
     assert out.exists(), proc.stdout + proc.stderr
     return proc, json.loads(out.read_text())["records"]  # a results file (kind "compile"), one row per kernel
 
@@ -71,9 +65,7 @@ def test_tensor_cores_are_used(compiled):
 
 
 def test_64bit_indexing_variant_compiles():
-    proc = subprocess.run([sys.executable, "-c", INT64_SCRIPT], cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    usage = json.loads(proc.stdout.strip().splitlines()[-1])
+    usage = run_compiler_script(INT64_SCRIPT)
     assert usage["hgmma"] > 0
 
 

@@ -1,7 +1,6 @@
 """The default dispatch steps down to lighter configs when the compiled default spills registers on the device."""
 from types import SimpleNamespace
 
-import pytest
 
 from tests.helpers import TOLERANCE, random_conv_inputs, reference_conv2d, rel_error
 
@@ -24,13 +23,6 @@ def record_launches(monkeypatch, family, spills) -> list:
 
     monkeypatch.setattr(type(family), "launch", launch)
     return launched
-
-
-@pytest.fixture(autouse=True)
-def _fresh_memo():
-    dispatch.clear_memo()
-    yield
-    dispatch.clear_memo()
 
 
 def test_lighter_configs_drop_stages_then_halve_tiles_within_the_space():

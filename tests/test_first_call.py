@@ -20,13 +20,11 @@ FAST = {"budget_s": 5.0, "trials": 2, "verbose": False}
 
 @pytest.fixture(autouse=True)
 def _fresh_state():
-    cache.invalidate()
     first_call._settings.tuned.clear()
     first_call._settings.missed_problems.clear()
     first_call._settings.failed.clear()
     yield
     first_call.autotune("off")
-    cache.invalidate()
 
 
 def _close(y, x, w, b=None, **kw):

@@ -4,9 +4,6 @@ implicit-GEMM and GEMM families, the cached weight scale, selection through conv
 `--precision auto`, refusals (sm_80, families without fp8 kernels), and sm_90 compiles that use fp8 wgmma."""
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 
 import pytest
 import torch
@@ -14,8 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import tritonconv
-from tests.helpers import random_conv_inputs, rel_error, run_poisoned
-from tests.test_compile_targets import ROOT, _env
+from tests.helpers import random_conv_inputs, rel_error, run_compiler_script, run_poisoned
 from tritonconv import dispatch
 from tritonconv.enums import Activation, Precision
 from tritonconv.errors import InvalidConfigError, UnsupportedError
@@ -194,10 +190,7 @@ print(json.dumps(rows))
 def test_fp8_kernels_compile_to_fp8_wgmma_on_sm90_and_are_refused_for_sm80():
     """Compiled without the interpreter: every fp8 kernel the sm_90 families launch multiplies with QGMMA (Hopper's
     fp8 warpgroup MMA) on E4M3 x E4M3 operands with float32 accumulation; for sm_80 no family takes fp8."""
-    proc = subprocess.run([sys.executable, "-c", COMPILE_SCRIPT], capture_output=True, text=True, env=_env(),
-                          cwd=ROOT, timeout=900)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    rows = json.loads(proc.stdout.strip().splitlines()[-1])
+    rows = run_compiler_script(COMPILE_SCRIPT, timeout=900)
     assert [row["families"] for row in rows if row["sm"] == 80] == [0, 0]
     kernels = [row for row in rows if row["sm"] == 90 and row["family"]]
     assert {(row["r"], row["family"]) for row in kernels} >= {

@@ -8,34 +8,10 @@ import textwrap
 import warnings
 
 import pytest
-import torch
 
 from tritonconv import cache, dispatch
-from tritonconv.kernels import get_family
-from tritonconv.problem import ConvProblem
 
-PROBLEM = ConvProblem(n=4, c=16, h=8, w=8, k=32, r=3, s=3, pad_h=1, pad_w=1, dtype="float16", layout="nhwc")
-CPU = torch.device("cpu")
-HERE = cache.fingerprint(CPU)
-ELSEWHERE = "NVIDIA H100 80GB HBM3|sm90|132sms"
-
-
-def make_entry(problem=PROBLEM, *, time_ms=1.0, cudnn_ms=2.0, fingerprint=HERE, block_m=32):
-    family = get_family("implicit_gemm")
-    config = {"family": family.name, **family.default_config(problem), "BLOCK_M": block_m}
-    return {
-        "family": family.name, "family_version": family.version, "config": config, "time_ms": time_ms,
-        "cudnn_time_ms": cudnn_ms, "rel_error": 1e-4, "precision": problem.precision, "trials_run": 5,
-        "timestamp": "2025-01-01T00:00:00", "fingerprint": fingerprint, "problem": problem.to_dict(),
-        "trials": [{"family": family.name, "family_version": family.version, "config": config, "time_ms": time_ms}],
-    }
-
-
-@pytest.fixture(autouse=True)
-def _fresh_view():
-    cache.invalidate()
-    yield
-    cache.invalidate()
+from tests.cache.helpers import CPU, ELSEWHERE, HERE, PROBLEM, make_entry
 
 
 def test_lookup_returns_the_stored_config_and_cudnn_where_it_won():
@@ -89,7 +65,7 @@ def test_updates_merge_trials_and_keep_other_keys():
 CONCURRENT_WRITER = textwrap.dedent(
     """
     import sys
-    from tests.cache.test_cache import HERE, PROBLEM, make_entry
+    from tests.cache.helpers import HERE, PROBLEM, make_entry
     from tritonconv import cache
     tag = sys.argv[1]
     for i in range(25):

@@ -24,9 +24,8 @@ from tritonconv import cache, dispatch
 from tritonconv.cli import main
 from tritonconv.functional import make_problem
 
-from tests.cache.test_cache import ELSEWHERE, HERE, PROBLEM, make_entry
+from tests.cache.helpers import CPU, ELSEWHERE, HERE, PROBLEM, make_entry
 
-CPU = torch.device("cpu")
 X, W, B = random_conv_inputs(1, 4, 5, 5, 8, 4, 3, 3)
 CONV_PROBLEM = make_problem(X, W, B, 1, 1, 1, 1)
 CONV_KEY = cache.entry_key(CONV_PROBLEM, HERE)
@@ -35,10 +34,7 @@ GOOD_KEY = cache.entry_key(PROBLEM, HERE)
 
 @pytest.fixture(autouse=True)
 def _fresh_state():
-    cache.invalidate()
     cache.files.forget_warnings()
-    yield
-    cache.invalidate()
 
 
 def write_cache(entries: dict, **header) -> bytes:
@@ -356,7 +352,7 @@ def test_stale_temp_files_of_killed_writers_are_removed():
 WRITER = textwrap.dedent(
     """
     import sys
-    from tests.cache.test_cache import HERE, PROBLEM, make_entry
+    from tests.cache.helpers import HERE, PROBLEM, make_entry
     from tritonconv import cache
     tag, count = int(sys.argv[1]), int(sys.argv[2])
     for i in range(count):
@@ -403,7 +399,7 @@ def test_kill_9_mid_write_loses_no_committed_entry():
 TUNER = textwrap.dedent(
     """
     import sys
-    from tests.cache.test_cache import HERE, PROBLEM, make_entry
+    from tests.cache.helpers import HERE, PROBLEM, make_entry
     from tritonconv import cache
     print("tuning", flush=True)
     sys.stdin.readline()  # until the test has cleared the cache

@@ -11,7 +11,7 @@ from tritonconv.kernels import get_family
 from tritonconv.results import load_results
 from tritonconv.search import TuneResult
 
-from tests.cache.test_cache import ELSEWHERE, HERE, PROBLEM, make_entry
+from tests.cache.helpers import ELSEWHERE, HERE, PROBLEM, make_entry
 
 
 def tune_result(**changes) -> TuneResult:

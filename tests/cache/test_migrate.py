@@ -9,17 +9,15 @@ import warnings
 from pathlib import Path
 
 import pytest
-import torch
 
 from tritonconv import cache
 from tritonconv.cli import main
 from tritonconv.kernels import get_family
 from tritonconv.problem import ConvProblem
 
-from tests.cache.test_cache import HERE, PROBLEM, make_entry
+from tests.cache.helpers import CPU, HERE, PROBLEM, make_entry
 
 DATA = Path(__file__).parents[1] / "data" / "cache_v2"
-CPU = torch.device("cpu")
 STORED = {"implicit_gemm": "d0eb028e2767", "depthwise": "941c16596ec0"}  # the family versions in the file
 DEPTHWISE = ConvProblem(n=1, c=8, h=8, w=8, k=8, r=3, s=3, pad_h=1, pad_w=1, groups=8, dtype="float32",
                         layout="nchw", precision="ieee")

@@ -10,7 +10,7 @@ import pytest
 from tritonconv import cache
 from tritonconv.cli import main
 
-from tests.cache.test_cache import ELSEWHERE, HERE, PROBLEM, make_entry
+from tests.cache.helpers import ELSEWHERE, HERE, PROBLEM, make_entry
 
 OTHER = PROBLEM.with_(k=64, c=8)
 

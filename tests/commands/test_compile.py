@@ -5,7 +5,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from tests.test_compile_targets import ROOT, _env
+from tests import REPO
+from tests.helpers import compiler_env
 from tritonconv.cli import main as cli_main
 from tritonconv.results import load_results
 
@@ -13,7 +14,7 @@ from tritonconv.results import load_results
 def _compile(*args: str) -> subprocess.CompletedProcess:
     """The compile command in a subprocess: kernels must be imported without TRITON_INTERPRET."""
     cmd = [sys.executable, "-m", "tritonconv.compile", "--layouts", "nhwc", "--targets", "80", "--jobs", "1", *args]
-    return subprocess.run(cmd, cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=600)
+    return subprocess.run(cmd, cwd=REPO, env=compiler_env(), capture_output=True, text=True, timeout=600)
 
 
 def _reported(path, capsys, monkeypatch) -> str:

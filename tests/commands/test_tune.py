@@ -16,11 +16,8 @@ needs_no_gpu = pytest.mark.skipif(torch.cuda.is_available(), reason="checks the 
 
 
 @pytest.fixture(autouse=True)
-def _fresh_view(monkeypatch):
+def _wide_tables(monkeypatch):
     monkeypatch.setenv("COLUMNS", "250")  # rich tables: no wrapping inside the texts checked below
-    cache.invalidate()
-    yield
-    cache.invalidate()
 
 
 @needs_no_gpu

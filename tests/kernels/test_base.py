@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
-import json
-import subprocess
-import sys
 
 import pytest
 
@@ -16,7 +13,7 @@ import tritonconv.problem as problem_module
 from tritonconv.kernels import FAMILIES
 from tritonconv.kernels.base import KernelFamily, jit_functions_used_by, kernel_keys
 
-from tests.test_compile_targets import ROOT, _env
+from tests.helpers import run_compiler_script
 
 COMMON_MODULES = (epilogue, tiling)
 
@@ -71,12 +68,7 @@ print(json.dumps({name: {"version": f.version, "keys": kernel_keys(inspect.getmo
 def test_compiled_versions_use_tritons_cache_keys():
     """Without the interpreter the kernels count by JITFunction.cache_key (a sha256 of their source, the jit
     functions they call and the constexpr globals they read), the same in every process."""
-    runs = []
-    for _ in range(2):
-        proc = subprocess.run([sys.executable, "-c", COMPILED_SCRIPT], cwd=ROOT, env=_env(), capture_output=True,
-                              text=True, timeout=300)
-        assert proc.returncode == 0, proc.stderr[-2000:]
-        runs.append(json.loads(proc.stdout.strip().splitlines()[-1]))
+    runs = [run_compiler_script(COMPILED_SCRIPT, timeout=300) for _ in range(2)]
     assert runs[0] == runs[1] and set(runs[0]) == set(FAMILIES)
     for name, entry in runs[0].items():
         assert entry["keys"] and all(len(key) == 64 and int(key, 16) >= 0 for key in entry["keys"]), name

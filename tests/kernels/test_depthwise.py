@@ -1,17 +1,12 @@
 """Depthwise / channel-multiplier family: randomized correctness vs float64 F.conv2d, supports() agreement,
 config-space sanity, and a real compile (sm_80, sm_90) of the defaults in a subprocess without the interpreter."""
-import json
-import os
 import random
-import subprocess
-import sys
-import textwrap
 
 import pytest
 import torch
 
-from tests import REPO
 from tests.helpers import TOLERANCE, random_conv_inputs, reference_conv2d, rel_error, run_poisoned, sample_configs
+from tests.kernels.helpers import compile_defaults_in_subprocess
 from tritonconv import dispatch
 from tritonconv.enums import Activation
 from tritonconv.errors import InvalidConfigError
@@ -160,39 +155,6 @@ def test_config_space_sanity():
 
 
 # ---- real compilation for GPU targets, in a process without the interpreter --------------------------------
-COMPILE_SCRIPT = textwrap.dedent(
-    """
-    import json, sys
-    from tritonconv.compile import compile_config
-    from tritonconv.kernels import get_family
-    from tritonconv.problem import ConvProblem
-    family = get_family(sys.argv[1])
-    results = []
-    for spec in json.loads(sys.argv[2]):
-        problem = ConvProblem(**spec)
-        config = family.default_config(problem)
-        for cc in (80, 90):
-            usage = compile_config(family, problem, config, cc, residual=True)
-            results.append({"key": problem.key, "sm": cc, "layout": problem.layout, "multiplier": problem.k // problem.c, "stack": [u.stack_bytes for u in usage],
-                            "wide_loads": usage[0].wide_loads, "narrow_loads": usage[0].narrow_loads})
-    print(json.dumps(results))
-    """
-)
-
-
-def compile_defaults_in_subprocess(family: str, problems: list[ConvProblem]) -> list[dict]:
-    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
-    root = str(REPO)
-    env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
-    specs = json.dumps([p.to_dict() for p in problems])
-    done = subprocess.run(
-        [sys.executable, "-c", COMPILE_SCRIPT, family, specs], env=env, cwd=root, capture_output=True, text=True,
-        timeout=300,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    return json.loads(done.stdout.strip().splitlines()[-1])
-
-
 def test_defaults_compile_for_sm80_sm90_without_spills():
     suite = {s.name: s for s in load_suite()}
     problems = [

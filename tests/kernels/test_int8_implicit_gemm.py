@@ -7,18 +7,14 @@ compiling for those targets (a subprocess without the interpreter)."""
 from __future__ import annotations
 
 import itertools
-import json
 import random
-import subprocess
-import sys
 
 import pytest
 import torch
 import torch.nn.functional as F
 import triton
 import triton.language as tl
-from tests.helpers import sample_configs
-from tests.test_compile_targets import ROOT, _env
+from tests.helpers import run_compiler_script, sample_configs
 
 from tritonconv import ConvProblem
 from tritonconv.dispatch import empty_output, run_problem
@@ -180,9 +176,7 @@ print(json.dumps(rows))
 
 @pytest.fixture(scope="module")
 def compiled_rows():
-    proc = subprocess.run([sys.executable, "-c", COMPILE_SCRIPT], cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    return run_compiler_script(COMPILE_SCRIPT)
 
 
 def test_compiles_to_integer_tensor_core_mma(compiled_rows):

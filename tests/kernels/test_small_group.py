@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from tests.helpers import TOLERANCE, random_conv_inputs, reference_conv2d, rel_error, run_poisoned, sample_configs
-from tests.kernels.test_depthwise import compile_defaults_in_subprocess
+from tests.kernels.helpers import compile_defaults_in_subprocess
 from tritonconv import dispatch
 from tritonconv.enums import Activation
 from tritonconv.errors import InvalidConfigError

@@ -8,33 +8,22 @@ import os
 
 import optuna
 import pytest
-from optuna.storages import JournalStorage
-from optuna.storages.journal import JournalFileBackend
 import torch
 
 from tests.helpers import TOLERANCE, random_conv_inputs, reference_conv2d, rel_error
+from tests.search.helpers import PROBLEM, BookkeepingRunner, study_trials, synthetic_ms
 
 from tritonconv import cache, conv2d, dispatch
 from tritonconv.kernels import families_for, get_family
 from tritonconv.enums import Precision
-from tritonconv.problem import ConvProblem
 from tritonconv.search import InProcessRunner, Measurement, SearchSpace, SubprocessRunner, TuningError, tune
-from tritonconv.search import journal
 from tritonconv.search import api as search_api
-
-PROBLEM = ConvProblem(n=1, c=4, h=5, w=5, k=8, r=3, s=3, pad_h=1, pad_w=1, dtype="float32", layout="nhwc")
 
 
 def one_run(fn):
     """Timer for tests: run once (the output was already checked), report a constant."""
     fn()
     return 1.0
-
-
-def synthetic_ms(config):
-    """Deterministic fake time that makes a non-default config win: the filter-outer loop, then fewer stages."""
-    slow_loop = config.get("LOOP_ORDER") != "filter_outer"
-    return 1.0 + slow_loop + 0.1 * config.get("num_stages", 0) + 0.01 * config.get("GROUP_M", 0)
 
 
 class SyntheticRunner(InProcessRunner):
@@ -58,27 +47,6 @@ class SyntheticRunner(InProcessRunner):
     def baseline(self, problem):
         self.baseline_calls += 1
         return Measurement(time_ms=self.baseline_ms, rel_error=0.0) if self.baseline_ms else Measurement(error="none")
-
-
-@pytest.fixture(autouse=True)
-def _fresh_dispatch():
-    """Tuned entries must not leak into other tests through the dispatcher's memo."""
-    cache.invalidate()
-    yield
-    cache.invalidate()
-
-
-def study_journal(problem=PROBLEM):
-    """The one study journal of `problem` in the test's cache directory."""
-    paths = sorted(journal.studies_dir(cache.cache_dir()).glob(f"{problem.key}-*.journal"))
-    assert len(paths) == 1, paths
-    return paths[0]
-
-
-def study_trials(problem=PROBLEM):
-    storage = JournalStorage(JournalFileBackend(str(study_journal(problem))))
-    (summary,) = optuna.get_all_study_summaries(storage)
-    return optuna.load_study(study_name=summary.study_name, storage=storage).trials
 
 
 def test_space_is_built_from_every_supporting_family_with_namespaced_params():
@@ -165,25 +133,6 @@ def test_raising_and_infeasible_candidates_do_not_stop_the_run(monkeypatch):
     assert failed and all("InvalidConfigError" in t.user_attrs["error"] for t in failed)
     assert any(t.state == optuna.trial.TrialState.PRUNED and "infeasible" in t.user_attrs for t in trials)
     assert len([t for t in trials if t.state in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.FAIL)]) == 10
-
-
-class BookkeepingRunner:
-    """Runs nothing: synthetic times, for tests of the search's bookkeeping over many trials."""
-
-    device = "cpu"
-
-    def __init__(self):
-        self.calls = 0
-
-    def benchmark(self, problem, config, tolerance):
-        self.calls += 1
-        return Measurement(time_ms=synthetic_ms(config), rel_error=0.0)
-
-    def baseline(self, problem):
-        return Measurement(error="no baseline")
-
-    def close(self):
-        pass
 
 
 def test_a_small_feasible_space_is_searched_as_a_grid(monkeypatch):

@@ -17,41 +17,21 @@ from filelock import FileLock
 from optuna.trial import TrialState
 
 from tritonconv import cache
-from tritonconv.search import SearchSpace, journal, tune
+from tritonconv.search import SearchSpace, journal
 from tritonconv.search.entries import LEGACY_INTERRUPTED_ERROR
 from tritonconv.search.result import TuningInterrupted
 from tritonconv.search.study import REQUEUED
 
 from tests import REPO
-from tests.search.test_study import PROBLEM, BookkeepingRunner, study_journal, study_trials
+from tests.search.helpers import OTHER, PROBLEM, RecordingRunner, quick_tune, study_journal, study_trials
 
 SPACE = SearchSpace(PROBLEM, precisions=(PROBLEM.precision,))
-OTHER = PROBLEM.with_(k=16)
-
-
-class RecordingRunner(BookkeepingRunner):
-    """Zero-cost runner that remembers every config it measured (the last one is the winner's re-timing)."""
-
-    def __init__(self, interrupt_at=None):
-        super().__init__()
-        self.seen, self.interrupt_at = [], interrupt_at
-
-    def benchmark(self, problem, config, tolerance):
-        if self.calls == self.interrupt_at:
-            raise KeyboardInterrupt
-        self.seen.append(dict(config))
-        return super().benchmark(problem, config, tolerance)
 
 
 def only_entry():
     """The one cached entry, with its trial history."""
     (key,) = cache.entries()
     return cache.read_entry(key)
-
-
-def quick_tune(trials, runner=None, problem=PROBLEM, **options):
-    return tune(problem, trials=trials, runner=runner or RecordingRunner(), progress=False, early_stop=None,
-                retime_top=1, **options)
 
 
 def candidates(trials, states=(TrialState.COMPLETE,)):
@@ -193,11 +173,11 @@ KILLED_TUNER = textwrap.dedent(
     os.environ["TRITON_INTERPRET"] = "1"
     import optuna
     from optuna.storages.journal import JournalFileBackend
-    import tests.search.test_study_faults as t
+    import tests.search.helpers as t
     from tritonconv import cache
     from tritonconv.search import SearchSpace
 
-    point, at, mode, record = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
+    point, at, mode, record, trials = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], int(sys.argv[5])
     if mode == "tpe":
         SearchSpace.enumerate = lambda self, limit: None
 
@@ -235,7 +215,7 @@ KILLED_TUNER = textwrap.dedent(
         JournalFileBackend.append_logs = after_nth(JournalFileBackend.append_logs, lambda b, logs: logs[0]["op_code"] == 5)
     if point == "cache":
         cache.update = lambda *a, **k: die()
-    t.quick_tune(t.KILL_TRIALS, Runner())
+    t.quick_tune(trials, Runner())
     """
 )
 
@@ -245,7 +225,7 @@ KILLED_TUNER = textwrap.dedent(
 def test_kill_9_then_resume_keeps_every_finished_trial_and_remeasures_the_interrupted_one(point, at, mode, tmp_path, monkeypatch):
     record = tmp_path / "in-flight.json"
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    proc = subprocess.run([sys.executable, "-c", KILLED_TUNER, point, str(at), mode, str(record)], env=env,
+    proc = subprocess.run([sys.executable, "-c", KILLED_TUNER, point, str(at), mode, str(record), str(KILL_TRIALS)], env=env,
                           capture_output=True, text=True, timeout=300, check=False)
     assert proc.returncode == -signal.SIGKILL, proc.stderr[-3000:]
     assert cache.entries() == {}, "nothing was cached by the killed run"
@@ -384,7 +364,7 @@ SLOW_TUNER = textwrap.dedent(
     """
     import os, sys, time
     os.environ["TRITON_INTERPRET"] = "1"
-    import tests.search.test_study_faults as t
+    import tests.search.helpers as t
 
     class Slow(t.RecordingRunner):
         def benchmark(self, problem, config, tolerance):

@@ -1,0 +1,35 @@
+"""Helpers the kernel family tests share."""
+from __future__ import annotations
+
+import json
+import textwrap
+
+from tritonconv.problem import ConvProblem
+
+from tests.helpers import run_compiler_script
+
+COMPILE_DEFAULTS_SCRIPT = textwrap.dedent(
+    """
+    import json, sys
+    from tritonconv.compile import compile_config
+    from tritonconv.kernels import get_family
+    from tritonconv.problem import ConvProblem
+    family = get_family(sys.argv[1])
+    results = []
+    for spec in json.loads(sys.argv[2]):
+        problem = ConvProblem(**spec)
+        config = family.default_config(problem)
+        for cc in (80, 90):
+            usage = compile_config(family, problem, config, cc, residual=True)
+            results.append({"key": problem.key, "sm": cc, "layout": problem.layout, "multiplier": problem.k // problem.c, "stack": [u.stack_bytes for u in usage],
+                            "wide_loads": usage[0].wide_loads, "narrow_loads": usage[0].narrow_loads})
+    print(json.dumps(results))
+    """
+)
+
+
+def compile_defaults_in_subprocess(family: str, problems: list[ConvProblem]) -> list[dict]:
+    """`family`'s default config of each problem compiled for sm_80 and sm_90 (with a residual), in a child process
+    without the interpreter: one record per (problem, target) with its stack bytes and vector-load counts."""
+    return run_compiler_script(COMPILE_DEFAULTS_SCRIPT, family, json.dumps([p.to_dict() for p in problems]),
+                               timeout=300)
