@@ -14,17 +14,20 @@
 #   GPU image:  bash shared/device/bootstrap.sh here first (wheels into .whl/), then on the GPU machine:
 #               source .whl/env.sh && bash bench/gpu_session.sh          (results in $OUT, else bench/results/gpu_session)
 #   CPU:        bash bench/gpu_session.sh --dry-run [--out DIR]           (interpreter, tiny shapes, same stages and files)
+#               [--scale N]: every dry-run time box N times longer (a loaded CPU; the tests use it)
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
-dry=""; out="${OUT:-}"; total=570
+dry=""; out="${OUT:-}"; total=570; scale=1
 while [ $# -gt 0 ]; do
   case "$1" in
     --dry-run) dry="--dry-run"; shift ;;
     --out) out="$2"; shift 2 ;;
     --total) total="$2"; shift 2 ;;
+    --scale) scale="$2"; shift 2 ;;
     *) echo "unknown argument $1" >&2; exit 2 ;;
   esac
 done
+[[ "$scale" =~ ^[1-9][0-9]*$ ]] || { echo "--scale takes a whole number >= 1, got $scale" >&2; exit 2; }
 [ -n "$out" ] || out="bench/results/gpu_session${dry:+_dry_run}"
 mkdir -p "$out"
 if [ -f .whl/env.sh ] && [ -z "$dry" ] && ! python3 -c "import optuna, platformdirs" 2>/dev/null; then
@@ -33,7 +36,8 @@ fi
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 start=$(date +%s)
 if [ -n "$dry" ]; then  # seconds per stage: env correctness speed tuning extras algorithms pytest
-  budgets=(40 45 30 40 30 45 60); total=$((total < 300 ? total : 300))
+  budgets=(); for b in 40 45 30 40 30 45 60; do budgets+=($(( b * scale ))); done
+  total=$(( (total < 300 ? total : 300) * scale ))
 else
   budgets=(45 150 110 140 70 35 0)
 fi
@@ -41,7 +45,7 @@ note() { printf '{"stage": "session", "kind": "%s", "t_s": %s%s}\n' "$1" "$(( $(
 left() { echo $(( total - ($(date +%s) - start) )); }
 
 dry_json=false; margin=8; [ -n "$dry" ] && dry_json=true
-note begin "\"dry_run\": $dry_json, \"total_s\": $total, \"host\": \"$(hostname)\""
+note begin "\"dry_run\": $dry_json, \"total_s\": $total, \"scale\": $scale, \"host\": \"$(hostname)\""
 i=0
 for stage in env correctness speed tuning extras algorithms; do
   budget=${budgets[$i]}; i=$((i + 1))

@@ -26,10 +26,11 @@ import torch.nn.functional as F  # noqa: E402
 
 from tritonconv import quantized  # noqa: E402
 from tritonconv.problem import ConvProblem  # noqa: E402
-from tritonconv.results import CandidateResult, ResultRecord, write_results  # noqa: E402
-from tritonconv.baseline import fastest, time_cudnn  # noqa: E402
-from tritonconv.reference import reference_conv, rel_error  # noqa: E402
+from tritonconv.results import CandidateResult, ResultRecord  # noqa: E402
+from tritonconv.reference import rel_error  # noqa: E402
 from tritonconv.suite import CONV_SUITE, load_suite, select, split_patterns  # noqa: E402
+
+from bench._common import cudnn_baseline, device_and_timer, run_and_write  # noqa: E402
 
 TINY = [ConvProblem(n=1, c=16, h=6, w=6, k=16, r=3, s=3, pad_h=1, pad_w=1, dtype="int8", layout="nhwc")]
 
@@ -49,12 +50,10 @@ def bench_problem(name: str, problem: ConvProblem, device: str, trials: int, tim
     x_scale = 0.02
     reference = F.conv2d(x.double() * x_scale, w.double() * w_scale.double()[:, None, None, None], bias.double(), **args)
     out_scale = reference.abs().max().item() / 127
-    results = []
-    cudnn_ms = None
-    if timer is not None:  # cuDNN fp16 on the same values, both layouts, checked first (tritonconv.baseline)
-        best = fastest(time_cudnn(problem, x, w, reference_conv(problem, x, w), timer))
-        cudnn_ms = best.ms if best else None
-        results.append(CandidateResult.measured("cudnn_fp16", cudnn_ms, role="baseline", flops=problem.flops))
+    results, cudnn_ms = [], None
+    if timer is not None:  # cuDNN fp16 on the same values
+        cudnn_ms, baseline = cudnn_baseline("cudnn_fp16", problem, x, w, timer)
+        results.append(baseline)
     if trials:
         from tritonconv.search import tune
 
@@ -83,23 +82,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=None, help="results file (default: bench/results/int8_<gpu>.json)")
     parser.add_argument("--dry-run", action="store_true", help="CPU, Triton interpreter, tiny shapes, no timing")
     args = parser.parse_args(argv)
-    if not args.dry_run and not torch.cuda.is_available():
-        print("bench/int8.py needs a CUDA GPU (or --dry-run)", file=sys.stderr)
+    run = device_and_timer("bench/int8.py", args.dry_run)
+    if run is None:
         return 2
-    if args.dry_run:
-        selected, device, timer = [("tiny_3x3", p) for p in TINY], "cpu", None
-    else:
-        from tritonconv.timing import time_ms
-
-        selected, device, timer = problems(args.shapes), "cuda", time_ms
-    records = []
-    for name, problem in selected:
-        records.append(bench_problem(name, problem, device, args.trials, timer))
-        print(name, [(r.name, r.ms, r.speedup, r.rel_error, r.extra) for r in records[-1].results], flush=True)
-    gpu = torch.cuda.get_device_name().replace(" ", "_") if device == "cuda" else "interpreter"
-    out = args.out or HERE / "results" / f"int8_{gpu}.json"
-    write_results(out, records, {"what": "int8 vs cuDNN fp16, bench/int8.py", "dry_run": args.dry_run}, kind="conv")
-    print(f"wrote {out}")
+    device, timer = run
+    selected = [("tiny_3x3", p) for p in TINY] if args.dry_run else problems(args.shapes)
+    run_and_write(selected, lambda name, problem: bench_problem(name, problem, device, args.trials, timer),
+                  name="int8", device=device, out=args.out,
+                  meta={"what": "int8 vs cuDNN fp16, bench/int8.py", "dry_run": args.dry_run})
     return 0
 
 

@@ -28,11 +28,12 @@ import torch.nn.functional as F  # noqa: E402
 import tritonconv  # noqa: E402
 from tritonconv.kernels import get_family  # noqa: E402
 from tritonconv.problem import ConvProblem  # noqa: E402
-from tritonconv.results import CandidateResult, ResultRecord, write_results  # noqa: E402
+from tritonconv.results import CandidateResult, ResultRecord  # noqa: E402
 from tritonconv.enums import Precision  # noqa: E402
-from tritonconv.baseline import fastest, time_cudnn  # noqa: E402
-from tritonconv.reference import reference_conv, rel_error  # noqa: E402
+from tritonconv.reference import rel_error  # noqa: E402
 from tritonconv.suite import CONV_SUITE, load_suite, select, split_patterns  # noqa: E402
+
+from bench._common import cudnn_baseline, device_and_timer, run_and_write  # noqa: E402
 
 DTYPE_OF = {"fp16": "float16", "tf32": "float32", "ieee": "float32"}
 TINY = [ConvProblem(n=1, c=16, h=6, w=7, k=16, r=3, s=3, pad_h=1, pad_w=1, layout="nhwc")]
@@ -57,10 +58,9 @@ def bench_problem(name: str, problem: ConvProblem, device: str, trials: int, tim
     reference = F.conv2d(x.double(), w.double(), bias.double(), **args)
     tolerance = Precision(problem.precision).tolerance
     results, cudnn_ms = [], None
-    if timer is not None:  # cuDNN in both layouts, TF32 as the precision allows, checked first (tritonconv.baseline)
-        best = fastest(time_cudnn(problem, x, w, reference_conv(problem, x, w), timer))
-        cudnn_ms = best.ms if best else None
-        results.append(CandidateResult.measured("cudnn", cudnn_ms, role="baseline", flops=problem.flops))
+    if timer is not None:  # cuDNN with TF32 as the precision allows
+        cudnn_ms, baseline = cudnn_baseline("cudnn", problem, x, w, timer)
+        results.append(baseline)
     winograd = get_family("winograd")
     candidates = [("implicit_gemm default", {"family": "implicit_gemm"})]
     candidates += [(f"winograd {c['VARIANT']} F({c['TILE']},3)", {"family": "winograd", **c})
@@ -100,24 +100,17 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         print(f"unknown precision {unknown[0]!r}; choose from {', '.join(DTYPE_OF)}", file=sys.stderr)
         return 2
-    if not args.dry_run and not torch.cuda.is_available():
-        print("bench/winograd.py needs a CUDA GPU (or --dry-run)", file=sys.stderr)
+    run = device_and_timer("bench/winograd.py", args.dry_run)
+    if run is None:
         return 2
+    device, timer = run
     if args.dry_run:
         selected = [(f"tiny_3x3 {p}", t.with_(dtype=DTYPE_OF[p], precision=p)) for t in TINY for p in precisions]
-        device, timer = "cpu", None
     else:
-        from tritonconv.timing import time_ms
-
-        selected, device, timer = problems(args.shapes, precisions), "cuda", time_ms
-    records = []
-    for name, problem in selected:
-        records.append(bench_problem(name, problem, device, args.trials, timer))
-        print(name, [(r.name, r.ms, r.speedup, r.rel_error) for r in records[-1].results], flush=True)
-    gpu = torch.cuda.get_device_name().replace(" ", "_") if device == "cuda" else "interpreter"
-    out = args.out or HERE / "results" / f"winograd_{gpu}.json"
-    write_results(out, records, {"what": "winograd vs cuDNN, bench/winograd.py", "dry_run": args.dry_run}, kind="conv")
-    print(f"wrote {out}")
+        selected = problems(args.shapes, precisions)
+    run_and_write(selected, lambda name, problem: bench_problem(name, problem, device, args.trials, timer),
+                  name="winograd", device=device, out=args.out,
+                  meta={"what": "winograd vs cuDNN, bench/winograd.py", "dry_run": args.dry_run})
     return 0
 
 
