@@ -17,7 +17,7 @@ from tritonconv import cache
 from tritonconv.cli import build_parser, main
 from tritonconv.commands import compile as compile_module
 from tritonconv.commands import tune as tune_command
-from tritonconv.enums import DTYPE_CHOICES
+from tritonconv.enums import ALL_DTYPE_CHOICES, DTYPE_CHOICES
 from tritonconv.search import TuningError
 from tritonconv.text import safe_console, terminal_safe
 
@@ -182,10 +182,11 @@ def test_commands_share_suite_shapes_dtype_and_interpret_options(tmp_path, capsy
     for parser in (parsers["tune"], parsers["bench"], compile_parser):
         args = parser.parse_args([str(suite), "--shapes", "r50_*"])
         assert args.suite == suite and args.shapes == ["r50_*"]
-    for parser in (parsers["tune"], parsers["bench"], parsers["tune-model"]):
-        dtype = next(a for a in parser._actions if a.dest == "dtype")
-        assert tuple(dtype.choices) == DTYPE_CHOICES
-    assert compile_parser.parse_args(["--dtypes", ",".join(DTYPE_CHOICES)]).dtypes
+    for name, choices in (("tune", ALL_DTYPE_CHOICES), ("bench", DTYPE_CHOICES), ("tune-model", DTYPE_CHOICES)):
+        dtype = next(a for a in parsers[name]._actions if a.dest == "dtype")
+        assert tuple(dtype.choices) == choices  # tune and compile also drive the int8 family
+    assert ALL_DTYPE_CHOICES == DTYPE_CHOICES + ("int8",)
+    assert compile_parser.parse_args(["--dtypes", ",".join(ALL_DTYPE_CHOICES)]).dtypes
     interpret_help = {next(a for a in parsers[name]._actions if a.dest == "interpret").help
                       for name in ("tune", "tune-model")}
     assert len(interpret_help) == 1

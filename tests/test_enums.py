@@ -226,6 +226,13 @@ def test_dtypes():
     assert DType.from_torch(torch.float64) is None
     with pytest.raises(InvalidInputError, match="unknown dtype 'float64'; choose from float16, fp16"):
         DType.parse("float64")
+    # int8 only where asked for (the commands that also drive the quantized family)
+    assert enums.ALL_DTYPE_CHOICES == DTYPE_CHOICES + ("int8",)
+    assert enums.canonical_dtype("int8", quantized=True) == "int8" and enums.canonical_dtype("fp16", quantized=True) == "float16"
+    with pytest.raises(InvalidInputError, match="unknown dtype 'int8'; choose from float16, fp16, .*, fp32$"):
+        DType.parse("int8")
+    with pytest.raises(InvalidInputError, match="unknown dtype 'int4'; choose from .*, fp32, int8$"):
+        DType.parse("int4", quantized=True)
 
 
 def test_enums_is_a_leaf_that_imports_no_torch():

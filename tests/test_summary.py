@@ -47,3 +47,12 @@ def test_an_empty_run_summarises_this_machine():
     summary = RunSummary.of([], wall_time_s=0.0)
     assert (summary.winners, summary.trials_run, summary.best_speedup) == (0, 0, None)
     assert summary.device == cache.fingerprint() and summary.journals == ()
+
+
+def test_int8_winners_are_used_by_the_quantized_conv_and_never_keep_the_baseline():
+    int8 = A.with_(dtype="int8", precision="int8")
+    only_int8 = "\n".join(RunSummary.of([result(int8, speedup=0.5, backend="cudnn")], wall_time_s=1.0).lines())
+    assert "used automatically by tritonconv.quantized.conv2d on this device" in only_int8 and "keep" not in only_int8
+    mixed = RunSummary.of([result(int8, speedup=0.5, backend="cudnn"), result(B, speedup=0.5, backend="cudnn")], 1.0)
+    assert (mixed.quantized, mixed.keep_baseline) == (1, 1)
+    assert ("tritonconv.convert; tritonconv.quantized.conv2d (the int8 ones) on this device" in "\n".join(mixed.lines()))

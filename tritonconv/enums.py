@@ -200,13 +200,14 @@ class DType(enum.Enum):
         return tuple(member for member in cls if not member.quantized)
 
     @classmethod
-    def parse(cls, name: str) -> "DType":
-        """"fp16" or "float16" -> FLOAT16 (float dtypes only); an unknown name raises InvalidInputError listing
-        the accepted ones."""
-        for member in cls.floats():
+    def parse(cls, name: str, *, quantized: bool = False) -> "DType":
+        """"fp16" or "float16" -> FLOAT16 (float dtypes only; `quantized`: int8 too); an unknown name raises
+        InvalidInputError listing the accepted ones."""
+        for member in cls if quantized else cls.floats():
             if name in (member.value, member.short):
                 return member
-        raise InvalidInputError(f"unknown dtype {name!r}; choose from {', '.join(DTYPE_CHOICES)}")
+        accepted = ALL_DTYPE_CHOICES if quantized else DTYPE_CHOICES
+        raise InvalidInputError(f"unknown dtype {name!r}; choose from {', '.join(accepted)}")
 
     @classmethod
     def from_torch(cls, dtype: Any) -> Optional["DType"]:
@@ -214,13 +215,16 @@ class DType(enum.Enum):
         return next((member for member in cls if str(dtype) == f"torch.{member.value}"), None)
 
 
-# Every name a command or API accepts for a dtype: canonical names and their aliases.
+# Every name a command or API accepts for a float dtype: canonical names and their aliases; and with the quantized
+# dtypes (the commands that also drive tritonconv.quantized's family: tune, compile).
 DTYPE_CHOICES: tuple[str, ...] = tuple(name for member in DType.floats() for name in (member.value, member.short))
+ALL_DTYPE_CHOICES: tuple[str, ...] = DTYPE_CHOICES + tuple(member.value for member in DType if member.quantized)
 
 
-def canonical_dtype(name: str) -> str:
-    """"fp16" -> "float16", ...; an unknown name raises InvalidInputError listing the accepted ones."""
-    return DType.parse(name).value
+def canonical_dtype(name: str, *, quantized: bool = False) -> str:
+    """"fp16" -> "float16", ... (`quantized`: "int8" too); an unknown name raises InvalidInputError listing the
+    accepted ones."""
+    return DType.parse(name, quantized=quantized).value
 
 
 # ---- operand precisions --------------------------------------------------------------------------------------

@@ -58,14 +58,14 @@ class SuiteShape:
 
     def problem(self, *, dtype: str = "float16", layout: str = "nhwc", precision: str = ""):
         """The ConvProblem of this shape in `dtype` (any alias, or "int8"), `layout` and `precision`."""
-        from .enums import DType, canonical_dtype
+        from .enums import canonical_dtype
         from .problem import ConvProblem
 
         return ConvProblem(
             n=self.n, c=self.c, h=self.h, w=self.w, k=self.k, r=self.r, s=self.s,
             stride_h=self.stride[0], stride_w=self.stride[1], pad_h=self.pad[0], pad_w=self.pad[1],
             dilation_h=self.dilation[0], dilation_w=self.dilation[1], groups=self.groups,
-            dtype=dtype if dtype == DType.INT8.value else canonical_dtype(dtype), layout=layout, precision=precision,
+            dtype=canonical_dtype(dtype, quantized=True), layout=layout, precision=precision,
         )
 
 

@@ -20,11 +20,12 @@ class RunSummary:
     wall_time_s: float
     best_speedup: float | None
     best_label: str
-    keep_baseline: int  # winners where the baseline measured faster: dispatch keeps calling it there
+    keep_baseline: int  # float winners where the baseline measured faster: dispatch keeps calling it there
     baseline: str  # "cuDNN" or "torch CPU"
     device: str  # hardware fingerprint the winners belong to
     cache_file: Path
     journals: tuple[Path, ...]  # the study journals of the problems tuned by this run
+    quantized: int = 0  # winners of int8 problems: tritonconv.quantized.conv2d uses them (always a Triton kernel)
 
     @classmethod
     def of(cls, results: Sequence[Any], wall_time_s: float) -> RunSummary:
@@ -38,8 +39,10 @@ class RunSummary:
         return cls(
             winners=len(unique), newly_tuned=sum(not r.from_cache for r in unique),
             trials_run=sum(r.trials_run for r in unique), wall_time_s=wall_time_s, best_speedup=best,
-            best_label=label, keep_baseline=sum(r.backend == "cudnn" for r in unique), baseline=baseline_label(device), device=device, cache_file=cache.cache_path(),
+            best_label=label, keep_baseline=sum(r.backend == "cudnn" and not r.problem.is_quantized for r in unique),
+            baseline=baseline_label(device), device=device, cache_file=cache.cache_path(),
             journals=tuple(r.journal for r in unique if getattr(r, "journal", None) is not None),
+            quantized=sum(r.problem.is_quantized for r in unique),
         )
 
     def lines(self) -> list[str]:
@@ -49,9 +52,11 @@ class RunSummary:
             cached += f" ({self.newly_tuned} tuned now, {already} already cached)"
         best = (f"best speedup vs {self.baseline} {format_speedup(self.best_speedup)} ({self.best_label})"
                 if self.best_speedup is not None else f"no {self.baseline} time to compare with")
+        users = ["tritonconv.conv2d, tritonconv.nn.Conv2d and tritonconv.convert"] if self.winners > self.quantized else []
+        users += ["tritonconv.quantized.conv2d (the int8 ones)" if users else "tritonconv.quantized.conv2d"] if self.quantized else []
         lines = [
             cached,
-            f"  used automatically by tritonconv.conv2d, tritonconv.nn.Conv2d and tritonconv.convert on this device "
+            f"  used automatically by {'; '.join(users)} on this device "
             f"({self.device})" + (f"; {self.keep_baseline} of them keep {self.baseline}, which measured faster"
                                   if self.keep_baseline else ""),
             "  share them: tritonconv cache export tritonconv-cache.json   (elsewhere: tritonconv cache import tritonconv-cache.json)",

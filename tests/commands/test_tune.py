@@ -75,6 +75,49 @@ def test_tune_one_shape_in_the_interpreter_then_cache_commands(tmp_path, capsys)
     assert "1 added" in capsys.readouterr().out and len(cache.entries()) == 1
 
 
+def test_tune_int8_in_the_interpreter_and_quantized_conv2d_uses_the_winner(tmp_path, capsys, monkeypatch):
+    import tritonconv.quantized as tq
+    from tests.quantized.test_functional import float_reference, quantized_inputs, rel
+    from tritonconv.problem import ConvProblem
+    from tritonconv.results import load_results
+
+    out = tmp_path / "tune.json"
+    shape = ["--c", "16", "--h", "4", "--w", "4", "--k", "16", "--dtype", "int8", "--layout", "nchw"]
+    assert main(["tune", *shape, "--interpret", "--trials", "2", "--json", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "int8_implicit_gemm" in printed and "used automatically by tritonconv.quantized.conv2d on" in printed
+    assert "keep torch CPU" not in printed  # int8 always runs its Triton kernel, whatever the baseline measured
+    (record,) = load_results(out)["records"]
+    tuned = record["results"][1]
+    assert record["problem"]["dtype"] == "int8" and tuned["family"] == "int8_implicit_gemm" and tuned["precision"] == "int8"
+
+    looked_up = []
+    lookup = cache.lookup_config
+
+    def spy(problem, *args, **kwargs):
+        looked_up.append((problem, lookup(problem, *args, **kwargs)))
+        return looked_up[-1][1]
+
+    monkeypatch.setattr(cache, "lookup_config", spy)
+    x, wq, w_scale, bias = quantized_inputs(1, 16, 4, 4, 16, 16, 3, 3, seed=5)
+    y = tq.conv2d(x, wq, 0.1, w_scale, bias, padding=1)
+    assert rel(y, float_reference(x, wq, 0.1, w_scale, bias, padding=1)) < 1e-6
+    (problem, config), = looked_up  # the conv's problem is the one the command tuned, and its winner is found
+    assert problem == ConvProblem(n=1, c=16, h=4, w=4, k=16, r=3, s=3, pad_h=1, pad_w=1, dtype="int8", layout="nchw")
+    assert config["family"] == "int8_implicit_gemm" and all(config[k] == v for k, v in tuned["config"].items())
+
+
+def test_tune_int8_refuses_what_int8_cannot_compute(capsys):
+    shape = ["--c", "16", "--h", "4", "--w", "4", "--k", "16", "--interpret"]
+    assert main(["tune", *shape, "--dtype", "int8", "--precision", "tf32"]) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        "error: --precision tf32 is not available for int8; choose from int8, auto"]
+    assert main(["tune", *shape, "--dtype", "fp16", "--precision", "int8"]) == 2
+    assert "error: --precision int8 is not available for fp16; choose from" in capsys.readouterr().err
+    assert main(["tune", *shape, "--dtype", "int4"]) == 2
+    assert "invalid choice: 'int4'" in capsys.readouterr().err and cache.entries() == {}
+
+
 def test_bad_inputs_are_clear_errors(tmp_path, capsys):
     assert main(["tune", "--c", "4", "--interpret"]) == 2
     assert "missing --h, --k, --w" in capsys.readouterr().err

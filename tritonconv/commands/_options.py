@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any, Callable
 
-from ..enums import DTYPE_CHOICES
+from ..enums import ALL_DTYPE_CHOICES, DTYPE_CHOICES
 from ..suite import CONV_SUITE
 
 
@@ -127,8 +127,11 @@ def resolve_suite(args: argparse.Namespace) -> None:
         args.suite = args.suite_option
 
 
-def add_dtype_argument(parser: Any, *, default: str = "float16", help_text: str = "input dtype") -> None:
-    parser.add_argument("--dtype", default=default, choices=DTYPE_CHOICES, help=help_text)
+def add_dtype_argument(parser: Any, *, default: str = "float16", help_text: str = "input dtype",
+                       quantized: bool = False) -> None:
+    """--dtype: a float dtype or its alias (`quantized`: int8 too)."""
+    parser.add_argument("--dtype", default=default, choices=ALL_DTYPE_CHOICES if quantized else DTYPE_CHOICES,
+                        help=help_text)
 
 
 def add_interpret_argument(parser: Any) -> None:

@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 from typing import Any, Callable, Iterable, Optional
 
-from ..enums import DTYPE_CHOICES
+from ..enums import ALL_DTYPE_CHOICES
 from ._options import HelpFormatter, Parser, add_suite_argument, non_negative_int, output_file, positive_int
 
 PROG = "python -m tritonconv.compile"
@@ -46,7 +46,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_suite_argument(parser)
     parser.add_argument("--targets", type=_comma_list(_compile_targets, "target"), default="80,90",
                         help="compute capabilities, comma-separated")
-    parser.add_argument("--dtypes", type=_comma_list(lambda: DTYPE_CHOICES + ("int8",), "dtype"), default="float16,float32",
+    parser.add_argument("--dtypes", type=_comma_list(lambda: ALL_DTYPE_CHOICES, "dtype"), default="float16,float32",
                         help="input dtypes, comma-separated (int8: the quantized family's kernels)")
     parser.add_argument("--layouts", type=_comma_list(lambda: ("nhwc", "nchw"), "layout"), default="nhwc,nchw",
                         help="layouts of the suite problems, comma-separated")
@@ -100,7 +100,7 @@ def run(args: argparse.Namespace) -> int:
     shapes = select(load_suite(suite), split_patterns(args.shapes), source=str(suite))
     if args.limit:
         shapes = shapes[: args.limit]
-    dtypes = [d if d == "int8" else canonical_dtype(d) for d in args.dtypes.split(",")]
+    dtypes = [canonical_dtype(d, quantized=True) for d in args.dtypes.split(",")]
     layouts = args.layouts.split(",")
     if os.environ.get("TRITON_INTERPRET", "0") not in ("", "0"):
         raise InvalidInputError("unset TRITON_INTERPRET: compiling for a target needs real Triton kernels")

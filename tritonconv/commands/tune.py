@@ -60,7 +60,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         ("groups", 1, "channel groups; must divide --c and --k", positive_int),
     ):
         _adder(shape)(f"--{dim}", type=kind, default=default, help=text)
-    add_dtype_argument(_adder_parser(add))
+    add_dtype_argument(_adder_parser(add), quantized=True,
+                       help_text="input dtype (int8: the quantized family that tritonconv.quantized.conv2d runs)")
     add("--layout", default="nhwc", choices=("nhwc", "nchw", "auto"),
         help="input layout; auto: NCHW input, reading it directly competes with converting it to NHWC first")
     add("--precision", default=DEFAULTS.precision, choices=PRECISION_CHOICES,
@@ -163,7 +164,7 @@ def _problems(args: argparse.Namespace) -> list[tuple[str, Any]]:
     from ..errors import InvalidInputError
     from ..suite import load_suite, parse_shape, select
 
-    dtype = canonical_dtype(args.dtype)
+    dtype = canonical_dtype(args.dtype, quantized=True)
     layout = "nhwc" if args.layout == "nhwc" else "nchw"
     given = [d for d in ("c", "h", "w", "k") if getattr(args, d) is not None]
     if args.demo:
