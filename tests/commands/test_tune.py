@@ -77,7 +77,7 @@ def test_tune_one_shape_in_the_interpreter_then_cache_commands(tmp_path, capsys)
 
 def test_tune_int8_in_the_interpreter_and_quantized_conv2d_uses_the_winner(tmp_path, capsys, monkeypatch):
     import tritonconv.quantized as tq
-    from tests.quantized.test_functional import float_reference, quantized_inputs, rel
+    from tests.quantized.helpers import float_reference, quantized_inputs, rel
     from tritonconv.problem import ConvProblem
     from tritonconv.results import load_results
 
