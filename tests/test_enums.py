@@ -241,3 +241,19 @@ def test_enums_is_a_leaf_that_imports_no_torch():
             "or (m.startswith('tritonconv.') and m not in ('tritonconv.enums', 'tritonconv.errors'))))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_a_table_row_fills_every_annotated_field_in_order():
+    class Unit(enums._Table):
+        symbol: str
+        scale: float
+
+        METRE = ("metre", "m", 1.0)
+
+    assert Unit("metre") is Unit.METRE and (Unit.METRE.symbol, Unit.METRE.scale) == ("m", 1.0) and Unit.names() == ("metre",)
+    with pytest.raises(TypeError, match=r"Short.A: 1 entries for the fields \['symbol', 'scale'\]"):
+        class Short(enums._Table):
+            symbol: str
+            scale: float
+
+            A = ("a", "x")

@@ -25,6 +25,27 @@ def _resolve(dotted: str) -> Any:
     return getattr(importlib.import_module(module), attr)
 
 
+class _Table(enum.Enum):
+    """An enum whose members are the rows of a table: a row's first entry is the member's value (its public name,
+    `Member("name")`), the others become its attributes, named and typed in order by the subclass's annotations."""
+
+    def __new__(cls, name: str, *row: Any) -> Any:
+        member = object.__new__(cls)
+        member._value_ = name
+        return member
+
+    def __init__(self, name: str, *row: Any) -> None:
+        fields = list(type(self).__annotations__)
+        if len(row) != len(fields):
+            raise TypeError(f"{type(self).__name__}.{self.name}: {len(row)} entries for the fields {fields}")
+        for field, value in zip(fields, row):
+            setattr(self, field, value)
+
+    @classmethod
+    def names(cls) -> tuple[str, ...]:
+        return tuple(member.value for member in cls)
+
+
 # ---- activations ---------------------------------------------------------------------------------------------
 # Backward rules: d activation / d z times `grad`, from the saved output y (relu, relu6) or the recomputed
 # pre-activation z (silu, gelu), in differentiable ops so double backward works.
@@ -48,15 +69,24 @@ def _gelu_grad(grad: Any, z: Any) -> Any:
     return torch.ops.aten.gelu_backward(grad, z, approximate="none")  # differentiable
 
 
-class Activation(enum.Enum):
+class Activation(_Table):
     """A fused epilogue activation. The value is the public name (`Activation("relu")`).
 
-    code: the kernels' ACTIVATION constexpr; function: the torch function computing it (dotted path);
-    modules / functions / methods: what convert() recognises as this activation in a model (nn.Module types,
-    torch functions, Tensor methods); exact_kwargs: arguments those must leave at these values (GELU's exact
+    code: the kernels' ACTIVATION constexpr; function_path: the torch function computing it (dotted path);
+    module_paths / function_paths / methods: what convert() recognises as this activation in a model (nn.Module
+    types and torch functions by dotted path, Tensor methods by name); exact_kwargs: arguments those must leave at these values (GELU's exact
     erf form); grad_from: what the backward rule needs, "output" (saved y) or "preactivation" (z, recomputed);
     grad_rule: (grad, y or z) -> grad w.r.t. z.
     """
+
+    code: int
+    function_path: str
+    module_paths: tuple[str, ...]
+    function_paths: tuple[str, ...]
+    methods: tuple[str, ...]
+    exact_kwargs: dict[str, Any]
+    grad_from: str
+    grad_rule: Optional[Callable]
 
     NONE = ("none", 0, "", (), (), (), {}, "", None)
     RELU = (
@@ -76,28 +106,6 @@ class Activation(enum.Enum):
         "gelu", 4, "torch.nn.functional.gelu", ("torch.nn.GELU",), ("torch.nn.functional.gelu",), (),
         {"approximate": "none"}, "preactivation", _gelu_grad,
     )
-
-    def __new__(cls, name: str, *rest: Any) -> "Activation":
-        member = object.__new__(cls)
-        member._value_ = name
-        return member
-
-    def __init__(
-        self, name: str, code: int, function: str, modules: tuple[str, ...], functions: tuple[str, ...],
-        methods: tuple[str, ...], exact_kwargs: dict[str, Any], grad_from: str, grad_rule: Optional[Callable],
-    ) -> None:
-        self.code = code
-        self.function_path = function
-        self.module_paths = modules
-        self.function_paths = functions
-        self.methods = methods
-        self.exact_kwargs = exact_kwargs
-        self.grad_from = grad_from
-        self.grad_rule = grad_rule
-
-    @classmethod
-    def names(cls) -> tuple[str, ...]:
-        return tuple(member.value for member in cls)
 
     @classmethod
     def parse(cls, name: Optional[str], *, allow_none: bool = True) -> "Activation":
@@ -164,24 +172,18 @@ def _activation_by_function() -> dict[Callable, Activation]:
 
 
 # ---- input dtypes --------------------------------------------------------------------------------------------
-class DType(enum.Enum):
+class DType(_Table):
     """An input dtype tritonconv computes in. The value is torch's name; `short` is the accepted alias; a
     quantized dtype (int8) is computed by tritonconv.quantized with its scales, never by tritonconv.conv2d."""
 
-    FLOAT16 = ("float16", "fp16", 2)
-    BFLOAT16 = ("bfloat16", "bf16", 2)
-    FLOAT32 = ("float32", "fp32", 4)
+    short: str
+    itemsize: int
+    quantized: bool
+
+    FLOAT16 = ("float16", "fp16", 2, False)
+    BFLOAT16 = ("bfloat16", "bf16", 2, False)
+    FLOAT32 = ("float32", "fp32", 4, False)
     INT8 = ("int8", "int8", 1, True)
-
-    def __new__(cls, name: str, *rest: Any) -> "DType":
-        member = object.__new__(cls)
-        member._value_ = name
-        return member
-
-    def __init__(self, name: str, short: str, itemsize: int, quantized: bool = False) -> None:
-        self.short = short
-        self.itemsize = itemsize
-        self.quantized = quantized
 
     @property
     def torch(self) -> Any:
@@ -189,10 +191,6 @@ class DType(enum.Enum):
         import torch
 
         return getattr(torch, self.value)
-
-    @classmethod
-    def names(cls) -> tuple[str, ...]:
-        return tuple(member.value for member in cls)
 
     @classmethod
     def floats(cls) -> tuple["DType", ...]:
@@ -228,7 +226,7 @@ def canonical_dtype(name: str, *, quantized: bool = False) -> str:
 
 
 # ---- operand precisions --------------------------------------------------------------------------------------
-class Precision(enum.Enum):
+class Precision(_Table):
     """The arithmetic the matrix units multiply in (accumulation is always float32). The value is the public name.
 
     code: the kernels' PRECISION constexpr; dtypes: the input dtypes that may use it; tolerance: the default
@@ -242,44 +240,30 @@ class Precision(enum.Enum):
     (its measured error; 0: always).
     """
 
-    IEEE = ("ieee", 0, ("float32",), 1e-5, "", False, False, False)
-    TF32 = ("tf32", 1, ("float32",), 3e-3, "", True, True, True)
-    TF32X3 = ("tf32x3", 2, ("float32",), 1e-5, "", False, True, False)
-    FP16 = ("fp16", 3, ("float32", "float16"), 1e-2, "float16", True, False, True)
-    BF16 = ("bf16", 4, ("float32", "bfloat16"), 3e-2, "bfloat16", True, False, True)
+    code: int
+    dtypes: tuple[str, ...]
+    tolerance: float
+    operand_dtype: str
+    single_mma: bool
+    tf32_mma: bool
+    cudnn_tf32: bool
+    scaled: bool
+    min_capability: tuple[int, int]
+    auto_min_tolerance: float
+
+    IEEE = ("ieee", 0, ("float32",), 1e-5, "", False, False, False, False, (0, 0), 0.0)
+    TF32 = ("tf32", 1, ("float32",), 3e-3, "", True, True, True, False, (0, 0), 0.0)
+    TF32X3 = ("tf32x3", 2, ("float32",), 1e-5, "", False, True, False, False, (0, 0), 0.0)
+    FP16 = ("fp16", 3, ("float32", "float16"), 1e-2, "float16", True, False, True, False, (0, 0), 0.0)
+    BF16 = ("bf16", 4, ("float32", "bfloat16"), 3e-2, "bfloat16", True, False, True, False, (0, 0), 0.0)
     # int8 x int8 products, int32 accumulation (tritonconv.quantized); the search checks unit-scale float32
     # outputs of exact int32 sums (only float32 rounding, < 2^-24 each).
-    INT8 = ("int8", 5, ("int8",), 1e-6, "", False, False, False)
+    INT8 = ("int8", 5, ("int8",), 1e-6, "", False, False, False, False, (0, 0), 0.0)
     # e4m3 operands with per-tensor scales (amax / 448), float32 accumulation, sm_89+ (Ada, Hopper). Relative
     # error vs float64 measured 3.3e-2 .. 4.5e-2 (median 3.7e-2) over 40 random convs (bench/fp8_error.py, the
     # scaling emulated in torch; the kernels match that emulation to float32 rounding, tests/test_fp8.py):
     # tolerance 6e-2, and auto tries fp8 only under a tolerance of at least 4e-2.
     FP8 = ("fp8", 6, ("float32", "float16", "bfloat16"), 6e-2, "float8_e4m3fn", True, False, True, True, (8, 9), 4e-2)
-
-    def __new__(cls, name: str, *rest: Any) -> "Precision":
-        member = object.__new__(cls)
-        member._value_ = name
-        return member
-
-    def __init__(
-        self, name: str, code: int, dtypes: tuple[str, ...], tolerance: float, operand_dtype: str,
-        single_mma: bool, tf32_mma: bool, cudnn_tf32: bool, scaled: bool = False,
-        min_capability: tuple[int, int] = (0, 0), auto_min_tolerance: float = 0.0,
-    ) -> None:
-        self.code = code
-        self.dtypes = dtypes
-        self.tolerance = tolerance
-        self.operand_dtype = operand_dtype
-        self.single_mma = single_mma
-        self.tf32_mma = tf32_mma
-        self.cudnn_tf32 = cudnn_tf32
-        self.scaled = scaled
-        self.min_capability = min_capability
-        self.auto_min_tolerance = auto_min_tolerance
-
-    @classmethod
-    def names(cls) -> tuple[str, ...]:
-        return tuple(member.value for member in cls)
 
     @classmethod
     def for_dtype(cls, dtype: str) -> tuple[str, ...]:
@@ -311,24 +295,24 @@ def default_matmul_precision(dtype: str) -> str:
 
 
 # ---- kernel modes (integer constexprs; the config names them by value) ------------------------------------------
-class LoopOrder(enum.Enum):
+class _Mode(enum.Enum):
+    """A kernel mode: the config holds the value (its name), the kernel the code (its position in the enum)."""
+
+    @property
+    def code(self) -> int:
+        return list(type(self)).index(self)
+
+
+class LoopOrder(_Mode):
     """implicit_gemm's reduction loop: filter position outer and channel inner, or channel outer over the
     flattened (c, r, s) axis."""
 
     FILTER_OUTER = "filter_outer"
     CHANNEL_OUTER = "channel_outer"
 
-    @property
-    def code(self) -> int:
-        return list(type(self)).index(self)
 
-
-class SmallGroupMode(enum.Enum):
+class SmallGroupMode(_Mode):
     """small_group's algorithm: a block-diagonal GEMM over the groups a tile spans, or direct FMA."""
 
     BLOCK_DIAG = "block_diag"
     DIRECT = "direct"
-
-    @property
-    def code(self) -> int:
-        return list(type(self)).index(self)
