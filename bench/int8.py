@@ -11,7 +11,6 @@ Writes bench/results/int8_<gpu>.json (a "conv" results file: `tritonconv report`
 """
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 from pathlib import Path
@@ -30,7 +29,7 @@ from tritonconv.results import CandidateResult, ResultRecord  # noqa: E402
 from tritonconv.reference import rel_error  # noqa: E402
 from tritonconv.suite import CONV_SUITE, load_suite, select, split_patterns  # noqa: E402
 
-from bench._common import cudnn_baseline, device_and_timer, run_and_write  # noqa: E402
+from bench._common import bench_parser, cudnn_baseline, problem_record, run  # noqa: E402
 
 TINY = [ConvProblem(n=1, c=16, h=6, w=6, k=16, r=3, s=3, pad_h=1, pad_w=1, dtype="int8", layout="nhwc")]
 
@@ -70,27 +69,13 @@ def bench_problem(name: str, problem: ConvProblem, device: str, trials: int, tim
         ms = timer(lambda scale=scale: quantized.conv2d(x, w, x_scale, w_scale, bias, scale, **args)) if timer else None
         results.append(CandidateResult.measured(label, ms, flops=problem.flops, baseline_ms=cudnn_ms,
                                                 rel_error=error, tuned=bool(trials), **extra))
-    return ResultRecord(name=name, results=results, baseline="cudnn_fp16" if timer else None,
-                        fields={"problem": problem.key, "label": problem.long_label, "flops": problem.flops})
+    return problem_record(name, problem, results, "cudnn_fp16" if timer else None)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python bench/int8.py", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--shapes", default="*", help="suite shape globs among the 3x3 layers (default: all)")
-    parser.add_argument("--trials", type=int, default=0, help="tune each problem first with this many trials")
-    parser.add_argument("--out", type=Path, default=None, help="results file (default: bench/results/int8_<gpu>.json)")
-    parser.add_argument("--dry-run", action="store_true", help="CPU, Triton interpreter, tiny shapes, no timing")
-    args = parser.parse_args(argv)
-    run = device_and_timer("bench/int8.py", args.dry_run)
-    if run is None:
-        return 2
-    device, timer = run
-    selected = [("tiny_3x3", p) for p in TINY] if args.dry_run else problems(args.shapes)
-    run_and_write(selected, lambda name, problem: bench_problem(name, problem, device, args.trials, timer),
-                  name="int8", device=device, out=args.out,
-                  meta={"what": "int8 vs cuDNN fp16, bench/int8.py", "dry_run": args.dry_run})
-    return 0
+    args = bench_parser("bench/int8.py", __doc__, "among the 3x3 layers; default: all").parse_args(argv)
+    selected = lambda: [("tiny_3x3", p) for p in TINY] if args.dry_run else problems(args.shapes)
+    return run("bench/int8.py", args, selected, bench_problem, "int8 vs cuDNN fp16")
 
 
 if __name__ == "__main__":

@@ -12,7 +12,6 @@ GPU (unless --dry-run).
 """
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 from pathlib import Path
@@ -33,7 +32,7 @@ from tritonconv.enums import Precision  # noqa: E402
 from tritonconv.reference import rel_error  # noqa: E402
 from tritonconv.suite import CONV_SUITE, load_suite, select, split_patterns  # noqa: E402
 
-from bench._common import cudnn_baseline, device_and_timer, run_and_write  # noqa: E402
+from bench._common import bench_parser, cudnn_baseline, problem_record, run  # noqa: E402
 
 DTYPE_OF = {"fp16": "float16", "tf32": "float32", "ieee": "float32"}
 TINY = [ConvProblem(n=1, c=16, h=6, w=7, k=16, r=3, s=3, pad_h=1, pad_w=1, layout="nhwc")]
@@ -82,36 +81,24 @@ def bench_problem(name: str, problem: ConvProblem, device: str, trials: int, tim
             error=None if within else f"relative error {error:.3g} > tolerance {tolerance:g}",
             config=config, precision=problem.precision,
         ))
-    return ResultRecord(name=name, results=results, baseline="cudnn" if timer else None,
-                        fields={"problem": problem.key, "label": problem.long_label, "flops": problem.flops})
+    return problem_record(name, problem, results, "cudnn" if timer else None)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python bench/winograd.py", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--shapes", default="*", help="suite shape globs (default: every 3x3 stride-1 layer)")
+    parser = bench_parser("bench/winograd.py", __doc__, "default: every 3x3 stride-1 layer")
     parser.add_argument("--precisions", default="fp16,tf32", help="comma-separated: fp16, tf32, ieee")
-    parser.add_argument("--trials", type=int, default=0, help="tune each problem first with this many trials")
-    parser.add_argument("--out", type=Path, default=None, help="results file (default: bench/results/winograd_<gpu>.json)")
-    parser.add_argument("--dry-run", action="store_true", help="CPU, Triton interpreter, tiny shapes, no timing")
     args = parser.parse_args(argv)
     precisions = args.precisions.split(",")
     unknown = [p for p in precisions if p not in DTYPE_OF]
     if unknown:
         print(f"unknown precision {unknown[0]!r}; choose from {', '.join(DTYPE_OF)}", file=sys.stderr)
         return 2
-    run = device_and_timer("bench/winograd.py", args.dry_run)
-    if run is None:
-        return 2
-    device, timer = run
-    if args.dry_run:
-        selected = [(f"tiny_3x3 {p}", t.with_(dtype=DTYPE_OF[p], precision=p)) for t in TINY for p in precisions]
-    else:
-        selected = problems(args.shapes, precisions)
-    run_and_write(selected, lambda name, problem: bench_problem(name, problem, device, args.trials, timer),
-                  name="winograd", device=device, out=args.out,
-                  meta={"what": "winograd vs cuDNN, bench/winograd.py", "dry_run": args.dry_run})
-    return 0
+    def selected():
+        if args.dry_run:
+            return [(f"tiny_3x3 {p}", t.with_(dtype=DTYPE_OF[p], precision=p)) for t in TINY for p in precisions]
+        return problems(args.shapes, precisions)
+
+    return run("bench/winograd.py", args, selected, bench_problem, "winograd vs cuDNN")
 
 
 if __name__ == "__main__":

@@ -91,43 +91,41 @@ def _shape(*extra: str) -> list[str]:
     return ["tune", *SHAPE, *extra]
 
 
+def _bad_suite(name: str, file: str, says: str) -> tuple[str, list[str], set[int], str]:
+    """`tune <suite file>`: a usage error that names the file, then says `says` (a regex)."""
+    return f"suite {name}", ["tune", f"{{D}}/{file}", "--interpret"], USAGE, rf"{re.escape(file)}.*{says}"
+
+
+def _refused(option: str, what: str, *values: str) -> list[tuple[str, list[str], set[int], str]]:
+    """`tune <shape> --<option> <value>` for each value: a usage error saying the option must be `what`."""
+    return [(f"{option} {value}", _shape(f"--{option}", value), USAGE, rf"--{option}: must be {what}, got '{re.escape(value)}'")
+            for value in values]
+
+
 # (id, argv, expected exit codes, message regex)
 CLI_CASES: list[tuple[str, list[str], set[int], str]] = [
     # ---- tune: numbers ---------------------------------------------------------------------------------------
-    ("stride 0", _shape("--stride", "0"), USAGE, r"--stride.*positive integer"),
-    ("stride -1", _shape("--stride", "-1"), USAGE, r"--stride"),
-    ("groups 0", _shape("--groups", "0"), USAGE, r"--groups.*positive integer"),
+    *_refused("stride", "a positive integer", "0", "-1"),
+    *_refused("groups", "a positive integer", "0"),
     ("groups not dividing", _shape("--groups", "3"), USAGE, r"groups=3 must divide"),
     ("groups not dividing k", ["tune", "--c", "8", "--h", "5", "--w", "5", "--k", "6", "--groups", "4",
                                "--interpret"], USAGE, r"groups=4 must divide"),
-    ("n 0", _shape("--n", "0"), USAGE, r"--n.*positive integer"),
-    ("c 0", ["tune", "--c", "0", "--h", "5", "--w", "5", "--k", "8", "--interpret"], USAGE, r"--c.*positive"),
-    ("h 0", ["tune", "--c", "4", "--h", "0", "--w", "5", "--k", "8", "--interpret"], USAGE, r"--h.*positive"),
-    ("w -1", ["tune", "--c", "4", "--h", "5", "--w", "-1", "--k", "8", "--interpret"], USAGE, r"--w"),
-    ("k 0", ["tune", "--c", "4", "--h", "5", "--w", "5", "--k", "0", "--interpret"], USAGE, r"--k.*positive"),
-    ("r 0", _shape("--r", "0"), USAGE, r"--r.*positive"),
-    ("s 0", _shape("--s", "0"), USAGE, r"--s.*positive"),
-    ("dilation 0", _shape("--dilation", "0"), USAGE, r"--dilation.*positive"),
-    ("dilation -2", _shape("--dilation", "-2"), USAGE, r"--dilation"),
-    ("pad -1", _shape("--pad", "-1"), USAGE, r"--pad.*non-negative"),
+    *_refused("n", "a positive integer", "0"),
+    *_refused("c", "a positive integer", "0", "abc", "8.7"),
+    *_refused("h", "a positive integer", "0"),
+    *_refused("w", "a positive integer", "-1"),
+    *_refused("k", "a positive integer", "0"),
+    *_refused("r", "a positive integer", "0"),
+    *_refused("s", "a positive integer", "0"),
+    *_refused("dilation", "a positive integer", "0", "-2"),
+    *_refused("pad", "a non-negative integer", "-1"),
     ("output empty", ["tune", "--c", "4", "--h", "2", "--w", "2", "--k", "8", "--r", "5", "--pad", "0",
                       "--interpret"], USAGE, r"output height is not positive"),
-    ("c text", _shape("--c", "abc"), USAGE, r"--c"),
-    ("c float", ["tune", "--c", "8.7", "--h", "5", "--w", "5", "--k", "8", "--interpret"], USAGE, r"--c.*8\.7"),
-    ("trials 0", _shape("--trials", "0"), USAGE, r"--trials.*positive integer"),
-    ("trials -3", _shape("--trials", "-3"), USAGE, r"--trials"),
-    ("trials 1.5", _shape("--trials", "1.5"), USAGE, r"--trials"),
-    ("early-stop -1", _shape("--early-stop", "-1"), USAGE, r"--early-stop.*positive integer"),
-    ("early-stop 0", _shape("--early-stop", "0"), USAGE, r"--early-stop"),
-    ("timeout 0", _shape("--timeout", "0"), USAGE, r"--timeout.*positive number"),
-    ("timeout -1", _shape("--timeout", "-1"), USAGE, r"--timeout"),
-    ("timeout nan", _shape("--timeout", "nan"), USAGE, r"--timeout"),
-    ("timeout inf", _shape("--timeout", "inf"), USAGE, r"--timeout"),
-    ("timeout text", _shape("--timeout", "abc"), USAGE, r"--timeout"),
-    ("tolerance 0", _shape("--tolerance", "0"), USAGE, r"--tolerance.*positive number"),
-    ("tolerance -1", _shape("--tolerance", "-1"), USAGE, r"--tolerance"),
-    ("tolerance nan", _shape("--tolerance", "nan"), USAGE, r"--tolerance"),
-    ("limit -1", ["tune", "--limit", "-1", "--interpret"], USAGE, r"--limit.*non-negative"),
+    *_refused("trials", "a positive integer", "0", "-3", "1.5"),
+    *_refused("early-stop", "a positive integer", "-1", "0"),
+    *_refused("timeout", "a positive number", "0", "-1", "nan", "inf", "abc"),
+    *_refused("tolerance", "a positive number", "0", "-1", "nan"),
+    ("limit -1", ["tune", "--limit", "-1", "--interpret"], USAGE, r"--limit: must be a non-negative integer, got '-1'"),
     # ---- tune: choices and combinations ----------------------------------------------------------------------
     ("dtype float64", _shape("--dtype", "float64"), USAGE, r"--dtype.*float64"),
     ("dtype fp8", _shape("--dtype", "fp8"), USAGE, r"--dtype"),
@@ -146,35 +144,34 @@ CLI_CASES: list[tuple[str, list[str], set[int], str]] = [
      r"no_such_layer.*matches no shape"),
     # ---- tune: suite files -----------------------------------------------------------------------------------
     ("suite missing", ["tune", "{D}/missing.json", "--interpret"], USAGE, r"no such file.*missing\.json"),
-    ("suite is a directory", ["tune", "{D}/adir", "--interpret"], USAGE, r"adir.*directory"),
-    ("suite c 8.7", ["tune", "{D}/c_float.json", "--interpret"], USAGE, r"c_float\.json.*#0.*'c'.*8\.7"),
-    ("suite c text", ["tune", "{D}/c_text.json", "--interpret"], USAGE, r"c_text\.json.*'c'.*positive integer"),
-    ("suite c bool", ["tune", "{D}/c_bool.json", "--interpret"], USAGE, r"c_bool\.json.*'c'"),
-    ("suite c 0", ["tune", "{D}/c_zero.json", "--interpret"], USAGE, r"c_zero\.json.*'c'"),
-    ("suite c -4", ["tune", "{D}/c_negative.json", "--interpret"], USAGE, r"c_negative\.json.*'c'"),
-    ("suite c 8.0", ["tune", "{D}/c_whole_float.json", "--interpret"], USAGE, r"c_whole_float\.json.*'c'"),
-    ("suite missing c", ["tune", "{D}/no_c.json", "--interpret"], USAGE, r"no_c\.json.*'c'"),
-    ("suite stride [1]", ["tune", "{D}/stride_short.json", "--interpret"], USAGE, r"stride_short\.json.*'stride'"),
-    ("suite stride [1,2,3]", ["tune", "{D}/stride_long.json", "--interpret"], USAGE, r"stride_long\.json.*'stride'"),
-    ("suite stride [0,1]", ["tune", "{D}/stride_zero.json", "--interpret"], USAGE, r"stride_zero\.json.*'stride'"),
-    ("suite pad -1", ["tune", "{D}/pad_negative.json", "--interpret"], USAGE, r"pad_negative\.json.*'pad'"),
-    ("suite groups 0", ["tune", "{D}/groups_zero.json", "--interpret"], USAGE, r"groups_zero\.json.*'groups'"),
-    ("suite groups 3", ["tune", "{D}/groups_indivisible.json", "--interpret"], USAGE,
-     r"groups_indivisible\.json.*groups=3"),
+    _bad_suite("is a directory", "adir", r"directory"),
+    _bad_suite("c 8.7", "c_float.json", r"#0.*'c'.*8\.7"),
+    _bad_suite("c text", "c_text.json", r"'c'.*positive integer"),
+    _bad_suite("c bool", "c_bool.json", r"'c'"),
+    _bad_suite("c 0", "c_zero.json", r"'c'"),
+    _bad_suite("c -4", "c_negative.json", r"'c'"),
+    _bad_suite("c 8.0", "c_whole_float.json", r"'c'"),
+    _bad_suite("missing c", "no_c.json", r"'c'"),
+    _bad_suite("stride [1]", "stride_short.json", r"'stride'"),
+    _bad_suite("stride [1,2,3]", "stride_long.json", r"'stride'"),
+    _bad_suite("stride [0,1]", "stride_zero.json", r"'stride'"),
+    _bad_suite("pad -1", "pad_negative.json", r"'pad'"),
+    _bad_suite("groups 0", "groups_zero.json", r"'groups'"),
+    _bad_suite("groups 3", "groups_indivisible.json", r"groups=3"),
     ("suite unknown field", ["tune", "{D}/unknown_field.json", "--interpret"], USAGE, r"unknown field 'strde'"),
-    ("suite name a number", ["tune", "{D}/name_number.json", "--interpret"], USAGE, r"name_number\.json.*'name'"),
-    ("suite output empty", ["tune", "{D}/output_empty.json", "--interpret"], USAGE, r"output_empty\.json.*not positive"),
-    ("suite n 1e3", ["tune", "{D}/n_huge_float.json", "--interpret"], USAGE, r"n_huge_float\.json.*'n'"),
-    ("suite entry a list", ["tune", "{D}/entry_list.json", "--interpret"], USAGE, r"entry_list\.json.*#0.*object"),
+    _bad_suite("name a number", "name_number.json", r"'name'"),
+    _bad_suite("output empty", "output_empty.json", r"not positive"),
+    _bad_suite("n 1e3", "n_huge_float.json", r"'n'"),
+    _bad_suite("entry a list", "entry_list.json", r"#0.*object"),
     ("suite duplicate names", ["tune", "{D}/duplicate_names.json", "--interpret"], USAGE, r"named 'a'"),
     ("suite without shapes", ["tune", "{D}/no_shapes.json", "--interpret"], USAGE, r"no_shapes\.json.*\"shapes\""),
-    ("suite shapes an object", ["tune", "{D}/shapes_object.json", "--interpret"], USAGE, r"shapes_object\.json.*list"),
-    ("suite shapes empty", ["tune", "{D}/shapes_empty.json", "--interpret"], USAGE, r"shapes_empty\.json.*non-empty"),
-    ("suite a list", ["tune", "{D}/top_list.json", "--interpret"], USAGE, r"top_list\.json.*object"),
-    ("suite unknown top field", ["tune", "{D}/top_unknown.json", "--interpret"], USAGE, r"top_unknown\.json.*'shaeps'"),
-    ("suite not JSON", ["tune", "{D}/not_json.json", "--interpret"], USAGE, r"not_json\.json.*not valid JSON"),
-    ("suite not UTF-8", ["tune", "{D}/bad_utf8.json", "--interpret"], USAGE, r"bad_utf8\.json.*UTF-8"),
-    ("suite deeply nested", ["tune", "{D}/deep.json", "--interpret"], USAGE, r"deep\.json"),
+    _bad_suite("shapes an object", "shapes_object.json", r"list"),
+    _bad_suite("shapes empty", "shapes_empty.json", r"non-empty"),
+    _bad_suite("a list", "top_list.json", r"object"),
+    _bad_suite("unknown top field", "top_unknown.json", r"'shaeps'"),
+    _bad_suite("not JSON", "not_json.json", r"not valid JSON"),
+    _bad_suite("not UTF-8", "bad_utf8.json", r"UTF-8"),
+    _bad_suite("deeply nested", "deep.json", r""),
     ("suite escapes in a name", ["tune", "{D}/escape_name.json", "--interpret"], USAGE, r"\\x1b\[31m\[/x\]"),
     # ---- bench (same suite checks, before looking for a GPU) -------------------------------------------------
     ("bench suite missing", ["bench", "{D}/missing.json"], USAGE, r"no such file"),
@@ -246,24 +243,21 @@ def api_fixtures():
     return SimpleNamespace(torch=torch, x=x, w=w, a=a, b=b)
 
 
-def _conv(**kwargs):
-    def call(f):
-        import tritonconv
+def _calls(function: str, **fixture_args: str):
+    """The case maker for `tritonconv.<function>`: its tensors come from the fixtures (parameter -> fixture name)
+    unless the case passes them; a callable argument is computed from the fixtures."""
+    def case(**kwargs):
+        def call(f):
+            import tritonconv
 
-        args = {"input": f.x, "weight": f.w, **kwargs}
-        args = {k: (v(f) if callable(v) else v) for k, v in args.items()}
-        return tritonconv.conv2d(**args)
-    return call
+            args = {**{name: getattr(f, fixture) for name, fixture in fixture_args.items()}, **kwargs}
+            return getattr(tritonconv, function)(**{k: (v(f) if callable(v) else v) for k, v in args.items()})
+        return call
+    return case
 
 
-def _matmul(**kwargs):
-    def call(f):
-        import tritonconv
-
-        args = {"a": f.a, "b": f.b, **kwargs}
-        args = {k: (v(f) if callable(v) else v) for k, v in args.items()}
-        return tritonconv.matmul(**args)
-    return call
+_conv = _calls("conv2d", input="x", weight="w")
+_matmul = _calls("matmul", a="a", b="b")
 
 
 def _sparse(t):

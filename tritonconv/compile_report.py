@@ -7,7 +7,7 @@ per SM and waves, the MMA kind and count of the main loop, whether ptxas seriali
 (C7515) and how deep they are pipelined, asynchronous (cp.async, TMA) vs synchronous loads and their widths,
 and the main loop's instruction count and integer share. Every kernel with a (BLOCK_M, BLOCK_N, BLOCK_K) tile
 is compared with Triton's tutorial-03 matmul of the same tile, dtype, warps, stages and target, compiled in
-the same run. `bar_violations` states the bar the defaults are held to (tests/test_sass_bar.py).
+the same run. `bar_violations` states the bar the defaults are held to (tests/test_compile_report.py).
 """
 from __future__ import annotations
 

@@ -13,17 +13,13 @@ that misses a rule without an exception fails the test; an exception that no lon
 """
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Callable
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+from tests.helpers import run_compiler_script
+
 RANDOM_PROBLEMS, RANDOM_SEED = 6, 14
 
 SCRIPT = r"""
@@ -83,20 +79,9 @@ EXCEPTIONS = [
 ]
 
 
-def _env() -> dict:
-    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
-    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
-    return env
-
-
 @pytest.fixture(scope="module")
 def bar_rows():
-    proc = subprocess.run(
-        [sys.executable, "-c", SCRIPT, str(RANDOM_PROBLEMS), str(RANDOM_SEED)],
-        cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=1200,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    return run_compiler_script(SCRIPT, str(RANDOM_PROBLEMS), str(RANDOM_SEED), timeout=1200)
 
 
 def _rule(violation: str) -> str:
