@@ -83,17 +83,23 @@ def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def parse_shape(entry: Any, *, where: str, default_name: str = "shape") -> SuiteShape:
-    """Validate one suite entry (a dict); errors start with `where` (e.g. "suite.json, shape #3")."""
+def _named_entry(entry: Any, fields: tuple[str, ...], *, where: str, default_name: str) -> tuple[str, str]:
+    """Check that a suite entry is an object with only `fields`; its name, and `where` naming it for later errors."""
     if not isinstance(entry, dict):
-        raise InvalidInputError(f"{where}: a shape must be an object with fields {', '.join(FIELDS)}, got {entry!r:.80}")
+        raise InvalidInputError(f"{where}: a shape must be an object with fields {', '.join(fields)}, got {entry!r:.80}")
     name = entry.get("name", default_name)
     if not isinstance(name, str) or not name:
         raise InvalidInputError(f"{where}: field 'name' must be non-empty text, got {name!r:.80}")
     where = f"{where} ({name!r})" if "name" in entry else where
-    unknown = [key for key in entry if key not in FIELDS]
+    unknown = [key for key in entry if key not in fields]
     if unknown:
-        raise InvalidInputError(f"{where}: unknown field {unknown[0]!r:.80}; the fields are {', '.join(FIELDS)}")
+        raise InvalidInputError(f"{where}: unknown field {unknown[0]!r:.80}; the fields are {', '.join(fields)}")
+    return name, where
+
+
+def parse_shape(entry: Any, *, where: str, default_name: str = "shape") -> SuiteShape:
+    """Validate one suite entry (a dict); errors start with `where` (e.g. "suite.json, shape #3")."""
+    name, where = _named_entry(entry, FIELDS, where=where, default_name=default_name)
     missing = [key for key in REQUIRED if key not in entry]
     if missing:
         raise InvalidInputError(f"{where}: missing required field {missing[0]!r} (required: {', '.join(REQUIRED)})")
@@ -118,15 +124,7 @@ def parse_shape(entry: Any, *, where: str, default_name: str = "shape") -> Suite
 
 def parse_gemm_shape(entry: Any, *, where: str, default_name: str = "shape") -> GemmShape:
     """Validate one GEMM suite entry (a dict with m, n, k and an optional name)."""
-    if not isinstance(entry, dict):
-        raise InvalidInputError(f"{where}: a shape must be an object with fields {', '.join(GEMM_FIELDS)}, got {entry!r:.80}")
-    name = entry.get("name", default_name)
-    if not isinstance(name, str) or not name:
-        raise InvalidInputError(f"{where}: field 'name' must be non-empty text, got {name!r:.80}")
-    where = f"{where} ({name!r})" if "name" in entry else where
-    unknown = [key for key in entry if key not in GEMM_FIELDS]
-    if unknown:
-        raise InvalidInputError(f"{where}: unknown field {unknown[0]!r:.80}; the fields are {', '.join(GEMM_FIELDS)}")
+    name, where = _named_entry(entry, GEMM_FIELDS, where=where, default_name=default_name)
     for key in ("m", "n", "k"):
         if key not in entry:
             raise InvalidInputError(f"{where}: missing required field {key!r} (required: m, n, k)")
