@@ -30,12 +30,58 @@ def dump_store(stored: StoredFile) -> bytes:
     return (head + ENTRIES_OPEN + "\n" + ",\n".join(lines) + "\n}}\n").encode()
 
 
-class LineIndexed:
-    """The raw entries of a hot file written by `dump_store`, found and parsed one at a time: a lookup is one
-    substring search of the bytes (`"KEY": ` at a line start), never a parse of the whole file."""
+class _KeyIndexed:
+    """Raw entries found by their key at the start of a line (`<indent>"KEY": ` within raw[start:end]) and parsed
+    one at a time: a lookup is one substring search of the bytes, never a parse of the whole file."""
+
+    indent: bytes  # what precedes a key on its line
+    key_line: re.Pattern[bytes]  # a key's line (group 1: the key as JSON)
+    damaged: str  # the error text of an entry that does not parse
+
+    def __init__(self, raw: bytes, start: int, end: int):
+        self.raw, self.start, self.end = raw, start, end
+
+    def _value_end(self, start: int) -> int:
+        """Where the entry whose value begins at `start` ends."""
+        raise NotImplementedError
+
+    def _value_start(self, key: object) -> int:
+        if not isinstance(key, str):
+            return -1
+        marker = b"\n" + self.indent + json.dumps(key).encode() + b": "
+        at = self.raw.find(marker, self.start, self.end)
+        return -1 if at < 0 else at + len(marker)
+
+    def __contains__(self, key: object) -> bool:
+        return self._value_start(key) >= 0
+
+    def __getitem__(self, key: str) -> Any:
+        start = self._value_start(key)
+        if start < 0:
+            raise KeyError(key)
+        value, problem = parse_json(self.raw[start:self._value_end(start)].rstrip(b","))
+        if problem:
+            raise EntryError(f"{self.damaged} ({problem})")
+        return restamp(value)
+
+    def keys(self) -> list[str]:
+        """Every key (a scan of the entries' first lines: only batch bucketing needs it)."""
+        found = []
+        for match in self.key_line.finditer(self.raw, self.start, self.end):
+            try:
+                found.append(json.loads(match.group(1)))
+            except ValueError:
+                continue
+        return found
+
+
+class LineIndexed(_KeyIndexed):
+    """The raw entries of a hot file written by `dump_store`, one per line."""
+
+    indent, key_line, damaged = b"", _ENTRY_LINE, "its line in the file is damaged"
 
     def __init__(self, raw: bytes, version: int = SCHEMA_VERSION):
-        self.raw = raw
+        super().__init__(raw, 0, len(raw))
         self.version = version  # the file's schema version
 
     @staticmethod
@@ -52,48 +98,19 @@ class LineIndexed:
             return None
         return LineIndexed(raw, header["version"])
 
-    def _start(self, key: object) -> int:
-        if not isinstance(key, str):
-            return -1
-        marker = b"\n" + json.dumps(key).encode() + b": "
-        at = self.raw.find(marker)
-        return -1 if at < 0 else at + len(marker)
-
-    def __contains__(self, key: object) -> bool:
-        return self._start(key) >= 0
-
-    def __getitem__(self, key: str) -> Any:
-        start = self._start(key)
-        if start < 0:
-            raise KeyError(key)
-        end = self.raw.find(b"\n", start)
-        value, problem = parse_json(self.raw[start:end].rstrip(b","))
-        if problem:
-            raise EntryError(f"its line in the file is damaged ({problem})")
-        return restamp(value)
-
-    def keys(self) -> list[str]:
-        """Every key (a scan of all lines: only batch bucketing needs it)."""
-        found = []
-        for match in _ENTRY_LINE.finditer(self.raw):
-            try:
-                found.append(json.loads(match.group(1)))
-            except ValueError:
-                continue
-        return found
+    def _value_end(self, start: int) -> int:
+        return self.raw.find(b"\n", start)
 
 
-class IndentedIndexed:
+class IndentedIndexed(_KeyIndexed):
     """The raw entries of a version-1 file in the layout version 1 wrote (`json.dumps(indent=1)`: top-level
     fields indented by one space, each entry starting on a line indented by two, everything inside it deeper),
     found and parsed one at a time like `LineIndexed`: an unmigrated v1 file, whose inline trial histories make
     it hundreds of MB of JSON, costs a process its bytes, not a parse of every trial."""
 
     version = 1
-    _KEY_LINE = re.compile(rb'^  ("(?:[^"\\\n]|\\.)*"): ', re.MULTILINE)
-
-    def __init__(self, raw: bytes, start: int, end: int):
-        self.raw, self.start, self.end = raw, start, end  # the entries mapping's lines are raw[start:end]
+    indent, damaged = b"  ", "its lines in the file are damaged"
+    key_line = re.compile(rb'^  ("(?:[^"\\\n]|\\.)*"): ', re.MULTILINE)
 
     @staticmethod
     def parse(raw: bytes) -> IndentedIndexed | None:
@@ -109,35 +126,9 @@ class IndentedIndexed:
         end = raw.find(b"\n }", start)  # the first line back at depth one closes the entries
         return IndentedIndexed(raw, start, end) if end > 0 else None
 
-    def _value_start(self, key: object) -> int:
-        if not isinstance(key, str):
-            return -1
-        marker = b"\n  " + json.dumps(key).encode() + b": "
-        at = self.raw.find(marker, self.start, self.end)
-        return -1 if at < 0 else at + len(marker)
-
-    def __contains__(self, key: object) -> bool:
-        return self._value_start(key) >= 0
-
-    def __getitem__(self, key: str) -> Any:
-        start = self._value_start(key)
-        if start < 0:
-            raise KeyError(key)
+    def _value_end(self, start: int) -> int:
         end = self.raw.find(b'\n  "', start, self.end)  # the next entry's line
-        value, problem = parse_json(self.raw[start:end if end >= 0 else self.end].rstrip(b","))
-        if problem:
-            raise EntryError(f"its lines in the file are damaged ({problem})")
-        return restamp(value)
-
-    def keys(self) -> list[str]:
-        """Every key (a scan of the entries' first lines: only batch bucketing needs it)."""
-        found = []
-        for match in self._KEY_LINE.finditer(self.raw, self.start, self.end):
-            try:
-                found.append(json.loads(match.group(1)))
-            except ValueError:
-                continue
-        return found
+        return end if end >= 0 else self.end
 
 
 @dataclass
