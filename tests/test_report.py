@@ -120,3 +120,9 @@ def test_report_cli(tmp_path, capsys):
     bad.write_text('{"hello": 1}')
     assert cli_main(["report", str(bad)]) == 2
     assert "not a tritonconv results file" in capsys.readouterr().err
+
+
+def test_speedup_needs_two_positive_finite_times():
+    assert results.speedup_over(2.0, 0.5) == 4.0
+    for baseline, ms in ((None, 1.0), (1.0, None), (1.0, 0.0), (0.0, 1.0), (float("nan"), 1.0), (1.0, float("inf"))):
+        assert results.speedup_over(baseline, ms) is None

@@ -84,6 +84,15 @@ def tflops(flops: float, ms: float) -> float:
     return flops / (ms * 1e-3) / 1e12
 
 
+def speedup_over(baseline_ms: float | None, ms: float | None) -> float | None:
+    """baseline time / time (> 1: faster than the baseline), both measured in the same run; None unless both
+    times are positive and finite."""
+    def measured(t: float | None) -> bool:
+        return t is not None and t > 0 and math.isfinite(t)
+
+    return baseline_ms / ms if measured(baseline_ms) and measured(ms) else None  # type: ignore[operator]
+
+
 @dataclass
 class CandidateResult:
     """One timed candidate of a record: its time and what follows from it (TFLOP/s, fraction of the roofline
@@ -108,7 +117,7 @@ class CandidateResult:
             name=name, ms=ms if ok else None, role=role,
             tflops=tflops(flops, ms) if ok and flops else None,  # type: ignore[arg-type]
             floor_fraction=floor / ms if ok and floor else None,  # type: ignore[operator]
-            speedup=baseline_ms / ms if ok and baseline_ms else None,  # type: ignore[operator]
+            speedup=speedup_over(baseline_ms, ms),
             rel_error=rel_error, error=error, extra=extra,
         )
 

@@ -20,6 +20,7 @@ from .enums import DType
 from .errors import InvalidInputError, UnsupportedError
 from .functional import make_problem
 from .problem import ConvProblem
+from .results import speedup_over
 from .search.options import DEFAULTS, check_tune_options
 
 
@@ -105,9 +106,7 @@ class LayerResult:
 
     @property
     def speedup(self) -> Optional[float]:
-        if self.before_ms is None or not self.after_ms:
-            return None
-        return self.before_ms / self.after_ms
+        return speedup_over(self.before_ms, self.after_ms)
 
 
 @dataclass
@@ -130,8 +129,7 @@ class ModelTuneReport:
 
     @property
     def speedup(self) -> Optional[float]:
-        before, after = self.total_before_ms, self.total_after_ms
-        return None if before is None or not after else before / after
+        return speedup_over(self.total_before_ms, self.total_after_ms)
 
     def to_dict(self) -> dict[str, Any]:
         return {

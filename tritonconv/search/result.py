@@ -7,6 +7,7 @@ from typing import Any, Optional
 
 from ..errors import TritonConvError
 from ..problem import ConvProblem
+from ..results import speedup_over
 
 
 class TuningError(TritonConvError):
@@ -39,9 +40,7 @@ class TuneResult:
     @property
     def speedup(self) -> Optional[float]:
         """cuDNN time / Triton time (> 1: Triton is faster), both measured in the same run."""
-        if self.cudnn_time_ms is None or not self.time_ms:
-            return None
-        return self.cudnn_time_ms / self.time_ms
+        return speedup_over(self.cudnn_time_ms, self.time_ms)
 
     @property
     def backend(self) -> str:
