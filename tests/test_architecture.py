@@ -392,3 +392,61 @@ def test_no_test_module_imports_another():
     assert len(TEST_MODULES) > 40
     found = imports_of_test_modules(TEST_MODULES)
     assert not found, "test modules import test modules (move the shared code to a helpers module):\n" + "\n".join(found)
+
+
+# Tests of the product as a whole rather than of one module (ARCHITECTURE.md names them): they stay at the top.
+WHOLE_PRODUCT_TESTS = {"tests.test_architecture", "tests.test_bad_inputs", "tests.test_journey", "tests.test_models",
+                       "tests.test_pytorch_material", "tests.test_readme", "tests.test_sweeps"}
+
+
+def mirrored_source(test_module: str, repo: Path = REPO) -> Path | None:
+    """What a test module tests: tests/<dirs>/test_<name>.py (or test_<name>_<topic>.py, one module's tests split
+    by topic) mirrors tritonconv/<dirs>/<name>.py or the package tritonconv/<dirs>/<name>/, tests/<dirs>/
+    test_<dirs' last>.py the package itself; tests/bench/ mirrors bench/ (its shared module is bench/_common.py).
+    None where no such source exists."""
+    *dirs, leaf = test_module.split(".")[1:]
+    root = repo / ROOT
+    if dirs[:1] == ["bench"]:
+        root, dirs = repo / "bench", dirs[1:]
+    base = root.joinpath(*dirs)
+    words = leaf[len("test_"):].split("_")
+    for end in range(len(words), 0, -1):
+        name = "_".join(words[:end])
+        for source in (base / f"{name}.py", base / f"_{name}.py", base / name / "__init__.py"):
+            if source.is_file():
+                return source
+        if dirs and name == dirs[-1] and (base / "__init__.py").is_file():
+            return base / "__init__.py"
+    return None
+
+
+def test_the_mirror_reader_finds_what_a_test_module_tests(tmp_path):
+    for path in ("tritonconv/cache/__init__.py", "tritonconv/cache/entry.py", "tritonconv/compile/__init__.py",
+                 "tritonconv/compile_report.py", "tritonconv/search/study.py", "bench/_common.py", "bench/int8.py"):
+        (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / path).write_text("")
+    found = {m: mirrored_source(m, tmp_path) for m in (
+        "tests.cache.test_cache", "tests.cache.test_cache_faults", "tests.cache.test_entry", "tests.test_compile_report",
+        "tests.compile.test_compile_keys", "tests.search.test_study_faults", "tests.bench.test_common",
+        "tests.bench.test_int8", "tests.test_fp8", "tests.test_bench_int8", "tests.kernels.test_cache")}
+    assert {m: s and str(s.relative_to(tmp_path)) for m, s in found.items()} == {
+        "tests.cache.test_cache": "tritonconv/cache/__init__.py", "tests.cache.test_cache_faults": "tritonconv/cache/__init__.py",
+        "tests.cache.test_entry": "tritonconv/cache/entry.py", "tests.test_compile_report": "tritonconv/compile_report.py",
+        "tests.compile.test_compile_keys": "tritonconv/compile/__init__.py",
+        "tests.search.test_study_faults": "tritonconv/search/study.py", "tests.bench.test_common": "bench/_common.py",
+        "tests.bench.test_int8": "bench/int8.py", "tests.test_fp8": None, "tests.test_bench_int8": None,
+        "tests.kernels.test_cache": None,
+    }
+
+
+def test_every_test_module_mirrors_a_source_module_or_tests_the_whole_product():
+    tests = [m for m in TEST_MODULES if m.rpartition(".")[2].startswith("test_")]
+    assert len(tests) > 40 and WHOLE_PRODUCT_TESTS <= set(tests)
+    unmirrored = [m for m in tests if m not in WHOLE_PRODUCT_TESTS and mirrored_source(m) is None]
+    assert not unmirrored, f"test modules that mirror no source module (tests/<dirs>/test_<name>.py): {unmirrored}"
+
+
+def test_the_architecture_doc_names_the_whole_product_tests():
+    text = (REPO / "ARCHITECTURE.md").read_text()
+    missing = [m for m in sorted(WHOLE_PRODUCT_TESTS) if f"`{m.replace('.', '/')}.py`" not in text]
+    assert not missing, missing

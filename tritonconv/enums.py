@@ -261,7 +261,7 @@ class Precision(_Table):
     INT8 = ("int8", 5, ("int8",), 1e-6, "", False, False, False, False, (0, 0), 0.0)
     # e4m3 operands with per-tensor scales (amax / 448), float32 accumulation, sm_89+ (Ada, Hopper). Relative
     # error vs float64 measured 3.3e-2 .. 4.5e-2 (median 3.7e-2) over 40 random convs (bench/fp8_error.py, the
-    # scaling emulated in torch; the kernels match that emulation to float32 rounding, tests/test_fp8.py):
+    # scaling emulated in torch; the kernels match that emulation to float32 rounding, tests/kernels/test_base_fp8.py):
     # tolerance 6e-2, and auto tries fp8 only under a tolerance of at least 4e-2.
     FP8 = ("fp8", 6, ("float32", "float16", "bfloat16"), 6e-2, "float8_e4m3fn", True, False, True, True, (8, 9), 4e-2)
 

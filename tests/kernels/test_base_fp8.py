@@ -1,5 +1,6 @@
-"""fp8 (e4m3) operand precision with per-tensor scales: the interpreter probe that decides how it is computed
-here, correctness vs a torch emulation of the scaling (tight) and vs float64 (the precision's tolerance) for the
+"""The family interface's scaled precision, fp8 (e4m3) operands with per-tensor scales (kernels.base:
+`KernelFamily.precisions`, `scaled_operands`, `scaled_precision_reason`; the kernels' `epilogue.dequantize`): the
+interpreter probe that decides how it is computed here, correctness vs a torch emulation of the scaling (tight) and vs float64 (the precision's tolerance) for the
 implicit-GEMM and GEMM families, the cached weight scale, selection through conv2d / nn / convert / tune and
 `--precision auto`, refusals (sm_80, families without fp8 kernels), and sm_90 compiles that use fp8 wgmma."""
 from __future__ import annotations
