@@ -28,12 +28,14 @@ from .base import (
     next_power_of_2,
     target_device,
 )
+from .common.checks import MAX_GRID_X, programs_reason, shared_weight_reason
 from .common.epilogue import as_operand, store_output
 from .common.limits import oversized_block, per_thread, registers_reason, sm_count
 from .common.tiling import filter_tap, widened
 
 MAX_UNROLLED_TAPS = 64
-MAX_GRID_X = 2**31 - 1
+# The tile with the fewest programs the space offers: if its grid is too large, every config's is.
+LARGEST_TILE = {"BLOCK_P": 16, "BLOCK_Q": 64, "BLOCK_C": 256}
 # Tile elements per thread: beyond the hard limit registers spill heavily; beyond the soft one they usually do.
 MAX_ELEMENTS_PER_THREAD = 32
 SPILL_FREE_ELEMENTS_PER_THREAD = 16
@@ -135,8 +137,7 @@ def fits_registers(problem: ConvProblem, config: Config) -> Optional[str]:
 
 
 def fits_grid(problem: ConvProblem, config: Config) -> Optional[str]:
-    programs = num_programs(problem, config)
-    return f"{programs} programs exceed the launch grid's limit" if programs > MAX_GRID_X else None
+    return programs_reason(num_programs(problem, config))
 
 
 def vector_width(problem: ConvProblem) -> int:
@@ -168,12 +169,7 @@ class DepthwiseConv(KernelFamily):
     def supports(self, problem: ConvProblem, device: Optional[DeviceInfo] = None) -> Optional[str]:
         if not problem.is_depthwise:
             return f"not depthwise: groups={problem.groups} but C={problem.c} (needs groups == C > 1)"
-        if getattr(problem, "batched_weight", False):
-            return "no batched (per-image) weights"
-        smallest = {"BLOCK_P": 16, "BLOCK_Q": 64, "BLOCK_C": 256}
-        if num_programs(problem, smallest) > MAX_GRID_X:
-            return "too many output tiles for the launch grid"
-        return None
+        return shared_weight_reason(problem) or fits_grid(problem, LARGEST_TILE)
 
     def preference(self, problem: ConvProblem) -> int:
         # Memory-bound: a direct kernel moves each byte once, the implicit GEMM pads Cg=1 up to a 16-wide MMA.

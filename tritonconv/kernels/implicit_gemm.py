@@ -18,21 +18,22 @@ import triton.language as tl
 
 from ..problem import ConvProblem
 from ..runtime import DeviceInfo
-from ..enums import LoopOrder, Precision
+from ..enums import Precision
 from ..weights import prepare_weight
 from .base import (
     Config, ConfigSpace, ConvTensors, KernelCall, KernelFamily, Param, clamp_pow2, conv_io_args, epilogue_constexprs,
     interpreter_dot_reason, pow2_divisor, scaled_operands, scaled_precision_reason, target_device,
 )
+from .common.checks import groups_grid_reason
+from .common.conv_gemm import (
+    LOOP_FILTER_OUTER, LOOP_ORDERS, LOOP_WEIGHT_LAYOUT, implicit_gemm_constexprs, implicit_gemm_grid, other_loop_order,
+)
 from .common.epilogue import dequantize, dot_with_precision, pixel_offsets, store_rows
 from .common.limits import (
-    GEMM_TILE_PARAMS, fits_registers, fits_shared_memory, grid_filling_tiles, implicit_gemm_padding, low_register_pressure,
-    shrink_stages, warps_for_tile,
+    GEMM_LAUNCH_PARAMS, GEMM_TILE_PARAMS, fits_registers, fits_shared_memory, grid_filling_tiles, implicit_gemm_padding,
+    low_register_pressure, shrink_stages, warps_for_tile,
 )
 from .common.tiling import gather_crs, gemm_tile, known_multiple, output_pixels, widened
-
-LOOP_ORDERS = tuple(order.value for order in LoopOrder)
-LOOP_FILTER_OUTER: tl.constexpr = tl.constexpr(LoopOrder.FILTER_OUTER.code)
 
 
 @triton.jit
@@ -149,9 +150,6 @@ def conv2d_implicit_gemm_kernel(
 # ------------------------------------------------------------------------------------------------------------
 # Config space, constraints and default
 # ------------------------------------------------------------------------------------------------------------
-MAX_GRID_Y = 65535
-
-
 class ImplicitGemmConv(KernelFamily):
     name = "implicit_gemm"
     precisions = Precision.names()  # fp8 included: kernel_calls quantize the operands (scaled_operands)
@@ -162,18 +160,15 @@ class ImplicitGemmConv(KernelFamily):
             return reason
         if reason := scaled_precision_reason(problem, target_device(device).capability):
             return reason
-        if problem.groups > MAX_GRID_Y:
-            return f"groups={problem.groups} exceeds the launch grid's limit of {MAX_GRID_Y}"
-        return None
+        return groups_grid_reason(problem)
 
     def space(self, problem: ConvProblem, device: Optional[DeviceInfo] = None) -> ConfigSpace:
         return ConfigSpace(
             params=[
                 *GEMM_TILE_PARAMS,
                 Param("LOOP_ORDER", LOOP_ORDERS),
-                Param("WEIGHT_LAYOUT", ("krsc", "kcrs")),
-                Param("num_warps", (2, 4, 8)),
-                Param("num_stages", (1, 2, 3, 4, 5)),
+                Param("WEIGHT_LAYOUT", tuple(LOOP_WEIGHT_LAYOUT.values())),  # tuned apart from the loop order
+                *GEMM_LAUNCH_PARAMS,
             ],
             constraints=[partial(fits_shared_memory, device=target_device(device)), fits_registers],
             pruning=[implicit_gemm_padding, low_register_pressure],
@@ -195,7 +190,7 @@ class ImplicitGemmConv(KernelFamily):
             "BLOCK_K": block_k,
             "GROUP_M": 8,
             "LOOP_ORDER": loop,
-            "WEIGHT_LAYOUT": "krsc" if loop == "filter_outer" else "kcrs",
+            "WEIGHT_LAYOUT": LOOP_WEIGHT_LAYOUT[loop],
             "num_warps": warps_for_tile(block_m, block_n),
             "num_stages": 4 if half else 3,
         }
@@ -206,8 +201,8 @@ class ImplicitGemmConv(KernelFamily):
     def heuristic_configs(self, problem: ConvProblem, device: Optional[DeviceInfo] = None) -> list[Config]:
         base = self.default_config(problem, device)
         variants = [base]
-        other_loop = "channel_outer" if base["LOOP_ORDER"] == "filter_outer" else "filter_outer"
-        variants.append({**base, "LOOP_ORDER": other_loop, "WEIGHT_LAYOUT": "kcrs" if other_loop == "channel_outer" else "krsc"})
+        other_loop = other_loop_order(base["LOOP_ORDER"])
+        variants.append({**base, "LOOP_ORDER": other_loop, "WEIGHT_LAYOUT": LOOP_WEIGHT_LAYOUT[other_loop]})
         variants.append({**base, "BLOCK_M": max(16, base["BLOCK_M"] // 2), "num_warps": 4})
         variants.append({**base, "BLOCK_N": max(16, base["BLOCK_N"] // 2), "num_warps": 4})
         return self.space(problem, device).feasible(problem, variants)
@@ -218,20 +213,16 @@ class ImplicitGemmConv(KernelFamily):
         tensors, scale = scaled_operands(problem, tensors)
         w = prepare_weight(tensors.weight, config["WEIGHT_LAYOUT"], problem.operand_dtype)
         x = tensors.input
-        grid = (
-            triton.cdiv(problem.gemm_m, config["BLOCK_M"]) * triton.cdiv(problem.gemm_n, config["BLOCK_N"]),
-            problem.groups,
-        )
         args = dict(
             **conv_io_args(problem, tensors), w_ptr=w,
             Cg=problem.c_per_group, Kg=problem.k_per_group,
             swk=w.stride(0), swc=w.stride(1), swr=w.stride(2), sws=w.stride(3), scale_ptr=scale,
         )
         constexprs = dict(
-            BLOCK_M=config["BLOCK_M"], BLOCK_N=config["BLOCK_N"], BLOCK_K=config["BLOCK_K"],
-            GROUP_M=config["GROUP_M"], LOOP_ORDER=LoopOrder(config["LOOP_ORDER"]).code, R=problem.r, S=problem.s,
+            **implicit_gemm_constexprs(problem, config),
             EVEN_C=problem.c_per_group % config["BLOCK_K"] == 0, EVEN_K=problem.k_per_group % config["BLOCK_N"] == 0,
             CHANNEL_ALIGN=pow2_divisor((x.stride(0), x.stride(2), x.stride(3), w.stride(0), w.stride(2), w.stride(3), problem.c_per_group)),
             **epilogue_constexprs(problem, tensors),
         )
+        grid = implicit_gemm_grid(problem, config)
         return [KernelCall(conv2d_implicit_gemm_kernel, grid, args, constexprs, config["num_warps"], config["num_stages"])]

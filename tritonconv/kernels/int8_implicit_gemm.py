@@ -17,7 +17,6 @@ from typing import Optional, Sequence
 import triton
 import triton.language as tl
 
-from ..enums import LoopOrder
 from ..problem import ConvProblem
 from ..runtime import DeviceInfo
 from ..weights import prepare_weight
@@ -25,19 +24,19 @@ from .base import (
     Config, ConfigSpace, ConvTensors, KernelCall, KernelFamily, Param, clamp_pow2, conv_io_args, epilogue_constexprs,
     target_device,
 )
+from .common.checks import groups_grid_reason, shared_weight_reason
+from .common.conv_gemm import (
+    LOOP_FILTER_OUTER, LOOP_ORDERS, LOOP_WEIGHT_LAYOUT, implicit_gemm_constexprs, implicit_gemm_grid, other_loop_order,
+)
 from .common.epilogue import apply_activation
 from .common.limits import (
-    accumulator_per_thread, grid_filling_tiles, implicit_gemm_padding, low_register_pressure, registers_reason,
-    shared_memory_reason, shrink_stages, warps_for_tile,
+    GEMM_LAUNCH_PARAMS, accumulator_per_thread, gemm_tile_params, grid_filling_tiles, implicit_gemm_padding,
+    low_register_pressure, registers_reason, shared_memory_reason, shrink_stages, warps_for_tile,
 )
 from .common.tiling import gather_crs, gemm_tile, output_pixels, widened
 
-LOOP_ORDERS = tuple(order.value for order in LoopOrder)
-LOOP_FILTER_OUTER: tl.constexpr = tl.constexpr(LoopOrder.FILTER_OUTER.code)
-WEIGHT_LAYOUT = {"filter_outer": "krsc", "channel_outer": "kcrs"}  # the reduction's inner axis contiguous
 # 1.5 * 2^23: adding and subtracting it rounds a float32 of magnitude < 2^22 to an integer, half to even.
 ROUND_MAGIC = tl.constexpr(12582912.0)
-MAX_GRID_Y = 65535
 
 
 @triton.jit
@@ -138,24 +137,12 @@ class Int8ImplicitGemmConv(KernelFamily):
     def supports(self, problem: ConvProblem, device: Optional[DeviceInfo] = None) -> Optional[str]:
         if problem.dtype != "int8" or problem.precision != "int8":
             return f"computes int8 inputs in precision int8, not {problem.dtype} in {problem.precision}"
-        if problem.batched_weight:
-            return "no batched weights"
-        if problem.groups > MAX_GRID_Y:
-            return f"groups={problem.groups} exceeds the launch grid's limit of {MAX_GRID_Y}"
-        return None
+        return shared_weight_reason(problem) or groups_grid_reason(problem)
 
     def space(self, problem: ConvProblem, device: Optional[DeviceInfo] = None) -> ConfigSpace:
         # int8 MMAs reduce 32 elements per instruction (m16n8k32 on sm_80, k32 wgmma on sm_90): BLOCK_K >= 32.
         return ConfigSpace(
-            params=[
-                Param("BLOCK_M", (16, 32, 64, 128, 256)),
-                Param("BLOCK_N", (16, 32, 64, 128, 256)),
-                Param("BLOCK_K", (32, 64, 128)),
-                Param("GROUP_M", (1, 8)),
-                Param("LOOP_ORDER", LOOP_ORDERS),
-                Param("num_warps", (2, 4, 8)),
-                Param("num_stages", (1, 2, 3, 4, 5)),
-            ],
+            params=[*gemm_tile_params(block_k=(32, 64, 128), group_m=(1, 8)), Param("LOOP_ORDER", LOOP_ORDERS), *GEMM_LAUNCH_PARAMS],
             constraints=[partial(fits_shared_memory, device=target_device(device)), fits_registers],
             pruning=[not_wasteful, low_register_pressure],
         )
@@ -180,10 +167,9 @@ class Int8ImplicitGemmConv(KernelFamily):
 
     def heuristic_configs(self, problem: ConvProblem, device: Optional[DeviceInfo] = None) -> list[Config]:
         base = self.default_config(problem, device)
-        other_loop = "channel_outer" if base["LOOP_ORDER"] == "filter_outer" else "filter_outer"
         variants = [
             base,
-            {**base, "LOOP_ORDER": other_loop},
+            {**base, "LOOP_ORDER": other_loop_order(base["LOOP_ORDER"])},
             {**base, "BLOCK_M": max(16, base["BLOCK_M"] // 2), "num_warps": 4},
             {**base, "BLOCK_K": 128 if base["BLOCK_K"] < 128 else 64},
         ]
@@ -192,12 +178,8 @@ class Int8ImplicitGemmConv(KernelFamily):
     def kernel_calls(
         self, problem: ConvProblem, tensors: ConvTensors, config: Config, device: Optional[DeviceInfo] = None,
     ) -> Sequence[KernelCall]:
-        w = prepare_weight(tensors.weight, WEIGHT_LAYOUT[config["LOOP_ORDER"]])
+        w = prepare_weight(tensors.weight, LOOP_WEIGHT_LAYOUT[config["LOOP_ORDER"]])
         quant = tensors.quant
-        grid = (
-            triton.cdiv(problem.gemm_m, config["BLOCK_M"]) * triton.cdiv(problem.gemm_n, config["BLOCK_N"]),
-            problem.groups,
-        )
         out_scale = quant.out_scale if quant is not None and quant.out_scale is not None else 1.0
         args = dict(
             **conv_io_args(problem, tensors), w_ptr=w, scale_ptr=quant.scale if quant is not None else None,
@@ -207,8 +189,8 @@ class Int8ImplicitGemmConv(KernelFamily):
         epilogue = epilogue_constexprs(problem, tensors)
         del epilogue["PRECISION"]  # always int8 x int8 -> int32
         constexprs = dict(
-            BLOCK_M=config["BLOCK_M"], BLOCK_N=config["BLOCK_N"], BLOCK_K=config["BLOCK_K"],
-            GROUP_M=config["GROUP_M"], LOOP_ORDER=LoopOrder(config["LOOP_ORDER"]).code, R=problem.r, S=problem.s,
+            **implicit_gemm_constexprs(problem, config),
             HAS_SCALE=quant is not None, REQUANTIZE=quant is not None and quant.out_scale is not None, **epilogue,
         )
+        grid = implicit_gemm_grid(problem, config)
         return [KernelCall(conv2d_int8_kernel, grid, args, constexprs, config["num_warps"], config["num_stages"])]

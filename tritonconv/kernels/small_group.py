@@ -31,6 +31,7 @@ from .base import (
     interpreter_dot_reason,
     target_device,
 )
+from .common.checks import programs_reason, shared_weight_reason
 from .common.epilogue import as_operand, dot_with_precision, pixel_offsets, store_rows
 from .common.limits import (
     accumulator_per_thread, first_reason, oversized_block, registers_reason, shared_memory_reason, shrink_stages,
@@ -40,7 +41,8 @@ from .common.tiling import filter_tap, output_pixels, tap_rows, tile_offsets
 
 MODES = tuple(mode.value for mode in SmallGroupMode)
 MODE_BLOCK_DIAG: tl.constexpr = tl.constexpr(SmallGroupMode.BLOCK_DIAG.code)
-MAX_GRID_X = 2**31 - 1
+# The tile with the fewest programs the space offers: if its grid is too large, every config's is.
+LARGEST_TILE = {"BLOCK_M": 256, "BLOCK_N": 256}
 # The direct mode reads weights as [BLOCK_N] vectors along K (RSCK); the MMA mode as [BLOCK_K, BLOCK_N] tiles
 # with input channels contiguous per output channel (KRSC).
 WEIGHT_LAYOUT = {"block_diag": "krsc", "direct": "rsck"}
@@ -160,8 +162,7 @@ def fits_shared_memory(problem: ConvProblem, config: Config, device: DeviceInfo)
 
 
 def fits_grid(problem: ConvProblem, config: Config) -> Optional[str]:
-    programs = num_programs(problem, config)
-    return f"{programs} programs exceed the launch grid's limit" if programs > MAX_GRID_X else None
+    return programs_reason(num_programs(problem, config))
 
 
 def not_wasteful(problem: ConvProblem, config: Config) -> Optional[str]:
@@ -195,11 +196,7 @@ class SmallGroupConv(KernelFamily):
     def supports(self, problem: ConvProblem, device: Optional[DeviceInfo] = None) -> Optional[str]:
         if problem.groups < 2:
             return "not a grouped conv (groups=1): the implicit GEMM covers it"
-        if getattr(problem, "batched_weight", False):
-            return "no batched (per-image) weights"
-        if fits_grid(problem, {"BLOCK_M": 256, "BLOCK_N": 256}):
-            return "too many output tiles for the launch grid"
-        return None
+        return shared_weight_reason(problem) or fits_grid(problem, LARGEST_TILE)
 
     def preference(self, problem: ConvProblem) -> int:
         thin = problem.c_per_group < 16 or problem.k_per_group < 16

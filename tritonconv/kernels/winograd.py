@@ -41,14 +41,17 @@ from .base import (
     needs_int64,
     pow2_divisor, target_device,
 )
+from .common.checks import groups_grid_reason
 from .common.epilogue import dot_with_precision, pixel_offsets, store_rows
 from .common.gemm_kernel import gemm_kernel
-from .common.limits import fits_registers, fits_shared_memory, shrink_stages, sm_count, warps_for_tile
+from .common.limits import (
+    GEMM_LAUNCH_PARAMS, fits_registers, fits_shared_memory, gemm_tile_params, shrink_stages, sm_count, warps_for_tile,
+)
 from .common.tiling import swizzled_tile
 
 TILES = (2, 4)  # m of F(m x m, 3 x 3)
 VARIANTS = ("fused", "three_kernels")  # GEMM and output transform in one kernel, or three launches
-MAX_GRID_Y = 65535  # the GEMM's grid axis 1 holds alpha^2 x groups
+MAX_GEMMS_PER_GROUP = (max(TILES) + 2) ** 2  # the three-kernel GEMM's grid axis 1 walks alpha^2 x groups
 MIN_CHANNELS_PER_GROUP = 8  # grouped convs only: a GEMM step reduces 16 channels (tl.dot's smallest K)
 # The transform kernels' own tiles (tiles x channels): small, as each element holds alpha^2 values in registers.
 TRANSFORM_BLOCK = {2: (32, 32), 4: (16, 32)}
@@ -363,9 +366,7 @@ class WinogradConv(KernelFamily):
         if problem.groups > 1 and min(problem.c_per_group, problem.k_per_group) < MIN_CHANNELS_PER_GROUP:
             return (f"Winograd family needs >= {MIN_CHANNELS_PER_GROUP} input and output channels per group "
                     "(fewer waste most of each matrix-unit step; depthwise/small_group cover those)")
-        if 36 * problem.groups > MAX_GRID_Y:
-            return f"groups={problem.groups} exceeds the launch grid's limit ({MAX_GRID_Y} // 36)"
-        return None
+        return groups_grid_reason(problem, MAX_GEMMS_PER_GROUP)
 
     def preference(self, problem: ConvProblem) -> int:
         # Never the untuned pick: it must win by measurement (and within the error tolerance).
@@ -376,12 +377,8 @@ class WinogradConv(KernelFamily):
             params=[
                 Param("TILE", tile_choices(problem)),
                 Param("VARIANT", VARIANTS),
-                Param("BLOCK_M", (16, 32, 64, 128)),
-                Param("BLOCK_N", (16, 32, 64, 128)),
-                Param("BLOCK_K", (16, 32, 64)),
-                Param("GROUP_M", (1, 8)),
-                Param("num_warps", (2, 4, 8)),
-                Param("num_stages", (1, 2, 3, 4, 5)),
+                *gemm_tile_params(block_m=(16, 32, 64, 128), block_n=(16, 32, 64, 128), block_k=(16, 32, 64), group_m=(1, 8)),
+                *GEMM_LAUNCH_PARAMS,
             ],
             constraints=[partial(fits_shared_memory, device=target_device(device)), fits_registers, fused_registers],
             pruning=[not_wasteful],

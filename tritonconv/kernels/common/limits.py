@@ -10,13 +10,20 @@ from ...problem import ConvProblem
 from ...runtime import DeviceInfo
 from ..base import Config, Param, clamp_pow2
 
-# The tile parameters every GEMM-shaped family tunes (its space adds its own).
-GEMM_TILE_PARAMS = (
-    Param("BLOCK_M", (16, 32, 64, 128, 256)),
-    Param("BLOCK_N", (16, 32, 64, 128, 256)),
-    Param("BLOCK_K", (16, 32, 64, 128)),
-    Param("GROUP_M", (1, 4, 8, 16)),
-)
+
+def gemm_tile_params(
+    block_m: Sequence[int] = (16, 32, 64, 128, 256), block_n: Sequence[int] = (16, 32, 64, 128, 256),
+    block_k: Sequence[int] = (16, 32, 64, 128), group_m: Sequence[int] = (1, 4, 8, 16),
+) -> tuple[Param, ...]:
+    """The tile parameters every GEMM-shaped family tunes, with the choices its MMAs allow (its space adds its own)."""
+    return (Param("BLOCK_M", tuple(block_m)), Param("BLOCK_N", tuple(block_n)), Param("BLOCK_K", tuple(block_k)),
+            Param("GROUP_M", tuple(group_m)))
+
+
+GEMM_TILE_PARAMS = gemm_tile_params()
+# The launch options the GEMM-shaped families tune (warps and pipeline depth).
+GEMM_LAUNCH_PARAMS = (Param("num_warps", (2, 4, 8)), Param("num_stages", (1, 2, 3, 4, 5)))
+
 # Grids are sized for an H100's SMs where the device reports none (the Triton interpreter).
 FALLBACK_SMS = 132
 # The float32 accumulator of a GEMM-shaped tile must leave room in the 255 registers of a thread.
