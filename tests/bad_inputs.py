@@ -24,35 +24,37 @@ def _suite(**changes) -> str:
     return json.dumps({"shapes": [{k: v for k, v in entry.items() if v is not ...}]})
 
 
-SUITES = {
-    "c_float.json": _suite(c=8.7),
-    "c_text.json": _suite(c="8"),
-    "c_bool.json": _suite(c=True),
-    "c_zero.json": _suite(c=0),
-    "c_negative.json": _suite(c=-4),
-    "c_whole_float.json": _suite(c=8.0),
-    "no_c.json": _suite(c=...),
-    "stride_short.json": _suite(stride=[1]),
-    "stride_long.json": _suite(stride=[1, 2, 3]),
-    "stride_zero.json": _suite(stride=[0, 1]),
-    "pad_negative.json": _suite(pad=-1),
-    "groups_zero.json": _suite(groups=0),
-    "groups_indivisible.json": _suite(groups=3),
-    "unknown_field.json": _suite(strde=2),
-    "name_number.json": _suite(name=5),
-    "output_empty.json": _suite(h=1, pad=0),
-    "n_huge_float.json": _suite(n=1e3),
-    "entry_list.json": json.dumps({"shapes": [[1, 4, 5, 5, 8, 3, 3]]}),
-    "duplicate_names.json": json.dumps({"shapes": [GOOD_ENTRY, GOOD_ENTRY]}),
-    "no_shapes.json": json.dumps({"about": "x"}),
-    "shapes_object.json": json.dumps({"shapes": {"a": GOOD_ENTRY}}),
-    "shapes_empty.json": json.dumps({"shapes": []}),
-    "top_list.json": json.dumps([GOOD_ENTRY]),
-    "top_unknown.json": json.dumps({"shapes": [GOOD_ENTRY], "shaeps": []}),
-    "not_json.json": "{nope",
-    "escape_name.json": _suite(name="a\x1b[31m[/x]", c=8.7),
-    "deep.json": "[" * 100000 + "]" * 100000,
-}
+# Suite files tune refuses: (case, file, its content, what the one-line error says after naming the file).
+BAD_SUITES: list[tuple[str, str, str | bytes, str]] = [
+    ("c 8.7", "c_float.json", _suite(c=8.7), r"#0.*'c'.*8\.7"),
+    ("c text", "c_text.json", _suite(c="8"), r"'c'.*positive integer"),
+    ("c bool", "c_bool.json", _suite(c=True), r"'c'"),
+    ("c 0", "c_zero.json", _suite(c=0), r"'c'"),
+    ("c -4", "c_negative.json", _suite(c=-4), r"'c'"),
+    ("c 8.0", "c_whole_float.json", _suite(c=8.0), r"'c'"),
+    ("missing c", "no_c.json", _suite(c=...), r"'c'"),
+    ("stride [1]", "stride_short.json", _suite(stride=[1]), r"'stride'"),
+    ("stride [1,2,3]", "stride_long.json", _suite(stride=[1, 2, 3]), r"'stride'"),
+    ("stride [0,1]", "stride_zero.json", _suite(stride=[0, 1]), r"'stride'"),
+    ("pad -1", "pad_negative.json", _suite(pad=-1), r"'pad'"),
+    ("groups 0", "groups_zero.json", _suite(groups=0), r"'groups'"),
+    ("groups 3", "groups_indivisible.json", _suite(groups=3), r"groups=3"),
+    ("unknown field", "unknown_field.json", _suite(strde=2), r"unknown field 'strde'"),
+    ("name a number", "name_number.json", _suite(name=5), r"'name'"),
+    ("output empty", "output_empty.json", _suite(h=1, pad=0), r"not positive"),
+    ("n 1e3", "n_huge_float.json", _suite(n=1e3), r"'n'"),
+    ("entry a list", "entry_list.json", json.dumps({"shapes": [[1, 4, 5, 5, 8, 3, 3]]}), r"#0.*object"),
+    ("duplicate names", "duplicate_names.json", json.dumps({"shapes": [GOOD_ENTRY, GOOD_ENTRY]}), r"named 'a'"),
+    ("without shapes", "no_shapes.json", json.dumps({"about": "x"}), r"\"shapes\""),
+    ("shapes an object", "shapes_object.json", json.dumps({"shapes": {"a": GOOD_ENTRY}}), r"list"),
+    ("shapes empty", "shapes_empty.json", json.dumps({"shapes": []}), r"non-empty"),
+    ("a list", "top_list.json", json.dumps([GOOD_ENTRY]), r"object"),
+    ("unknown top field", "top_unknown.json", json.dumps({"shapes": [GOOD_ENTRY], "shaeps": []}), r"'shaeps'"),
+    ("not JSON", "not_json.json", "{nope", r"not valid JSON"),
+    ("not UTF-8", "bad_utf8.json", b'{"shapes": [{"name": "\xff\xfe"}]}', r"UTF-8"),
+    ("deeply nested", "deep.json", "[" * 100000 + "]" * 100000, r""),
+    ("escapes in a name", "escape_name.json", _suite(name="a\x1b[31m[/x]", c=8.7), r"\\x1b\[31m\[/x\]"),
+]
 TINYNET = '''
 import torch
 from torch import nn
@@ -76,9 +78,8 @@ NOT_CALLABLE = 3
 def make_fixtures(directory: Path) -> None:
     """The files the bad command lines name, under `directory`."""
     directory = Path(directory)
-    for name, text in SUITES.items():
-        (directory / name).write_text(text)
-    (directory / "bad_utf8.json").write_bytes(b'{"shapes": [{"name": "\xff\xfe"}]}')
+    for _, name, content, _ in BAD_SUITES:
+        (directory / name).write_bytes(content if isinstance(content, bytes) else content.encode())
     (directory / "adir").mkdir(exist_ok=True)
     (directory / "afile").write_text("x")
     (directory / "tinynet.py").write_text(TINYNET)
@@ -89,11 +90,6 @@ def make_fixtures(directory: Path) -> None:
 
 def _shape(*extra: str) -> list[str]:
     return ["tune", *SHAPE, *extra]
-
-
-def _bad_suite(name: str, file: str, says: str) -> tuple[str, list[str], set[int], str]:
-    """`tune <suite file>`: a usage error that names the file, then says `says` (a regex)."""
-    return f"suite {name}", ["tune", f"{{D}}/{file}", "--interpret"], USAGE, rf"{re.escape(file)}.*{says}"
 
 
 def _refused(option: str, what: str, *values: str) -> list[tuple[str, list[str], set[int], str]]:
@@ -144,35 +140,9 @@ CLI_CASES: list[tuple[str, list[str], set[int], str]] = [
      r"no_such_layer.*matches no shape"),
     # ---- tune: suite files -----------------------------------------------------------------------------------
     ("suite missing", ["tune", "{D}/missing.json", "--interpret"], USAGE, r"no such file.*missing\.json"),
-    _bad_suite("is a directory", "adir", r"directory"),
-    _bad_suite("c 8.7", "c_float.json", r"#0.*'c'.*8\.7"),
-    _bad_suite("c text", "c_text.json", r"'c'.*positive integer"),
-    _bad_suite("c bool", "c_bool.json", r"'c'"),
-    _bad_suite("c 0", "c_zero.json", r"'c'"),
-    _bad_suite("c -4", "c_negative.json", r"'c'"),
-    _bad_suite("c 8.0", "c_whole_float.json", r"'c'"),
-    _bad_suite("missing c", "no_c.json", r"'c'"),
-    _bad_suite("stride [1]", "stride_short.json", r"'stride'"),
-    _bad_suite("stride [1,2,3]", "stride_long.json", r"'stride'"),
-    _bad_suite("stride [0,1]", "stride_zero.json", r"'stride'"),
-    _bad_suite("pad -1", "pad_negative.json", r"'pad'"),
-    _bad_suite("groups 0", "groups_zero.json", r"'groups'"),
-    _bad_suite("groups 3", "groups_indivisible.json", r"groups=3"),
-    ("suite unknown field", ["tune", "{D}/unknown_field.json", "--interpret"], USAGE, r"unknown field 'strde'"),
-    _bad_suite("name a number", "name_number.json", r"'name'"),
-    _bad_suite("output empty", "output_empty.json", r"not positive"),
-    _bad_suite("n 1e3", "n_huge_float.json", r"'n'"),
-    _bad_suite("entry a list", "entry_list.json", r"#0.*object"),
-    ("suite duplicate names", ["tune", "{D}/duplicate_names.json", "--interpret"], USAGE, r"named 'a'"),
-    ("suite without shapes", ["tune", "{D}/no_shapes.json", "--interpret"], USAGE, r"no_shapes\.json.*\"shapes\""),
-    _bad_suite("shapes an object", "shapes_object.json", r"list"),
-    _bad_suite("shapes empty", "shapes_empty.json", r"non-empty"),
-    _bad_suite("a list", "top_list.json", r"object"),
-    _bad_suite("unknown top field", "top_unknown.json", r"'shaeps'"),
-    _bad_suite("not JSON", "not_json.json", r"not valid JSON"),
-    _bad_suite("not UTF-8", "bad_utf8.json", r"UTF-8"),
-    _bad_suite("deeply nested", "deep.json", r""),
-    ("suite escapes in a name", ["tune", "{D}/escape_name.json", "--interpret"], USAGE, r"\\x1b\[31m\[/x\]"),
+    ("suite is a directory", ["tune", "{D}/adir", "--interpret"], USAGE, r"adir.*directory"),
+    *[(f"suite {case}", ["tune", f"{{D}}/{file}", "--interpret"], USAGE, rf"{re.escape(file)}.*{says}")
+      for case, file, _, says in BAD_SUITES],
     # ---- bench (same suite checks, before looking for a GPU) -------------------------------------------------
     ("bench suite missing", ["bench", "{D}/missing.json"], USAGE, r"no such file"),
     ("bench --suite missing", ["bench", "--suite", "{D}/missing.json"], USAGE, r"no such file"),

@@ -7,7 +7,6 @@ a measurement.
 import itertools
 import json
 import math
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -20,7 +19,7 @@ from tritonconv.errors import InvalidInputError
 from tritonconv.kernels import families_for
 from tritonconv.problem import ConvProblem
 
-from .helpers import TOLERANCE
+from .helpers import TOLERANCE, compiler_env
 
 ROOT = Path(__file__).resolve().parent.parent
 HAS_GPU = torch.cuda.is_available()
@@ -280,8 +279,8 @@ SCRIPTS = [["bench/conv.py"], ["-m", "tritonconv.cli", "bench"]] + [
 @pytest.mark.skipif(HAS_GPU, reason="checks the behaviour without a GPU")
 @pytest.mark.parametrize("script", SCRIPTS, ids=lambda s: " ".join(s))
 def test_bench_scripts_refuse_clearly_without_gpu(script):
-    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
-    done = subprocess.run([sys.executable, *script], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    done = subprocess.run([sys.executable, *script], cwd=ROOT, env=compiler_env(), capture_output=True, text=True,
+                          timeout=120)
     assert done.returncode == 2, done.stdout + done.stderr
     assert "GPU" in done.stdout + done.stderr
 

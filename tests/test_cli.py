@@ -4,7 +4,6 @@ stays the default, huge interpreter runs are announced, tune-model loads local m
 script where that is what a user runs."""
 import argparse
 import json
-import os
 import re
 import subprocess
 import sys
@@ -21,6 +20,8 @@ from tritonconv.enums import ALL_DTYPE_CHOICES, DTYPE_CHOICES
 from tritonconv.search import TuningError
 from tritonconv.text import safe_console, terminal_safe
 
+from tests.helpers import compiler_env
+
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = Path(sys.executable).with_name("tritonconv")
 needs_no_gpu = pytest.mark.skipif(torch.cuda.is_available(), reason="checks the behaviour without a CUDA GPU")
@@ -34,9 +35,7 @@ def make():
 
 def _run(args: list[str], cwd: Path = ROOT, interpret: bool = False, timeout: int = 600) -> subprocess.CompletedProcess:
     """The real console script (or `python -m tritonconv.cli` where it is not installed), this checkout first."""
-    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
-    env["PYTHONPATH"] = str(ROOT)
-    env["COLUMNS"] = "200"
+    env = {**compiler_env(), "COLUMNS": "200"}
     if interpret:
         env["TRITON_INTERPRET"] = "1"
     command = [str(SCRIPT)] if SCRIPT.exists() else [sys.executable, "-m", "tritonconv.cli"]
@@ -66,8 +65,7 @@ def test_version_and_help_through_the_console_script():
 def test_parsing_imports_neither_torch_nor_triton(argv):
     code = ("import sys; from tritonconv.cli import main; code = main(%r); "
             "print('heavy:', sorted(m for m in ('torch', 'triton') if m in sys.modules)); sys.exit(code)" % argv)
-    env = {k: v for k, v in os.environ.items() if k not in ("TRITON_INTERPRET", "TRITONCONV_AUTOTUNE")}
-    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env={**env, "PYTHONPATH": str(ROOT)},
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=compiler_env("TRITONCONV_AUTOTUNE"),
                           capture_output=True, text=True, timeout=120)
     assert "heavy: []" in done.stdout, done.stdout + done.stderr
     assert done.returncode == (2 if "0" in argv else 0)
@@ -91,9 +89,8 @@ def test_every_option_has_help_and_shows_its_default():
 
 
 def test_compile_module_calls_itself_by_its_real_name():
-    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
-    done = subprocess.run([sys.executable, "-m", "tritonconv.compile", "--help"], cwd=ROOT,
-                          env={**env, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True, timeout=300)
+    done = subprocess.run([sys.executable, "-m", "tritonconv.compile", "--help"], cwd=ROOT, env=compiler_env(),
+                          capture_output=True, text=True, timeout=300)
     assert done.returncode == 0 and done.stdout.startswith("usage: python -m tritonconv.compile")
     assert "compile.py" not in done.stdout and "(default: 80,90)" in done.stdout
 

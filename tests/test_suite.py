@@ -1,13 +1,13 @@
 """tritonconv.suite: the one suite format and loader, the suites shipped once as package data, and the one
 meaning of --shapes (globs on whole names; a plain name is exact) for tune, bench, compile and bench/gemm.py."""
 import json
-import os
 import subprocess
 import sys
 
 import pytest
 
 from tests import REPO
+from tests.helpers import compiler_env
 from tritonconv import suite
 from tritonconv.errors import InvalidInputError
 
@@ -55,9 +55,7 @@ def test_shapes_are_globs_on_whole_names_and_a_plain_name_is_exact():
 
 
 def test_bench_gemm_takes_the_shared_suite_options_and_refuses_bad_ones_before_the_gpu_check():
-    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
-    env["PYTHONPATH"] = str(REPO)
-    done = subprocess.run([sys.executable, "bench/gemm.py", "--shapes", "no_such_gemm*"], cwd=REPO, env=env,
+    done = subprocess.run([sys.executable, "bench/gemm.py", "--shapes", "no_such_gemm*"], cwd=REPO, env=compiler_env(),
                           capture_output=True, text=True, timeout=120)
     output = done.stdout + done.stderr
     assert done.returncode == 2 and "Traceback" not in output, output

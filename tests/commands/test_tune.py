@@ -1,6 +1,5 @@
 """`tritonconv tune` and `tritonconv cache` from the command line (interpreter, tiny shapes, few trials)."""
 import json
-import os
 import subprocess
 import sys
 
@@ -10,6 +9,8 @@ import torch
 from tritonconv import cache
 from tritonconv.cli import build_parser, main
 from tritonconv.commands import tune as tune_command
+
+from tests.helpers import compiler_env
 
 SHAPE = ["--c", "4", "--h", "5", "--w", "5", "--k", "8", "--dtype", "float32"]
 needs_no_gpu = pytest.mark.skipif(torch.cuda.is_available(), reason="checks the behaviour without a CUDA GPU")
@@ -22,8 +23,8 @@ def _wide_tables(monkeypatch):
 
 @needs_no_gpu
 def test_bare_tune_without_gpu_runs_the_interpreter_demo():
-    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
-    proc = subprocess.run([sys.executable, "-m", "tritonconv.cli", "tune"], env=env, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run([sys.executable, "-m", "tritonconv.cli", "tune"], env=compiler_env(), capture_output=True,
+                          text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "No CUDA GPU found" in proc.stdout and "demonstration" in proc.stdout
     assert "total tuning wall time" in proc.stdout and "demo_3x3" in proc.stdout

@@ -2,10 +2,6 @@
 descriptors), and real compiles for sm_90 (HGMMA, no spills) beside the GEMM family's sm_80/sm_90 defaults."""
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 
 import pytest
 import torch
@@ -15,7 +11,7 @@ from tritonconv.functional import make_problem
 from tritonconv.kernels import ConvTensors, get_family
 from tritonconv.kernels.hopper_implicit_gemm import can_read_input_by_tma, input_tma_reason, patch_waste, supports_on
 
-from tests.helpers import TOLERANCE, random_conv_inputs, reference_conv2d, rel_error
+from tests.helpers import TOLERANCE, random_conv_inputs, reference_conv2d, rel_error, run_compiler_script
 
 
 def test_supports_by_capability():
@@ -152,10 +148,7 @@ print(json.dumps({"records": records, "sm90_warp_partitions": partitions, "a_in_
 
 
 def test_default_configs_compile_for_sm80_and_sm90():
-    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
-    done = subprocess.run([sys.executable, "-c", COMPILE_SCRIPT], env=env, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-3000:]
-    result = json.loads(done.stdout.splitlines()[-1])
+    result = run_compiler_script(COMPILE_SCRIPT, timeout=300)
     records = {(name, cc): (variant, usage) for name, cc, variant, usage in result["records"]}
     variant, usage = records[("gemm", 80)]
     assert variant == "tiled" and usage[0]["hmma"] > 0 and usage[0]["stack_bytes"] == 0

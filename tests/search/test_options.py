@@ -1,13 +1,13 @@
 """TuneOptions: the one source of tuning defaults. The library's signatures and both CLIs read theirs from it,
 bad values are refused up front with the same messages, and reading the defaults imports no torch."""
 import inspect
-import os
 import subprocess
 import sys
 
 import pytest
 
 from tests import REPO
+from tests.helpers import compiler_env
 from tritonconv import tune_model
 from tritonconv.cli import build_parser
 from tritonconv.errors import InvalidInputError
@@ -77,7 +77,6 @@ def test_options_are_frozen_and_complete():
 def test_reading_the_defaults_imports_neither_torch_nor_optuna():
     code = ("import sys; from tritonconv.search.options import DEFAULTS; from tritonconv.search import TuneOptions; "
             "print(DEFAULTS.trials, sorted(m for m in ('torch', 'optuna', 'triton') if m in sys.modules))")
-    env = {k: v for k, v in os.environ.items() if k not in ("TRITON_INTERPRET", "TRITONCONV_AUTOTUNE")}
-    done = subprocess.run([sys.executable, "-c", code], cwd=REPO, env={**env, "PYTHONPATH": str(REPO)},
+    done = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=compiler_env("TRITONCONV_AUTOTUNE"),
                           capture_output=True, text=True, timeout=120)
     assert done.stdout.split() == ["64", "[]"], done.stdout + done.stderr

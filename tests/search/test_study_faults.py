@@ -23,6 +23,7 @@ from tritonconv.search.result import TuningInterrupted
 from tritonconv.search.study import REQUEUED
 
 from tests import REPO
+from tests.helpers import compiler_env
 from tests.search.helpers import OTHER, PROBLEM, RecordingRunner, quick_tune, study_journal, study_trials
 
 SPACE = SearchSpace(PROBLEM, precisions=(PROBLEM.precision,))
@@ -276,8 +277,7 @@ def console_script(tmp_path):
     work.mkdir()
     marker = tmp_path / "imported-cwd-optuna"
     (work / "optuna.py").write_text(f"open({str(marker)!r}, 'w').close()\nraise SystemExit('./optuna.py was imported')\n")
-    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
-    env["PYTHONPATH"] = str(REPO)
+    env = compiler_env()
 
     def start(reexec):
         script = bin_dir / ("tritonconv-reexec" if reexec else "tritonconv")
