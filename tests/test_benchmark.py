@@ -1,12 +1,10 @@
-"""tritonconv.benchmark on the CPU: roofline and peak math with injected timings, the results schema, the conv
-benchmark machinery in the Triton interpreter, and the bench scripts' refusal without a GPU.
+"""tritonconv.benchmark on the CPU: roofline and peak math with injected timings, the conv benchmark machinery in the Triton interpreter, and the bench scripts' refusal without a GPU.
 
 Every time and peak in this file is SYNTHETIC (injected through `time_fn` or written by hand): nothing here is
 a measurement.
 """
 import itertools
 import json
-import math
 import subprocess
 import sys
 from pathlib import Path
@@ -75,70 +73,6 @@ def test_measure_peaks_math_and_matmul_precision(dtype, precision, matmul_dtype,
     assert peaks["matmul_dtype"] == matmul_dtype and peaks["tf32"] is tf32
     assert seen_tf32[1] is tf32
     assert peaks["precision"] == (precision or {"float16": "fp16", "bfloat16": "bf16"}.get(dtype))
-
-
-def test_result_entry_derives_tflops_floor_fraction_and_speedup():
-    entry = results.result_entry("x", 2.0, flops=4e9, floor=0.5, baseline_ms=3.0, rel_error=1e-3, family="f")
-    assert entry["tflops"] == pytest.approx(2.0)
-    assert entry["floor_fraction"] == pytest.approx(0.25)
-    assert entry["speedup"] == pytest.approx(1.5)
-    assert entry["family"] == "f" and entry["role"] == "candidate"
-    failed = results.result_entry("y", None, error="boom")
-    assert failed["ms"] is None and failed["speedup"] is None and failed["error"] == "boom"
-
-
-def test_geomean_and_summary():
-    assert results.geomean([2.0, 8.0]) == pytest.approx(4.0)
-    assert results.geomean([4.0, None, float("nan"), 0.0, -1.0]) == pytest.approx(4.0)
-    assert math.isnan(results.geomean([]))
-    records = [
-        {"name": "a", "results": [{"name": "cudnn", "role": "baseline", "speedup": 1.0},
-                                  {"name": "tuned", "role": "candidate", "speedup": 2.0}]},
-        {"name": "b", "results": [{"name": "tuned", "role": "candidate", "speedup": 0.5}]},
-    ]
-    summary = results.summarize(records)
-    assert set(summary) == {"tuned"}  # baselines are not summarised
-    assert summary["tuned"]["geomean"] == pytest.approx(1.0)
-    assert (summary["tuned"]["worst"], summary["tuned"]["worst_record"], summary["tuned"]["count"]) == (0.5, "b", 2)
-
-
-# ---- results schema ----------------------------------------------------------------------------------------------
-def test_results_round_trip_with_metadata(tmp_path):
-    records = [{"name": "shape", "problem": ConvProblem(1, 2, 3, 3, 4, 1, 1).to_dict(),
-                "results": [results.result_entry("tuned", 1.0, rel_error=float("inf"))]}]
-    path = results.write_results(tmp_path / "sub" / "r.json", records, {"dtype": "float16", "peaks": {"a": 1.0}},
-                                   kind="conv")
-    document = results.load_results(path)
-    assert document["kind"] == "conv" and document["version"] == results.SCHEMA_VERSION
-    assert document["records"][0]["problem"] == records[0]["problem"]
-    assert document["records"][0]["results"][0]["rel_error"] is None  # non-finite -> null, valid JSON
-    meta = document["meta"]
-    assert meta["dtype"] == "float16" and meta["peaks"] == {"a": 1.0}
-    for key in ("gpu", "capability", "sm_count", "torch", "triton", "cudnn", "date", "command"):
-        assert key in meta
-    assert meta["torch"] == torch.__version__
-    json.loads(path.read_text())  # strict JSON
-
-
-@pytest.mark.parametrize(
-    "content, message",
-    [("{not json", "not valid JSON"), ('{"records": []}', "not a tritonconv results file"),
-     ('{"schema": "tritonconv-results", "version": 99, "kind": "conv", "records": []}', "version 99"),
-     ('{"schema": "tritonconv-results", "version": 1, "kind": "other", "records": []}', "unknown results kind"),
-     ('{"schema": "tritonconv-results", "version": 1, "kind": "conv", "records": [1]}', "list of objects")],
-)
-def test_load_results_rejects_bad_files_clearly(tmp_path, content, message):
-    path = tmp_path / "bad.json"
-    path.write_text(content)
-    with pytest.raises(InvalidInputError, match=message):
-        results.load_results(path)
-
-
-def test_write_results_rejects_unknown_kind(tmp_path):
-    with pytest.raises(InvalidInputError, match="kind"):
-        results.write_results(tmp_path / "r.json", [], kind="speed")
-    with pytest.raises(InvalidInputError, match="does not exist"):
-        results.load_results(tmp_path / "missing.json")
 
 
 def test_load_problems_filters_and_converts():

@@ -120,32 +120,3 @@ def test_report_cli(tmp_path, capsys):
     bad.write_text('{"hello": 1}')
     assert cli_main(["report", str(bad)]) == 2
     assert "not a tritonconv results file" in capsys.readouterr().err
-
-
-def test_speedup_needs_two_positive_finite_times():
-    assert results.speedup_over(2.0, 0.5) == 4.0
-    for baseline, ms in ((None, 1.0), (1.0, None), (1.0, 0.0), (0.0, 1.0), (float("nan"), 1.0), (1.0, float("inf"))):
-        assert results.speedup_over(baseline, ms) is None
-
-
-# The JSON files tritonconv and bench/ write that are not results files, and why (everything else goes through
-# tritonconv.results.write_results, so `tritonconv report` reads it).
-NOT_RESULTS_FILES = {
-    "tritonconv/results.py": "the one writer",
-    "tritonconv/cache/": "the tuning cache's own files (store, trials, export), which load_results also reads",
-    "bench/gpu_session.py": "a GPU session's JSON-lines log, each line flushed as it happens so a killed session keeps it",
-    "bench/tune_speed.py": "one measurement of the tuner's throughput and its projection, re-read by --reproject",
-    "bench/cache_cold_start.py": "a deliberately version-1 cache file (the migration's input) and printed timings",
-}
-
-
-def test_every_json_file_written_is_a_results_file_or_says_why_not():
-    root = Path(__file__).resolve().parents[1]
-    writers = set()
-    for path in [*root.glob("tritonconv/**/*.py"), *root.glob("bench/**/*.py")]:
-        text = path.read_text()
-        if "json.dump(" in text or "write_text(json.dumps" in text:
-            writers.add(path.relative_to(root).as_posix())
-    unexplained = {w for w in writers if not any(w.startswith(allowed) for allowed in NOT_RESULTS_FILES)}
-    assert not unexplained, f"write results files with tritonconv.results.write_results: {sorted(unexplained)}"
-    assert "tritonconv/results.py" in writers and "bench/tune_speed.py" in writers  # the scan sees writers
