@@ -1,7 +1,8 @@
 """Render a results file (see `tritonconv.results` for the schema) as a rich table and matplotlib PNG charts.
 
-Works for every kind (conv, gemm, models, tune): records with a "results" list become one row each with a
-"ms / speedup" cell per candidate; records without one become rows of their scalar fields.
+Works for every kind (conv, gemm, models, tune, tune-model, compile, a cache export): records with a "results"
+list become one row each with a "ms / speedup" cell per candidate; records without one become rows of their scalar
+fields (the ones meta "columns" names, if the writer named them: a compile report's registers, spills, MMA, ...).
 Charts (Agg backend, one PNG each, written only when the data has the metric):
   * <stem>_speedup.png - speedup over the baseline per record, one bar per candidate (baselines left out);
   * <stem>_roofline.png - achieved fraction of the roofline floor per record, every result;
