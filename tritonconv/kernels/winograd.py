@@ -47,7 +47,7 @@ from .common.gemm_kernel import gemm_kernel
 from .common.limits import (
     GEMM_LAUNCH_PARAMS, fits_registers, fits_shared_memory, gemm_tile_params, shrink_stages, sm_count, warps_for_tile,
 )
-from .common.tiling import swizzled_tile
+from .common.tiling import gemm_tile, tile_offsets, widened
 
 TILES = (2, 4)  # m of F(m x m, 3 x 3)
 VARIANTS = ("fused", "three_kernels")  # GEMM and output transform in one kernel, or three launches
@@ -107,6 +107,21 @@ def tile_origins(offs_t, TH, TW, TILE: tl.constexpr):
 
 
 @triton.jit
+def transform_block(N, TH, TW, CHANNELS, TILE: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_C: tl.constexpr,
+                    INDEX_64: tl.constexpr):
+    """A transform kernel's program: BLOCK_T tiles (grid axis 0) x BLOCK_C of the CHANNELS channels per group (axis 1)
+    of group g (axis 2). Returns (tiles, channels, g, groups, tile mask, channel mask, and each tile's n, th, tw)."""
+    offs_t = tile_offsets(tl.program_id(0), BLOCK_T, INDEX_64)
+    offs_c = tile_offsets(tl.program_id(1), BLOCK_C, INDEX_64)
+    g = widened(tl.program_id(2), INDEX_64)
+    num_groups = tl.num_programs(2)
+    mask_t = offs_t < N * TH * TW
+    mask_c = offs_c < CHANNELS
+    n, th, tw = tile_origins(offs_t, TH, TW, TILE)
+    return offs_t, offs_c, g, num_groups, mask_t, mask_c, n, th, tw
+
+
+@triton.jit
 def winograd_input_transform_kernel(
     x_ptr, v_ptr,
     N, H, W, Cg, TH, TW, pad_h, pad_w,
@@ -116,17 +131,7 @@ def winograd_input_transform_kernel(
 ):
     """V[(a * alpha + b) * G + g, t, c] = (B^T d B)[a, b] of tile t's input patch d, channel g * Cg + c."""
     ALPHA: tl.constexpr = TILE + 2
-    offs_t = tl.program_id(0) * BLOCK_T + tl.arange(0, BLOCK_T)
-    offs_c = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
-    g = tl.program_id(2)
-    num_groups = tl.num_programs(2)
-    if INDEX_64:
-        offs_t = offs_t.to(tl.int64)
-        offs_c = offs_c.to(tl.int64)
-        g = g.to(tl.int64)
-    mask_t = offs_t < N * TH * TW
-    mask_c = offs_c < Cg
-    n, th, tw = tile_origins(offs_t, TH, TW, TILE)
+    offs_t, offs_c, g, num_groups, mask_t, mask_c, n, th, tw = transform_block(N, TH, TW, Cg, TILE, BLOCK_T, BLOCK_C, INDEX_64)
     h0 = th * TILE - pad_h
     w0 = tw * TILE - pad_w
     base = x_ptr + (n * sxn + h0 * sxh + w0 * sxw)[:, None] + ((g * Cg + offs_c) * sxc)[None, :]
@@ -162,17 +167,7 @@ def winograd_output_transform_kernel(
 ):
     """y[n, g * Kg + k, th * TILE + i, tw * TILE + j] = act((A^T M A)[i, j] + bias + residual) for each tile."""
     ALPHA: tl.constexpr = TILE + 2
-    offs_t = tl.program_id(0) * BLOCK_T + tl.arange(0, BLOCK_T)
-    offs_k = tl.program_id(1) * BLOCK_K + tl.arange(0, BLOCK_K)
-    g = tl.program_id(2)
-    num_groups = tl.num_programs(2)
-    if INDEX_64:
-        offs_t = offs_t.to(tl.int64)
-        offs_k = offs_k.to(tl.int64)
-        g = g.to(tl.int64)
-    mask_t = offs_t < N * TH * TW
-    mask_k = offs_k < Kg
-    n, th, tw = tile_origins(offs_t, TH, TW, TILE)
+    offs_t, offs_k, g, num_groups, mask_t, mask_k, n, th, tw = transform_block(N, TH, TW, Kg, TILE, BLOCK_T, BLOCK_K, INDEX_64)
     m_tile = m_ptr + (offs_t * smt)[:, None] + offs_k[None, :]
     load_mask = mask_t[:, None] & mask_k[None, :]
     rows = ()
@@ -227,18 +222,9 @@ def winograd_gemm_output_kernel(
     M[a, b] = V[a, b] @ U[a, b] in turn, folded at once into the TILE x TILE outputs
     Y[i, j] += A^T[i, a] A^T[j, b] M[a, b] (no M workspace), then the epilogue. Axis 1 is the group."""
     ALPHA: tl.constexpr = TILE + 2
-    rows = N * TH * TW
-    pid_m, pid_n = swizzled_tile(tl.program_id(0), tl.cdiv(rows, BLOCK_M), tl.cdiv(Kg, BLOCK_N), GROUP_M)
-    g = tl.program_id(1)
+    offs_m, offs_n, mask_m, mask_n = gemm_tile(tl.program_id(0), N * TH * TW, Kg, BLOCK_M, BLOCK_N, GROUP_M, INDEX_64)
+    g = widened(tl.program_id(1), INDEX_64)
     num_groups = tl.num_programs(1)
-    offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
-    offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
-    if INDEX_64:
-        offs_m = offs_m.to(tl.int64)
-        offs_n = offs_n.to(tl.int64)
-        g = g.to(tl.int64)
-    mask_m = offs_m < rows
-    mask_n = offs_n < Kg
     offs_k = tl.arange(0, BLOCK_K)
     # Out-of-range rows/columns read row/column 0 (never stored), so the reduction needs no M/N masks.
     a_rows = v_ptr + (tl.where(mask_m, offs_m, 0) * svt)[:, None] + offs_k[None, :]
