@@ -130,34 +130,33 @@ def _key_check(stage: Stage) -> None:
 
     from tritonconv import ConvProblem
     from tritonconv.kernels import families_for
-    from tritonconv.runtime import COMPILE_TARGETS, device_info, emulated_device
+    from tritonconv.runtime import COMPILE_TARGETS, device_info
     from tritonconv.search.runner import CompileCounter
 
     on_gpu = torch.cuda.is_available() and not stage.dry_run
-    info = device_info("cuda") if on_gpu else COMPILE_TARGETS[90]
-    cc = info.capability[0] * 10 + info.capability[1]
+    target = device_info("cuda") if on_gpu else COMPILE_TARGETS[90]  # the GPU every family decides for
     counter = CompileCounter()
     counter_compiled: list[bool] = []
-    with emulated_device(info) if not on_gpu else _nothing():
-        for spec in KEY_PROBLEMS:
-            problem = ConvProblem(dtype="float16", **spec)
-            x, w = problem.make_tensors("cuda" if on_gpu else "cpu", seed=0)
-            for family in families_for(problem):
-                if stage.left() < 10:
-                    stage.emit("deadline", item="key check")
-                    return
-                _guard(stage, f"key {family.name} {problem.key}", lambda f=family, p=problem, x=x, w=w: _key_row(
-                    stage, f, p, x, w, cc, on_gpu, counter, counter_compiled))
+    for spec in KEY_PROBLEMS:
+        problem = ConvProblem(dtype="float16", **spec)
+        x, w = problem.make_tensors("cuda" if on_gpu else "cpu", seed=0)
+        for family in families_for(problem, target):
+            if stage.left() < 10:
+                stage.emit("deadline", item="key check")
+                return
+            _guard(stage, f"key {family.name} {problem.key}", lambda f=family, p=problem, x=x, w=w: _key_row(
+                stage, f, p, x, w, target, on_gpu, counter, counter_compiled))
 
 
-def _key_row(stage: Stage, family, problem, x, w, cc: int, on_gpu: bool, counter, counter_compiled: list[bool]) -> None:
+def _key_row(stage: Stage, family, problem, x, w, target, on_gpu: bool, counter, counter_compiled: list[bool]) -> None:
     from tritonconv.compile import cache_hash, compile_call, launch_hashes, resource_usage
     from tritonconv.dispatch import empty_output, run_problem
     from tritonconv.search.compile_pool import candidate_calls
 
-    config = {"family": family.name, **family.default_config(problem)}
+    cc = target.capability[0] * 10 + target.capability[1]
+    config = {"family": family.name, **family.default_config(problem, target)}
     started = time.perf_counter()
-    calls = candidate_calls(problem, family.name, config)
+    calls = candidate_calls(problem, family.name, config, target)
     # the precompile, as the compile pool does it (on the CPU one real compile proves the hash; the
     # others are hashed only)
     compiled = [compile_call(call, cc) for call in calls] if on_gpu or not counter_compiled else []
@@ -167,11 +166,12 @@ def _key_row(stage: Stage, family, problem, x, w, cc: int, on_gpu: bool, counter
     usage = [resource_usage(k, sass=False).__dict__ for k in compiled]
     before = counter.misses
     if on_gpu:
-        kernels = family.launch(problem, _tensors(problem, x, w), {k: v for k, v in config.items() if k != "family"})
+        kernels = family.launch(problem, _tensors(problem, x, w), {k: v for k, v in config.items() if k != "family"}, target)
         launched = [k.hash for k in kernels]
     else:
         with launch_hashes(cc) as launched:
-            run_problem(problem, x, w, None, None, "none", config, output=empty_output(problem, x), backend="triton")
+            run_problem(problem, x, w, None, None, "none", config, output=empty_output(problem, x), backend="triton",
+                        target=target)
     stage.emit("key", family=family.name, problem=problem.key, match=launched == precompiled
                and all(k.hash == h for k, h in zip(compiled, precompiled)),
                precompiled=precompiled, launched=launched, compiled_hash=[k.hash for k in compiled],
@@ -183,14 +183,6 @@ def _tensors(problem, x, w):
     from tritonconv.kernels import ConvTensors
 
     return ConvTensors(x, w, empty_output(problem, x), None, None, "none")
-
-
-class _nothing:
-    def __enter__(self):
-        return None
-
-    def __exit__(self, *exc: object) -> None:
-        return None
 
 
 # ------------------------------------------------------------------------------------------------------------

@@ -213,7 +213,7 @@ def main(argv: list[str] | None = None) -> int:
         os.environ["TRITON_CACHE_DIR"] = tempfile.mkdtemp(prefix="tune_speed_triton_")
     import torch
 
-    from tritonconv.runtime import COMPILE_TARGETS, device_info, emulated_device
+    from tritonconv.runtime import COMPILE_TARGETS
     from tritonconv.search import tune_many
     from tritonconv.search.compile_pool import Precompiler
     from tritonconv.search.runner import FakeRunner, SubprocessRunner
@@ -227,19 +227,19 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         runner, target = SubprocessRunner(), None
     else:
-        runner, target = FakeRunner(compile_target=COMPILE_TARGETS[90]), COMPILE_TARGETS[90]
+        runner, target = FakeRunner(target=COMPILE_TARGETS[90]), COMPILE_TARGETS[90]
     load_at_start = os.getloadavg()
     start_s, start_cpu_s = pool_start_s(workers)
-    pool = (_NoCompile if args.tuner_only else Precompiler)(target or device_info("cuda"), workers)
+    pool = (_NoCompile if args.tuner_only else Precompiler)(runner.target, workers)
     asks = _time_the_asks()
     started, cpu_started, done = time.perf_counter(), time.process_time(), []
     chunk = args.chunk or len(problems)
     with tempfile.TemporaryDirectory() as cache_dir:
         for first in range(0, len(problems), chunk):
-            with emulated_device(target) if target else _nothing():
-                # one compile pool for every problem (and within a tune_many call, the next problem's seeds ahead)
-                done += tune_many(problems[first:first + chunk], trials=args.trials, runner=runner, cache=cache_dir,
-                                  progress=False, precompiler=pool, resume=False)
+            # one compile pool for every problem (and within a tune_many call, the next problem's seeds ahead);
+            # the runner's target is the GPU the search decides for
+            done += tune_many(problems[first:first + chunk], trials=args.trials, runner=runner, cache=cache_dir,
+                              progress=False, precompiler=pool, resume=False)
             result = _result(args, workers, load_at_start, start_s, start_cpu_s, pool, done, target,
                              time.perf_counter() - started, time.process_time() - cpu_started, asks[0])
             if args.out:  # after every chunk: a run cut short keeps what it measured
@@ -327,13 +327,6 @@ def _result(args, workers: int, load_at_start, start_s: float, start_cpu_s: floa
     }
     result["projection_resnet50_b32_16_cores"] = project(result, args.runner == "real") if rows else None
     return result
-
-class _nothing:
-    def __enter__(self):
-        return None
-
-    def __exit__(self, *exc: object) -> None:
-        return None
 
 
 if __name__ == "__main__":

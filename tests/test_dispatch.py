@@ -16,9 +16,9 @@ def record_launches(monkeypatch, family, spills) -> list:
     launched = []
     real_launch = type(family).launch
 
-    def launch(self, problem, tensors, config):
+    def launch(self, problem, tensors, config, device=None):
         launched.append(dict(config))
-        real_launch(self, problem, tensors, config)
+        real_launch(self, problem, tensors, config, device)
         return [SimpleNamespace(n_spills=spills(len(launched)))]
 
     monkeypatch.setattr(type(family), "launch", launch)

@@ -20,7 +20,7 @@ from .sweeps.cases import draw_conv_case
 from .sweeps.run import (
     SWEEPS,
     SweepOptions,
-    emulation,
+    emulated_target,
     routing_violations,
     run_sweep,
     summarize,
@@ -89,20 +89,20 @@ def test_supports_refuses_outside_the_claimed_range_and_refused_problems_are_nev
         pytest.skip("capability emulation is for the interpreter")
     rng = random.Random(7 + (emulate or 0))
     refused = 0
-    with emulation(emulate):
-        capability = device_info().capability
-        for _ in range(1000 if deep else 60):
-            case = draw_conv_case(rng.choice(list(FAMILIES)), rng, interpreter=INTERPRET)
-            t = make_conv_tensors(case, device)
-            problem = make_problem(t.input, t.weight, t.bias, **case.conv_args, residual=t.residual, precision=case.precision)
-            for name, family in FAMILIES.items():
-                reason = family.supports(problem)
-                if claims(name, problem, capability):
-                    assert reason is None, f"{name} refuses {problem.key} it claims: {reason}"
-                    continue
-                assert isinstance(reason, str) and reason, f"{name} accepts {problem.key} outside its range"
-                refused += 1
-                assert not routing_violations(problem, family, torch.device(device)), (name, problem.key)
+    target = emulated_target(emulate)
+    capability = (target or device_info(device)).capability
+    for _ in range(1000 if deep else 60):
+        case = draw_conv_case(rng.choice(list(FAMILIES)), rng, interpreter=INTERPRET)
+        t = make_conv_tensors(case, device)
+        problem = make_problem(t.input, t.weight, t.bias, **case.conv_args, residual=t.residual, precision=case.precision)
+        for name, family in FAMILIES.items():
+            reason = family.supports(problem, target)
+            if claims(name, problem, capability):
+                assert reason is None, f"{name} refuses {problem.key} it claims: {reason}"
+                continue
+            assert isinstance(reason, str) and reason, f"{name} accepts {problem.key} outside its range"
+            refused += 1
+            assert not routing_violations(problem, family, target), (name, problem.key)
     assert refused > 20
 
 

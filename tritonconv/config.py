@@ -5,13 +5,14 @@ passes this check for its problem), so it sits below both.
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Optional
 
 from .errors import InvalidConfigError
 from .kernels import DEFAULT_FAMILY, KernelFamily, get_family
 from .kernels.base import Config, is_choice
 from .enums import Precision
 from .problem import ConvProblem
+from .runtime import DeviceInfo
 
 # Options handled by the dispatcher itself, valid with every family.
 #   convert_nhwc: copy an NCHW input to channels_last before the launch (the copy is part of the timed work).
@@ -19,14 +20,17 @@ from .problem import ConvProblem
 DISPATCH_OPTIONS: dict[str, tuple[Any, ...]] = {"convert_nhwc": (False, True), "precision": Precision.names()}
 
 
-def resolve_config(problem: ConvProblem, config: dict[str, Any]) -> tuple[KernelFamily, Config]:
-    """Validate an explicit config and complete it with the family's defaults. Its "family" key names the
-    family; without one it is the general implicit-GEMM family (not whatever the default dispatch would pick,
-    so that a config means the same thing for every problem)."""
+def resolve_config(
+    problem: ConvProblem, config: dict[str, Any], device: Optional[DeviceInfo] = None,
+) -> tuple[KernelFamily, Config]:
+    """Validate an explicit config for `device` (None: the device this process runs kernels on) and complete it
+    with the family's defaults. Its "family" key names the family; without one it is the general implicit-GEMM
+    family (not whatever the default dispatch would pick, so that a config means the same thing for every
+    problem)."""
     family = get_family(config.get("family", DEFAULT_FAMILY))
     if problem.dtype not in family.dtypes:
         raise InvalidConfigError(f"family {family.name!r} computes {', '.join(family.dtypes)} inputs, not {problem.dtype}")
-    reason = family.supports(problem)
+    reason = family.supports(problem, device)
     if reason:
         raise InvalidConfigError(f"family {family.name!r} does not support this problem: {reason}")
     options = {}
@@ -42,7 +46,7 @@ def resolve_config(problem: ConvProblem, config: dict[str, Any]) -> tuple[Kernel
     if target.precision not in family.precisions:
         raise InvalidConfigError(f"family {family.name!r} has no {target.precision} kernels "
                                  f"(it computes {', '.join(family.precisions)})")
-    reason = family.supports(target) if target is not problem else None
+    reason = family.supports(target, device) if target is not problem else None
     if reason:
         raise InvalidConfigError(f"family {family.name!r} does not support this problem: {reason}")
-    return family, {**family.complete_config(target, kernel_config), **options}
+    return family, {**family.complete_config(target, kernel_config, device), **options}

@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from .enums import Activation
 from .kernels.base import Config, ConvTensors
 from .problem import ConvProblem
+from .runtime import DeviceInfo
 
 def cudnn_conv2d(problem: ConvProblem, tensors: ConvTensors) -> torch.Tensor:
     """F.conv2d for `problem` (explicit asymmetric padding handled) followed by act(y + bias + residual). A
@@ -42,6 +43,9 @@ class CudnnConv:
 
     name = "cudnn"
 
-    def launch(self, problem: ConvProblem, tensors: ConvTensors, config: Optional[Config] = None) -> list:
+    def launch(
+        self, problem: ConvProblem, tensors: ConvTensors, config: Optional[Config] = None, device: Optional[DeviceInfo] = None,
+    ) -> list:
+        """F.conv2d into the output; `device` (the dispatcher's target) changes nothing: cuDNN picks its own."""
         tensors.output.copy_(cudnn_conv2d(problem, tensors))
         return []

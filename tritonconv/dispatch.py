@@ -1,9 +1,11 @@
 """Running a validated problem: the layout rules, the output allocation, and choosing the kernel (an explicit
 config, else the tuned one from the cache, else the default), then the launch (`run_problem`).
 
-Resolved choices are memoised per (problem, config, device, backend, cache generation), so a repeated shape costs
-one dict lookup, and any change of the cache (an update, a clear, an import, another TRITONCONV_CACHE_DIR) is
-seen by the next call. Imports run one way: functional/matmul -> ops -> dispatch -> cache -> config -> kernels;
+The GPU the choice is made for is an argument (`target`, a `runtime.DeviceInfo`; None: the device this process
+runs kernels on, `runtime.device_info()`), passed down to the cache and every family method: deciding (and
+launching as data, `tritonconv.compile`) for a compile target never asks torch.cuda. Resolved choices are memoised
+per (problem, config, device, target, backend, cache generation), so a repeated shape costs one dict lookup, and
+any change of the cache (an update, a clear, an import, another TRITONCONV_CACHE_DIR) is seen by the next call. Imports run one way: functional/matmul -> ops -> dispatch -> cache -> config -> kernels;
 nothing here imports upwards.
 """
 from __future__ import annotations
@@ -49,13 +51,15 @@ def clear_memo() -> None:
     _fallbacks.clear()
 
 
-def _memo_key(problem: ConvProblem, config: Optional[dict[str, Any]], device: torch.device, backend: str) -> tuple:
+def _memo_key(
+    problem: ConvProblem, config: Optional[dict[str, Any]], device: torch.device, backend: str, target: Optional[DeviceInfo],
+) -> tuple:
     global _memo_generation
     generation = cache.generation()
     if generation != _memo_generation:  # choices resolved under an older cache can never be hit again: drop them
         clear_memo()
         _memo_generation = generation
-    return (problem, device, backend, None if config is None else tuple(sorted(config.items())), generation)
+    return (problem, device, target, backend, None if config is None else tuple(sorted(config.items())), generation)
 
 
 def default_family(problem: ConvProblem, target: Optional[DeviceInfo] = None) -> KernelFamily:
@@ -72,46 +76,50 @@ def default_family(problem: ConvProblem, target: Optional[DeviceInfo] = None) ->
 
 
 def select(
-    problem: ConvProblem, config: Optional[dict[str, Any]], device: torch.device, backend: str = "auto"
+    problem: ConvProblem, config: Optional[dict[str, Any]], device: torch.device, backend: str = "auto",
+    target: Optional[DeviceInfo] = None,
 ) -> tuple[KernelFamily, Config]:
-    """(family, complete config) for `problem`: explicit `config` > cached tuned config > default heuristic.
+    """(family, complete config) for `problem` on `device`: explicit `config` > cached tuned config > default
+    heuristic, decided for `target` (None: the device this process runs kernels on: its GPU, or the interpreter).
 
     backend: "triton" always runs a Triton kernel; "cudnn" always F.conv2d; "auto" follows the cache, which
     picks cuDNN for problems where tuning measured it faster.
     """
-    key = _memo_key(problem, config, device, backend)
+    key = _memo_key(problem, config, device, backend, target)
     choice = _memo.get(key)
     if choice is None:
         if backend == "cudnn":
             choice = (CUDNN, {})
         elif config is not None:
-            choice = resolve_config(problem, config)
+            choice = resolve_config(problem, config, target)
         else:
-            tuned = cache.lookup_config(problem, device, backend)
+            tuned = cache.lookup_config(problem, device, backend, target)
             if tuned is None and untuned_hook is not None:
                 answer = untuned_hook(problem, device)
                 if answer == "tuned":
-                    tuned = cache.lookup_config(problem, device, backend)
+                    tuned = cache.lookup_config(problem, device, backend, target)
                 elif answer == "later":
-                    family = default_family(problem)
-                    return family, family.default_config(problem)
+                    family = default_family(problem, target)
+                    return family, family.default_config(problem, target)
             choice = None
             if tuned is not None and tuned.get("family") == CUDNN.name:
                 choice = (CUDNN, {})
             elif tuned is not None:
-                choice = _resolve_tuned(problem, tuned)
+                choice = _resolve_tuned(problem, tuned, target)
             if choice is None:
-                family = default_family(problem)
-                choice = (family, family.default_config(problem))
-                _fallbacks[key] = family.lighter_configs(problem, choice[1])
+                family = default_family(problem, target)
+                choice = (family, family.default_config(problem, target))
+                _fallbacks[key] = family.lighter_configs(problem, choice[1], target)
         _memo[key] = choice
     return choice
 
 
-def _resolve_tuned(problem: ConvProblem, tuned: dict[str, Any]) -> Optional[tuple[KernelFamily, Config]]:
+def _resolve_tuned(
+    problem: ConvProblem, tuned: dict[str, Any], target: Optional[DeviceInfo],
+) -> Optional[tuple[KernelFamily, Config]]:
     """A cached config, or None (with a warning) if it no longer resolves: the cache never breaks a call."""
     try:
-        return resolve_config(problem, tuned)
+        return resolve_config(problem, tuned, target)
     except InvalidConfigError as exc:
         warnings.warn(f"ignoring the cached config for {problem.key}: {exc}; using the default", RuntimeWarning, stacklevel=4)
         return None
@@ -119,14 +127,14 @@ def _resolve_tuned(problem: ConvProblem, tuned: dict[str, Any]) -> Optional[tupl
 
 def check_spills(
     problem: ConvProblem, config: Optional[dict[str, Any]], device: torch.device, backend: str,
-    kernels: Optional[list[Any]],
+    kernels: Optional[list[Any]], target: Optional[DeviceInfo] = None,
 ) -> None:
     """After a launch of a default-heuristic choice: if Triton's compiled kernel spilled registers on this device
     (the heuristic's register model is approximate), later calls take the next lighter config. Tuned and explicit
     configs are left alone (the search already rejects configs that spill)."""
     if not any(getattr(kernel, "n_spills", 0) for kernel in kernels or ()):  # a family's launch may return None
         return
-    key = _memo_key(problem, config, device, backend)
+    key = _memo_key(problem, config, device, backend, target)
     ladder = _fallbacks.get(key)
     if ladder:
         _memo[key] = (_memo[key][0], ladder.pop(0))
@@ -168,14 +176,17 @@ def run_problem(
     output: Optional[torch.Tensor] = None,
     backend: str = "auto",
     quant: Optional[Quantization] = None,
+    target: Optional[DeviceInfo] = None,
 ) -> torch.Tensor:
     """Launch an already-validated problem: choose family and config, allocate the output, launch. `quant`: the
-    scales of an int8 problem (see tritonconv.quantized)."""
+    scales of an int8 problem (see tritonconv.quantized); `target`: the GPU to choose and launch for (None: the
+    device this process runs kernels on; another one only makes sense where the launch is intercepted, e.g.
+    `compile.launch_hashes`, or in the interpreter)."""
     if output is None:
         output = empty_output(problem, input)
     if output.numel() == 0 or output.device.type == "meta":  # nothing to compute; meta: shape and strides only
         return output
-    family, full_config = select(problem, config, input.device, backend)
+    family, full_config = select(problem, config, input.device, backend, target)
     if full_config.get("convert_nhwc") and problem.layout == "nchw":
         input = input.contiguous(memory_format=torch.channels_last)
     launched = problem
@@ -185,6 +196,6 @@ def run_problem(
     if bias is not None:
         bias = contiguous_vector(bias)  # the kernels read bias[k] at bias_ptr + k
     tensors = ConvTensors(input, weight, output, bias, residual, activation, quant)
-    kernels = family.launch(launched, tensors, kernel_config)
-    check_spills(problem, config, input.device, backend, kernels)
+    kernels = family.launch(launched, tensors, kernel_config, target)
+    check_spills(problem, config, input.device, backend, kernels, target)
     return output

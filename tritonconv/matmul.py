@@ -20,6 +20,7 @@ from .kernels import get_family
 from .kernels.gemm import GemmConv
 from .enums import Activation, Precision, default_matmul_precision
 from .problem import ConvProblem
+from .runtime import DeviceInfo
 
 
 def matmul_problem(
@@ -108,9 +109,7 @@ def matmul(
         config = {"family": GemmConv.name, **check_config(config)}  # an explicit matmul config means the gemm family by default
         if problem.batched_weight and get_family(config["family"]).name != GemmConv.name:
             raise InvalidConfigError(f"a batched b runs only on the {GemmConv.name!r} family, config asks for {config['family']!r}")
-    batch_shape = a.shape[:-2]
-    m, k, n = a.shape[-2], a.shape[-1], b.shape[-1]
-    out_shape = (*batch_shape, m, n)
+    out_shape = (*a.shape[:-2], a.shape[-2], b.shape[-1])
     if out is None:
         out = torch.empty(out_shape, dtype=a.dtype, device=a.device)
     elif tuple(out.shape) != out_shape or out.dtype != a.dtype or out.device != a.device or not out.is_contiguous():
@@ -118,6 +117,24 @@ def matmul(
             f"out must be a contiguous {a.dtype} tensor of shape {out_shape} on {a.device}, got "
             f"{out.dtype} {tuple(out.shape)} on {out.device}"
         )
+    return run_matmul(problem, a, b, out, bias=bias, activation=activation, residual=residual, config=config)
+
+
+def run_matmul(
+    problem: ConvProblem,
+    a: torch.Tensor,
+    b: torch.Tensor,
+    out: torch.Tensor,
+    *,
+    bias: Optional[torch.Tensor] = None,
+    activation: Optional[str] = None,
+    residual: Optional[torch.Tensor] = None,
+    config: Optional[dict[str, Any]] = None,
+    target: Optional[DeviceInfo] = None,
+) -> torch.Tensor:
+    """`matmul` after validation: a @ b (the `matmul_problem` of the arguments) with its epilogue into the
+    contiguous `out`, through `dispatch.run_problem`, which decides for `target` (None: this process's device)."""
+    m, k, n = a.shape[-2], a.shape[-1], b.shape[-1]
     result, out = out, out.view(problem.n, m, n)
     if out.numel() == 0:
         return result
@@ -134,7 +151,8 @@ def matmul(
         weight = b.t()[..., None, None]  # (n, k, 1, 1)
     res = None if residual is None else _as_conv_input(residual.reshape(problem.n, m, n))
     run_problem(
-        problem, x, weight, bias, res, activation or "none", config, output=_as_conv_input(out), backend="triton"
+        problem, x, weight, bias, res, activation or "none", config, output=_as_conv_input(out), backend="triton",
+        target=target,
     )
     return result
 

@@ -1,7 +1,6 @@
 """Where kernels run: a CUDA GPU, or the CPU through the Triton interpreter (TRITON_INTERPRET=1)."""
 from __future__ import annotations
 
-import contextlib
 import functools
 import os
 import signal
@@ -9,7 +8,7 @@ import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator, Optional
+from typing import Callable, Optional
 
 import torch
 
@@ -44,39 +43,27 @@ def _cuda_device_info(index: int) -> DeviceInfo:
     return DeviceInfo(props.name, (props.major, props.minor), props.multi_processor_count, smem, props.total_memory)
 
 
-# The GPUs `tritonconv.compile` builds for without one, so families choose the spaces and defaults they would
-# choose there (capability, SM count, opt-in shared memory per block).
+# The GPUs `tritonconv.compile` builds for without one. A family handed one of these records (the `device`
+# argument of its methods) chooses the spaces, defaults and launches it would choose there (capability, SM count,
+# opt-in shared memory per block), and nothing asks torch.cuda.
 COMPILE_TARGETS: dict[int, DeviceInfo] = {
     80: DeviceInfo("NVIDIA A100-SXM4-80GB (emulated)", (8, 0), 108, 166912, 0),
     90: DeviceInfo("NVIDIA H100 80GB HBM3 (emulated)", (9, 0), 132, 232448, 0),
 }
-_emulated: Optional[DeviceInfo] = None
-
-
-@contextlib.contextmanager
-def emulated_device(info: DeviceInfo) -> Iterator[DeviceInfo]:
-    """Within the block, device_info() with no device or a non-CUDA one answers `info` (also on a machine with a
-    GPU, which is then never queried): only for compiling for a target."""
-    global _emulated
-    previous, _emulated = _emulated, info
-    try:
-        yield info
-    finally:
-        _emulated = previous
 
 
 def device_info(device: torch.device | str | int | None = None) -> DeviceInfo:
-    """Properties of `device` (default: the current CUDA device, or the interpreter on a CPU tensor)."""
+    """Properties of `device`, the device kernels run on (default: the current CUDA device, else the Triton
+    interpreter; a CPU or meta device: the interpreter). Deciding for another GPU means passing its record
+    (e.g. a `COMPILE_TARGETS` entry) to the families and the dispatcher, not asking here."""
     if device is None:
-        if _emulated is not None:  # compiling for a target: never query (or initialise) a real GPU
-            return _emulated
         if torch.cuda.is_available():
             return _cuda_device_info(torch.cuda.current_device())
         return INTERPRETER_DEVICE
     device = torch.device(device) if not isinstance(device, int) else torch.device("cuda", device)
     if device.type == "cuda":
         return _cuda_device_info(device.index if device.index is not None else torch.cuda.current_device())
-    return _emulated or INTERPRETER_DEVICE
+    return INTERPRETER_DEVICE
 
 
 def gpu_available() -> bool:

@@ -18,7 +18,7 @@ from tritonconv.enums import Activation, Precision
 from tritonconv.errors import InvalidConfigError, UnsupportedError
 from tritonconv.functional import make_problem
 from tritonconv.kernels import families_for, get_family
-from tritonconv.runtime import COMPILE_TARGETS, INTERPRET, emulated_device
+from tritonconv.runtime import COMPILE_TARGETS, INTERPRET
 from tritonconv.search import InProcessRunner, tune
 from tritonconv.weights import prepare_scaled_weight, quantize_per_tensor
 
@@ -59,7 +59,7 @@ def test_interpreter_probe_fp8_dot_exact_but_float_to_fp8_cast_wrong():
     assert wrong[:3].all() and cast[0] == 1.0  # 1.9868 rounds to 2.0; the interpreter gives 1.0
 
 
-def _emulated(x, w, b, residual, activation, **kwargs):
+def _quantized_in_torch(x, w, b, residual, activation, **kwargs):
     """The fp8 math in torch: per-tensor quantization as the launcher does it, products of the quantized
     values in float64, scales, then the epilogue."""
     x_q, x_scale = quantize_per_tensor(x)
@@ -95,8 +95,8 @@ def test_fp8_conv_matches_the_scaled_emulation_and_float64(case):
     residual = torch.randn(out_shape, generator=torch.Generator().manual_seed(1)).to(dtype) if with_residual else None
     out = run_poisoned(x, wt, b, activation=activation, residual=residual, precision="fp8", config=config, **kwargs)
     assert out.dtype == dtype
-    emulated = _emulated(x, wt, b, residual, activation, **kwargs)
-    assert rel_error(out, emulated) <= OUTPUT_ROUNDING[dtype], "the kernel's scaling differs from the emulation"
+    in_torch = _quantized_in_torch(x, wt, b, residual, activation, **kwargs)
+    assert rel_error(out, in_torch) <= OUTPUT_ROUNDING[dtype], "the kernel's scaling differs from the torch quantization"
     error = rel_error(out, _exact(x, wt, b, residual, activation, **kwargs))
     assert 1e-3 < error <= FP8.tolerance, error  # really fp8 operands, and within the measured error
 
@@ -142,13 +142,12 @@ def test_tune_fp8_and_auto_admits_fp8_only_under_its_measured_error(tmp_path):
 
 def test_fp8_refused_below_sm89_and_by_families_without_fp8_kernels():
     problem = make_problem(*random_conv_inputs(1, 16, 6, 6, 16, 16, 3, 3)[:2], padding=1, precision="fp8")
-    with emulated_device(COMPILE_TARGETS[80]):
-        assert families_for(problem) == []
-        with pytest.raises(UnsupportedError, match=r"fp8.*compute capability >= 8.9.*8\.0") as error:
-            dispatch.default_family(problem)
-        assert "\n" not in str(error.value)
-    with emulated_device(COMPILE_TARGETS[90]):
-        assert {"implicit_gemm", "hopper_implicit_gemm"} <= {f.name for f in families_for(problem)}
+    a100, h100 = COMPILE_TARGETS[80], COMPILE_TARGETS[90]
+    assert families_for(problem, a100) == []
+    with pytest.raises(UnsupportedError, match=r"fp8.*compute capability >= 8.9.*8\.0") as error:
+        dispatch.default_family(problem, a100)
+    assert "\n" not in str(error.value)
+    assert {"implicit_gemm", "hopper_implicit_gemm"} <= {f.name for f in families_for(problem, h100)}
     depthwise = make_problem(*random_conv_inputs(1, 4, 6, 6, 4, 1, 3, 3)[:2], padding=1, groups=4, precision="fp8")
     assert {f.name for f in families_for(depthwise)} == {"implicit_gemm"}
     with pytest.raises(InvalidConfigError, match="no fp8 kernels"):
@@ -162,7 +161,7 @@ import json, re, subprocess, tempfile
 from tritonconv import ConvProblem
 from tritonconv.compile import compile_call, cuda_tool, meta_tensors
 from tritonconv.kernels import families_for
-from tritonconv.runtime import COMPILE_TARGETS, emulated_device
+from tritonconv.runtime import COMPILE_TARGETS
 
 problems = [
     ConvProblem(n=2, c=64, h=14, w=14, k=64, r=3, s=3, pad_h=1, pad_w=1, dtype="float16", layout="nhwc", precision="fp8"),
@@ -170,20 +169,21 @@ problems = [
 ]
 rows = []
 for sm in (80, 90):
-    with emulated_device(COMPILE_TARGETS[sm]):
-        for problem in problems:
-            families = families_for(problem)
-            rows.append({"sm": sm, "r": problem.r, "family": None, "families": len(families)})
-            for family in families:
-                for call in family.kernel_calls(problem, meta_tensors(problem), family.default_config(problem)):
-                    compiled = compile_call(call, sm)
-                    with tempfile.NamedTemporaryFile(suffix=".cubin") as f:
-                        f.write(compiled.asm["cubin"])
-                        f.flush()
-                        sass = subprocess.run([cuda_tool("cuobjdump"), "--dump-sass", f.name], capture_output=True,
-                                              text=True, check=True).stdout
-                    rows.append({"sm": sm, "r": problem.r, "family": family.name,
-                                 "mma": sorted(set(re.findall(r"\b[A-Z]+MMA\.[\w.]+", sass)))})
+    target = COMPILE_TARGETS[sm]
+    for problem in problems:
+        families = families_for(problem, target)
+        rows.append({"sm": sm, "r": problem.r, "family": None, "families": len(families)})
+        for family in families:
+            config = family.default_config(problem, target)
+            for call in family.kernel_calls(problem, meta_tensors(problem), config, target):
+                compiled = compile_call(call, sm)
+                with tempfile.NamedTemporaryFile(suffix=".cubin") as f:
+                    f.write(compiled.asm["cubin"])
+                    f.flush()
+                    sass = subprocess.run([cuda_tool("cuobjdump"), "--dump-sass", f.name], capture_output=True,
+                                          text=True, check=True).stdout
+                rows.append({"sm": sm, "r": problem.r, "family": family.name,
+                             "mma": sorted(set(re.findall(r"\b[A-Z]+MMA\.[\w.]+", sass)))})
 print(json.dumps(rows))
 """
 

@@ -153,7 +153,7 @@ from tritonconv import ConvProblem
 from tritonconv.compile import compile_call, meta_tensors
 from tritonconv.compile_report import read_compiled
 from tritonconv.kernels import get_family
-from tritonconv.runtime import COMPILE_TARGETS, emulated_device
+from tritonconv.runtime import COMPILE_TARGETS
 
 family = get_family("int8_implicit_gemm")
 problems = [
@@ -162,14 +162,15 @@ problems = [
 ]
 rows = []
 for cc in (80, 90):
-    with emulated_device(COMPILE_TARGETS[cc]):
-        for problem in problems:
-            config = family.default_config(problem)
-            for requantize in (False, True):
-                call = family.kernel_calls(problem, meta_tensors(problem, residual=True, scales=True, requantize=requantize), config)[0]
-                _, summary, log = read_compiled(compile_call(call, cc), cc)
-                rows.append({"sm": cc, "problem": problem.label, "config": config, "requantize": requantize,
-                             "mma": summary.mma_kind, "loop_mma": summary.loop_mma, "spill": log.spill_stores})
+    target = COMPILE_TARGETS[cc]
+    for problem in problems:
+        config = family.default_config(problem, target)
+        for requantize in (False, True):
+            tensors = meta_tensors(problem, residual=True, scales=True, requantize=requantize)
+            call = family.kernel_calls(problem, tensors, config, target)[0]
+            _, summary, log = read_compiled(compile_call(call, cc), cc)
+            rows.append({"sm": cc, "problem": problem.label, "config": config, "requantize": requantize,
+                         "mma": summary.mma_kind, "loop_mma": summary.loop_mma, "spill": log.spill_stores})
 print(json.dumps(rows))
 """
 

@@ -6,6 +6,7 @@ from optuna.storages.journal import JournalFileBackend
 
 from tritonconv import cache
 from tritonconv.problem import ConvProblem
+from tritonconv.runtime import INTERPRETER_DEVICE
 from tritonconv.search import Measurement, journal, tune
 
 PROBLEM = ConvProblem(n=1, c=4, h=5, w=5, k=8, r=3, s=3, pad_h=1, pad_w=1, dtype="float32", layout="nhwc")
@@ -21,7 +22,7 @@ def synthetic_ms(config):
 class BookkeepingRunner:
     """Runs nothing: synthetic times, for tests of the search's bookkeeping over many trials."""
 
-    device = "cpu"
+    device, target = "cpu", INTERPRETER_DEVICE
 
     def __init__(self):
         self.calls = 0

@@ -41,7 +41,7 @@ class RecordingPrecompiler:
 
 class RecordingRunner(FakeRunner):
     def __init__(self, pool_events):
-        super().__init__(compile_target=COMPILE_TARGETS[90])
+        super().__init__(target=COMPILE_TARGETS[90])
         self.pool_events = pool_events
 
     def benchmark(self, problem, config, tolerance):
@@ -161,7 +161,7 @@ def test_tune_many_compiles_each_binary_once_across_problems(monkeypatch, tmp_pa
     made = []
     real = compile_pool.Precompiler
     monkeypatch.setattr(search_api, "Precompiler", lambda *a, **k: made.append(real(*a, **k)) or made[-1])
-    results = tune_many(problems, trials=6, runner=FakeRunner(compile_target=COMPILE_TARGETS[90]), cache=str(tmp_path),
+    results = tune_many(problems, trials=6, runner=FakeRunner(target=COMPILE_TARGETS[90]), cache=str(tmp_path),
                         progress=False, early_stop=None, compile_workers=1)
     rows = [r for result in results for r in result.timeline if "compile_s" in r]
     shared = [r for r in rows if r.get("compile_shared")]
@@ -202,7 +202,7 @@ def test_next_problems_seeds_compile_while_the_last_candidates_are_measured(monk
     problems = [ConvProblem(n=1, c=16, h=8, w=8, k=16, r=1, s=1, dtype="float16", layout="nhwc"),
                 ConvProblem(n=1, c=32, h=8, w=8, k=16, r=1, s=1, dtype="float16", layout="nhwc")]  # other seeds
     pool = compile_pool.Precompiler(COMPILE_TARGETS[90], workers=1)
-    results = tune_many(problems, trials=6, runner=Runner(compile_target=COMPILE_TARGETS[90]), cache=str(tmp_path),
+    results = tune_many(problems, trials=6, runner=Runner(target=COMPILE_TARGETS[90]), cache=str(tmp_path),
                         progress=False, early_stop=None, precompiler=pool)
     first_ahead = events.index(("submit", 32))
     last_of_first = len(events) - 1 - events[::-1].index(("measure", 16))
@@ -213,7 +213,7 @@ def test_next_problems_seeds_compile_while_the_last_candidates_are_measured(monk
 
     # problems the cache answers are neither tuned nor prefetched: no compile at all
     calls.clear()
-    tune_many(problems, trials=6, runner=Runner(compile_target=COMPILE_TARGETS[90]), cache=str(tmp_path),
+    tune_many(problems, trials=6, runner=Runner(target=COMPILE_TARGETS[90]), cache=str(tmp_path),
               progress=False, early_stop=None, precompiler=pool)
     assert calls == []
     pool.close()
@@ -233,7 +233,7 @@ def test_the_next_candidates_are_asked_for_while_the_gpu_worker_measures(monkeyp
             return lambda: events().append(("wait", "")) or measurement
 
     problem = ConvProblem(n=1, c=16, h=8, w=8, k=16, r=3, s=3, pad_h=1, pad_w=1, dtype="float16", layout="nhwc")
-    result = tune_many([problem], trials=8, runner=OverlappingRunner(compile_target=COMPILE_TARGETS[90]),
+    result = tune_many([problem], trials=8, runner=OverlappingRunner(target=COMPILE_TARGETS[90]),
                        cache=str(tmp_path), progress=False, early_stop=None)[0]
     kinds = [kind for kind, _ in events()]
     between = [kinds[i + 1:kinds.index("wait", i)] for i, kind in enumerate(kinds) if kind == "start"]

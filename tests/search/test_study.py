@@ -94,7 +94,7 @@ def test_end_to_end_study_caches_a_winner_that_conv2d_uses(monkeypatch, device):
     family = get_family(result.family)
     launched = []
     original = family.launch
-    monkeypatch.setattr(family, "launch", lambda p, t, c: (launched.append(c), original(p, t, c)))
+    monkeypatch.setattr(family, "launch", lambda p, t, c, d=None: (launched.append(c), original(p, t, c, d)))
     x, w, b = random_conv_inputs(1, 4, 5, 5, 8, 4, 3, 3, device=device, channels_last=True)
     out = conv2d(x, w, b, padding=1, backend="triton")
     expected_config = {k: v for k, v in result.config.items() if k not in dispatch.DISPATCH_OPTIONS}

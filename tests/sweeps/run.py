@@ -24,9 +24,9 @@ from tritonconv.compile import meta_tensors
 from tritonconv.errors import InvalidConfigError, TritonConvError
 from tritonconv.functional import make_problem
 from tritonconv.kernels import FAMILIES, KernelFamily, families_for, get_family
-from tritonconv.matmul import matmul_problem
+from tritonconv.matmul import matmul_problem, run_matmul
 from tritonconv.problem import ConvProblem
-from tritonconv.runtime import COMPILE_TARGETS, INTERPRET, emulated_device
+from tritonconv.runtime import COMPILE_TARGETS, INTERPRET, DeviceInfo
 from tritonconv.search import space as search_space
 from tritonconv.enums import Precision
 from tritonconv.reference import rel_error
@@ -117,29 +117,18 @@ def poisoned_outputs() -> Iterator[None]:
         dispatch.empty_output = real
 
 
-@contextlib.contextmanager
-def emulation(capability: int | None) -> Iterator[None]:
-    """In the interpreter, answer device queries as GPU `capability` (e.g. 90: Hopper paths, TMA descriptors are
-    emulated by the interpreter). Memos that depend on the device are cleared on the way in and out."""
-    def clear() -> None:
-        dispatch.clear_memo()
-        search_space._space.cache_clear()
-
-    if capability is None:
-        yield
-        return
-    clear()
-    try:
-        with emulated_device(COMPILE_TARGETS[capability]):
-            yield
-    finally:
-        clear()
+def emulated_target(capability: int | None) -> DeviceInfo | None:
+    """The GPU a case decides for in the interpreter: `capability`'s compile target (e.g. 90: the Hopper paths;
+    the interpreter emulates TMA descriptors), passed to every family and dispatcher call; None: this process's
+    device (the interpreter)."""
+    return None if capability is None else COMPILE_TARGETS[capability]
 
 
-def interpreter_cost(family: KernelFamily, problem: ConvProblem, config: dict[str, Any]) -> int:
+def interpreter_cost(family: KernelFamily, problem: ConvProblem, config: dict[str, Any],
+                     target: DeviceInfo | None = None) -> int:
     """Programs launched times filter taps: what the interpreter's time grows with (it runs programs one by one)."""
     total = 0
-    for call in family.kernel_calls(problem, meta_tensors(problem), config):
+    for call in family.kernel_calls(problem, meta_tensors(problem), config, target):
         size = 1
         for g in call.grid:
             size *= g
@@ -149,14 +138,14 @@ def interpreter_cost(family: KernelFamily, problem: ConvProblem, config: dict[st
 
 def sample_configs(
     family: KernelFamily, problem: ConvProblem, rng: random.Random, count: int, max_cost: int | None,
-    *, tries: int = 400,
+    target: DeviceInfo | None = None, *, tries: int = 400,
 ) -> list[tuple[str, dict[str, Any]]]:
     """The family's default config and `count` random feasible configs drawn from its space (by rejection):
     alternately one the search would offer ("pruned": passes the pruning rules too) and one that only meets the
     hard constraints ("random": an explicit config may be any of them). Configs whose `interpreter_cost` exceeds
-    `max_cost` are skipped (interpreter only: they are slow, not different)."""
-    space = family.space(problem)
-    picked: list[tuple[str, dict[str, Any]]] = [("default", family.default_config(problem))]
+    `max_cost` are skipped (interpreter only: they are slow, not different). For `target` (None: this device)."""
+    space = family.space(problem, target)
+    picked: list[tuple[str, dict[str, Any]]] = [("default", family.default_config(problem, target))]
     seen = [picked[0][1]]
     for attempt in range(tries):
         if len(picked) > count:
@@ -167,7 +156,7 @@ def sample_configs(
             continue
         if mode == "pruned" and attempt > tries // 2:
             mode = "random"
-        if max_cost is not None and interpreter_cost(family, problem, config) > max_cost:
+        if max_cost is not None and interpreter_cost(family, problem, config, target) > max_cost:
             continue
         seen.append(config)
         picked.append((mode, config))
@@ -208,25 +197,25 @@ def _check_output(out: torch.Tensor, ref: torch.Tensor, tolerance: float) -> tup
     return ("ok" if err <= tolerance else "wrong"), err
 
 
-def routing_violations(problem: ConvProblem, family: KernelFamily, device: torch.device) -> list[str]:
-    """Ways a problem `family` refuses could still reach it: families_for, the default dispatch, the search
-    space, an explicit config (must raise InvalidConfigError)."""
+def routing_violations(problem: ConvProblem, family: KernelFamily, target: DeviceInfo | None = None) -> list[str]:
+    """Ways a problem `family` refuses (on `target`) could still reach it: families_for, the default dispatch,
+    the search space, an explicit config (must raise InvalidConfigError)."""
     found = []
-    if any(f.name == family.name for f in families_for(problem)):
+    if any(f.name == family.name for f in families_for(problem, target)):
         found.append("families_for lists it")
     try:
-        if dispatch.default_family(problem).name == family.name:
+        if dispatch.default_family(problem, target).name == family.name:
             found.append("the default dispatch picks it")
     except TritonConvError:
         pass
     try:
-        offered = search_space.SearchSpace(problem, precisions=(problem.precision,)).families
+        offered = search_space.SearchSpace(problem, precisions=(problem.precision,), device=target).families
         if family.name in offered:
             found.append("the search space offers it")
     except TritonConvError:
         pass
     try:
-        dispatch.resolve_config(problem, {"family": family.name})
+        dispatch.resolve_config(problem, {"family": family.name}, target)
         found.append("an explicit config is accepted")
     except InvalidConfigError:
         pass
@@ -235,12 +224,20 @@ def routing_violations(problem: ConvProblem, family: KernelFamily, device: torch
     return found
 
 
-def _call_conv(case: ConvCase, t, config: dict[str, Any] | None) -> torch.Tensor:
+def _call_conv(case: ConvCase, t, config: dict[str, Any] | None, target: DeviceInfo | None = None) -> torch.Tensor:
+    """Through `tritonconv.conv2d`, which decides for this process's device; for an emulated `target`, the same
+    validated problem through the dispatcher below it (`dispatch.run_problem`, which takes the target)."""
+    backend = "triton" if config is None else "auto"
     with poisoned_outputs():
-        return tritonconv.conv2d(
-            t.input, t.weight, t.bias, **case.conv_args, activation=case.activation, residual=t.residual,
-            precision=case.precision, config=config, backend="triton" if config is None else "auto",
-        )
+        if target is None:
+            return tritonconv.conv2d(
+                t.input, t.weight, t.bias, **case.conv_args, activation=case.activation, residual=t.residual,
+                precision=case.precision, config=config, backend=backend,
+            )
+        problem = make_problem(t.input, t.weight, t.bias, **case.conv_args, residual=t.residual,
+                               precision=case.precision, activation=case.activation)
+        return dispatch.run_problem(problem, t.input, t.weight, t.bias, t.residual, case.activation, config,
+                                    backend=backend, target=target)
 
 
 def _tolerance(problem: ConvProblem, config: dict[str, Any] | None = None) -> float:
@@ -265,51 +262,52 @@ def run_conv_case(family_name: str, case: ConvCase, options: SweepOptions, rng: 
                   emulate: int | None = None) -> list[SweepResult]:
     family = get_family(family_name)
     results: list[SweepResult] = []
-    device = torch.device(options.device)
-    with emulation(emulate):
-        t = make_conv_tensors(case, options.device)
-        base = dict(kind="conv", family=family_name, case=case.to_dict(), emulated=emulate)
+    target = emulated_target(emulate)
+    t = make_conv_tensors(case, options.device)
+    base = dict(kind="conv", family=family_name, case=case.to_dict(), emulated=emulate)
+    try:
+        problem = make_problem(t.input, t.weight, t.bias, **case.conv_args, residual=t.residual,
+                               precision=case.precision, activation=case.activation)
+    except TritonConvError as error:
+        return [SweepResult(**base, mode="default", status="refused", detail=f"make_problem: {error}")]
+    reason = family.supports(problem, target)
+    if reason is not None:
+        violations = routing_violations(problem, family, target)
+        return [SweepResult(**base, mode="routing", problem=problem.key, status="misrouted" if violations else "refused",
+                            detail="; ".join(violations) or reason)]
+    ref = conv_reference(case, t.input, t.weight, t.bias, t.residual)
+    max_cost = options.max_cost if options.interpreter else None
+    for mode, config in sample_configs(family, problem, rng, options.configs, max_cost, target):
+        if mode != "default" and problem.layout == "nchw" and rng.random() < 0.3:
+            config = {**config, "convert_nhwc": True}
+        start = time.perf_counter()
+        full = {"family": family_name, **config}
+        tolerance = _tolerance(problem)
         try:
-            problem = make_problem(t.input, t.weight, t.bias, **case.conv_args, residual=t.residual,
-                                   precision=case.precision, activation=case.activation)
-        except TritonConvError as error:
-            return [SweepResult(**base, mode="default", status="refused", detail=f"make_problem: {error}")]
-        reason = family.supports(problem)
-        if reason is not None:
-            violations = routing_violations(problem, family, device)
-            return [SweepResult(**base, mode="routing", problem=problem.key, status="misrouted" if violations else "refused",
-                                detail="; ".join(violations) or reason)]
-        ref = conv_reference(case, t.input, t.weight, t.bias, t.residual)
-        max_cost = options.max_cost if options.interpreter else None
-        for mode, config in sample_configs(family, problem, rng, options.configs, max_cost):
-            if mode != "default" and problem.layout == "nchw" and rng.random() < 0.3:
-                config = {**config, "convert_nhwc": True}
-            start = time.perf_counter()
-            full = {"family": family_name, **config}
-            tolerance = _tolerance(problem)
-            try:
-                out = _call_conv(case, t, full)
-                status, err = _check_output(out, ref, tolerance)
-                detail = (_format_status(case, t, out, options) or "") if status == "ok" else ""
-                status = "format" if detail else status
-            except Exception as error:  # noqa: BLE001 - a crash is a finding, recorded with its message
-                status, err, detail = "error", None, f"{type(error).__name__}: {error}".splitlines()[0][:300]
-            results.append(SweepResult(**base, mode=mode, status=status, problem=problem.key, config=full,
-                                       rel_error=err, tolerance=tolerance, detail=detail,
-                                       seconds=time.perf_counter() - start))
+            out = _call_conv(case, t, full, target)
+            status, err = _check_output(out, ref, tolerance)
+            detail = (_format_status(case, t, out, options) or "") if status == "ok" else ""
+            status = "format" if detail else status
+        except Exception as error:  # noqa: BLE001 - a crash is a finding, recorded with its message
+            status, err, detail = "error", None, f"{type(error).__name__}: {error}".splitlines()[0][:300]
+        results.append(SweepResult(**base, mode=mode, status=status, problem=problem.key, config=full,
+                                   rel_error=err, tolerance=tolerance, detail=detail,
+                                   seconds=time.perf_counter() - start))
     return results
 
 
 # ------------------------------------------------------------------------------------------------------------
 # Dispatcher: default, cached and explicit choices on problems any family may take
 # ------------------------------------------------------------------------------------------------------------
-def _cache_entry(problem: ConvProblem, family: KernelFamily, config: dict[str, Any], device: torch.device) -> dict[str, Any]:
-    """A tuned-config entry as `tritonconv tune` writes it, naming `config` of `family` the winner."""
+def _cache_entry(problem: ConvProblem, family: KernelFamily, config: dict[str, Any], device: torch.device,
+                 target: DeviceInfo | None = None) -> dict[str, Any]:
+    """A tuned-config entry as `tritonconv tune` writes it, naming `config` of `family` the winner, for `target`
+    (None: `device`'s)."""
     full = {"family": family.name, **config}
     return {
         "family": family.name, "family_version": family.version, "config": full, "time_ms": 1.0,
         "rel_error": 0.0, "precision": problem.precision, "trials_run": 1, "timestamp": "2026-01-01T00:00:00",
-        "fingerprint": cache.fingerprint(device),
+        "fingerprint": target.fingerprint if target is not None else cache.fingerprint(device),
         "problem": problem.to_dict(),
         "trials": [{"family": family.name, "family_version": family.version, "config": full, "time_ms": 1.0}],
     }
@@ -322,72 +320,72 @@ def run_dispatch_case(case: ConvCase, options: SweepOptions, rng: random.Random,
     family that refuses the problem, the routing checks."""
     device = torch.device(options.device)
     results: list[SweepResult] = []
-    with emulation(emulate):
-        t = make_conv_tensors(case, options.device)
-        base = dict(kind="dispatch", case=case.to_dict(), emulated=emulate)
+    target = emulated_target(emulate)
+    t = make_conv_tensors(case, options.device)
+    base = dict(kind="dispatch", case=case.to_dict(), emulated=emulate)
+    try:
+        problem = make_problem(t.input, t.weight, t.bias, **case.conv_args, residual=t.residual,
+                               precision=case.precision, activation=case.activation)
+    except TritonConvError as error:
+        return [SweepResult(**base, family="", mode="dispatch-default", status="refused", detail=str(error))]
+    ref = conv_reference(case, t.input, t.weight, t.bias, t.residual)
+    supporting = families_for(problem, target)
+    for family in FAMILIES.values():
+        if family not in supporting:
+            violations = routing_violations(problem, family, target)
+            if violations:
+                results.append(SweepResult(**base, family=family.name, mode="routing", status="misrouted",
+                                           problem=problem.key, detail="; ".join(violations)))
+    max_cost = options.max_cost if options.interpreter else None
+
+    def check(mode: str, expected: tuple[str, dict] | None, config: dict | None) -> None:
+        start = time.perf_counter()
+        dispatch.clear_memo()
+        tolerance = _tolerance(problem, config)
+        family_name = ""
         try:
-            problem = make_problem(t.input, t.weight, t.bias, **case.conv_args, residual=t.residual,
-                                   precision=case.precision, activation=case.activation)
+            out = _call_conv(case, t, config, target)
+            chosen, chosen_config = dispatch.select(problem, config, device, "triton" if config is None else "auto", target)
+            family_name = chosen.name
+            status, err = _check_output(out, ref, tolerance)
+            detail = (_format_status(case, t, out, options) or "") if status == "ok" else ""
+            if (refusal := chosen.supports(problem, target)) is not None:
+                status, detail = "misrouted", f"dispatch chose {chosen.name}, which refuses: {refusal}"
+            elif expected is not None and (chosen.name, chosen_config) != expected:
+                status, detail = "misrouted", f"dispatch chose {chosen.name} {chosen_config}, expected {expected}"
+            status = "format" if detail and status == "ok" else status
+        except Exception as error:  # noqa: BLE001
+            status, err, detail = "error", None, f"{type(error).__name__}: {error}".splitlines()[0][:300]
+        results.append(SweepResult(**base, family=family_name, mode=mode, status=status, problem=problem.key,
+                                   config=config, rel_error=err, tolerance=tolerance, detail=detail,
+                                   seconds=time.perf_counter() - start))
+
+    if not supporting:  # e.g. bf16 in the interpreter: conv2d must refuse with a tritonconv error
+        try:
+            _call_conv(case, t, None, target)
         except TritonConvError as error:
-            return [SweepResult(**base, family="", mode="dispatch-default", status="refused", detail=str(error))]
-        ref = conv_reference(case, t.input, t.weight, t.bias, t.residual)
-        supporting = families_for(problem)
-        for family in FAMILIES.values():
-            if family not in supporting:
-                violations = routing_violations(problem, family, device)
-                if violations:
-                    results.append(SweepResult(**base, family=family.name, mode="routing", status="misrouted",
-                                               problem=problem.key, detail="; ".join(violations)))
-        max_cost = options.max_cost if options.interpreter else None
-
-        def check(mode: str, expected: tuple[str, dict] | None, config: dict | None) -> None:
-            start = time.perf_counter()
+            results.append(SweepResult(**base, family="", mode="routing", status="refused", problem=problem.key,
+                                       detail=str(error)[:300]))
+        else:
+            results.append(SweepResult(**base, family="", mode="routing", status="misrouted", problem=problem.key,
+                                       detail="no family supports it, yet conv2d returned a result"))
+        return results
+    check("dispatch-default", None, None)
+    if supporting:
+        family = rng.choice(supporting)
+        _, config = rng.choice(sample_configs(family, problem, rng, 1, max_cost, target))
+        entry = _cache_entry(problem, family, config, device, target)
+        cache.update({cache.entry_key(problem, entry["fingerprint"]): entry})
+        full = family.complete_config(problem, config, target)
+        try:
+            check("dispatch-cached", (family.name, full), None)
+        finally:
+            cache.clear()
+            cache.invalidate()
             dispatch.clear_memo()
-            tolerance = _tolerance(problem, config)
-            family_name = ""
-            try:
-                out = _call_conv(case, t, config)
-                chosen, chosen_config = dispatch.select(problem, config, device, "triton" if config is None else "auto")
-                family_name = chosen.name
-                status, err = _check_output(out, ref, tolerance)
-                detail = (_format_status(case, t, out, options) or "") if status == "ok" else ""
-                if chosen.supports(problem) is not None:
-                    status, detail = "misrouted", f"dispatch chose {chosen.name}, which refuses: {chosen.supports(problem)}"
-                elif expected is not None and (chosen.name, chosen_config) != expected:
-                    status, detail = "misrouted", f"dispatch chose {chosen.name} {chosen_config}, expected {expected}"
-                status = "format" if detail and status == "ok" else status
-            except Exception as error:  # noqa: BLE001
-                status, err, detail = "error", None, f"{type(error).__name__}: {error}".splitlines()[0][:300]
-            results.append(SweepResult(**base, family=family_name, mode=mode, status=status, problem=problem.key,
-                                       config=config, rel_error=err, tolerance=tolerance, detail=detail,
-                                       seconds=time.perf_counter() - start))
-
-        if not supporting:  # e.g. bf16 in the interpreter: conv2d must refuse with a tritonconv error
-            try:
-                _call_conv(case, t, None)
-            except TritonConvError as error:
-                results.append(SweepResult(**base, family="", mode="routing", status="refused", problem=problem.key,
-                                           detail=str(error)[:300]))
-            else:
-                results.append(SweepResult(**base, family="", mode="routing", status="misrouted", problem=problem.key,
-                                           detail="no family supports it, yet conv2d returned a result"))
-            return results
-        check("dispatch-default", None, None)
-        if supporting:
-            family = rng.choice(supporting)
-            _, config = rng.choice(sample_configs(family, problem, rng, 1, max_cost))
-            entry = _cache_entry(problem, family, config, device)
-            cache.update({cache.entry_key(problem, entry["fingerprint"]): entry})
-            full = family.complete_config(problem, config)
-            try:
-                check("dispatch-cached", (family.name, full), None)
-            finally:
-                cache.clear()
-                cache.invalidate()
-                dispatch.clear_memo()
-            family = rng.choice(supporting)
-            _, config = rng.choice(sample_configs(family, problem, rng, 1, max_cost))
-            check("dispatch-explicit", None, {"family": family.name, **config})
+        family = rng.choice(supporting)
+        _, config = rng.choice(sample_configs(family, problem, rng, 1, max_cost, target))
+        check("dispatch-explicit", None, {"family": family.name, **config})
     return results
 
 
@@ -403,47 +401,60 @@ def matmul_reference(case: MatmulCase, a, b, bias, residual) -> torch.Tensor:
     return _activation(y, case.activation)
 
 
+def _call_matmul(case: MatmulCase, t, config: dict[str, Any] | None, out: torch.Tensor | None,
+                 target: DeviceInfo | None = None) -> None:
+    """Through `tritonconv.matmul`; for an emulated `target`, the validated problem through `run_matmul`, the
+    launch below it (the dispatcher takes the target)."""
+    if target is None:
+        tritonconv.matmul(t.a, t.b, bias=t.bias, residual=t.residual, activation=case.activation,
+                          precision=case.precision, config=config, out=out)
+        return
+    problem = matmul_problem(t.a, t.b, bias=t.bias, residual=t.residual, activation=case.activation,
+                             precision=case.precision)
+    out = out if out is not None else torch.empty((*case.batch, case.m, case.n), dtype=t.a.dtype, device=t.a.device)
+    run_matmul(problem, t.a, t.b, out, bias=t.bias, residual=t.residual, activation=case.activation, config=config,
+               target=target)
+
+
 def run_matmul_case(case: MatmulCase, options: SweepOptions, rng: random.Random,
                     emulate: int | None = None) -> list[SweepResult]:
     results: list[SweepResult] = []
-    with emulation(emulate):
-        t = make_matmul_tensors(case, options.device)
-        base = dict(kind="matmul", case=case.to_dict(), emulated=emulate)
+    target = emulated_target(emulate)
+    t = make_matmul_tensors(case, options.device)
+    base = dict(kind="matmul", case=case.to_dict(), emulated=emulate)
+    try:
+        problem = matmul_problem(t.a, t.b, bias=t.bias, residual=t.residual, activation=case.activation,
+                                 precision=case.precision)
+    except TritonConvError as error:
+        return [SweepResult(**base, family="", mode="default", status="refused", detail=str(error))]
+    if not families_for(problem, target):  # e.g. bf16 in the interpreter: matmul must refuse with a tritonconv error
         try:
-            problem = matmul_problem(t.a, t.b, bias=t.bias, residual=t.residual, activation=case.activation,
-                                     precision=case.precision)
+            _call_matmul(case, t, None, None, target)
         except TritonConvError as error:
-            return [SweepResult(**base, family="", mode="default", status="refused", detail=str(error))]
-        if not families_for(problem):  # e.g. bf16 in the interpreter: matmul must refuse with a tritonconv error
-            try:
-                tritonconv.matmul(t.a, t.b, bias=t.bias, residual=t.residual, activation=case.activation,
-                                  precision=case.precision)
-            except TritonConvError as error:
-                return [SweepResult(**base, family="", mode="routing", status="refused", problem=problem.key,
-                                    detail=str(error)[:300])]
-            return [SweepResult(**base, family="", mode="routing", status="misrouted", problem=problem.key,
-                                detail="no family supports it, yet matmul returned a result")]
-        ref = matmul_reference(case, t.a, t.b, t.bias, t.residual)
-        out_shape = (*case.batch, case.m, case.n)
-        max_cost = options.max_cost if options.interpreter else None
-        runs: list[tuple[str, str, dict | None]] = [("", "dispatch-default", None)]
-        for family in families_for(problem):
-            runs += [(family.name, mode, {"family": family.name, **config})
-                     for mode, config in sample_configs(family, problem, rng, options.configs, max_cost)]
-        for family_name, mode, config in runs:
-            start = time.perf_counter()
-            tolerance = Precision(problem.precision).tolerance
-            out = torch.full(out_shape, float("nan"), dtype=t.a.dtype, device=options.device)
-            detail = ""
-            try:
-                tritonconv.matmul(t.a, t.b, bias=t.bias, residual=t.residual, activation=case.activation,
-                                  precision=case.precision, config=config, out=out)
-                status, err = _check_output(out, ref, tolerance)
-            except Exception as error:  # noqa: BLE001
-                status, err, detail = "error", None, f"{type(error).__name__}: {error}".splitlines()[0][:300]
-            results.append(SweepResult(**base, family=family_name, mode=mode, status=status, problem=problem.key,
-                                       config=config, rel_error=err, tolerance=tolerance, detail=detail,
-                                       seconds=time.perf_counter() - start))
+            return [SweepResult(**base, family="", mode="routing", status="refused", problem=problem.key,
+                                detail=str(error)[:300])]
+        return [SweepResult(**base, family="", mode="routing", status="misrouted", problem=problem.key,
+                            detail="no family supports it, yet matmul returned a result")]
+    ref = matmul_reference(case, t.a, t.b, t.bias, t.residual)
+    out_shape = (*case.batch, case.m, case.n)
+    max_cost = options.max_cost if options.interpreter else None
+    runs: list[tuple[str, str, dict | None]] = [("", "dispatch-default", None)]
+    for family in families_for(problem, target):
+        runs += [(family.name, mode, {"family": family.name, **config})
+                 for mode, config in sample_configs(family, problem, rng, options.configs, max_cost, target)]
+    for family_name, mode, config in runs:
+        start = time.perf_counter()
+        tolerance = Precision(problem.precision).tolerance
+        out = torch.full(out_shape, float("nan"), dtype=t.a.dtype, device=options.device)
+        detail = ""
+        try:
+            _call_matmul(case, t, config, out, target)
+            status, err = _check_output(out, ref, tolerance)
+        except Exception as error:  # noqa: BLE001
+            status, err, detail = "error", None, f"{type(error).__name__}: {error}".splitlines()[0][:300]
+        results.append(SweepResult(**base, family=family_name, mode=mode, status=status, problem=problem.key,
+                                   config=config, rel_error=err, tolerance=tolerance, detail=detail,
+                                   seconds=time.perf_counter() - start))
     return results
 
 

@@ -5,9 +5,11 @@ from __future__ import annotations
 import math
 import os
 from dataclasses import fields
+from typing import Optional
 
 from ..errors import EntryError
 from ..problem import ConvProblem
+from ..runtime import DeviceInfo
 from .entry import CacheEntry
 from .keys import entry_key
 from .view import View, valid_entry
@@ -26,7 +28,9 @@ def batch_bucketing_enabled() -> bool:
     return os.environ.get(BATCH_BUCKETING_ENV, "0") not in ("", "0")
 
 
-def nearest_batch(view: View, problem: ConvProblem, device_fingerprint: str) -> CacheEntry | None:
+def nearest_batch(
+    view: View, problem: ConvProblem, device_fingerprint: str, target: Optional[DeviceInfo] = None,
+) -> CacheEntry | None:
     if view.by_bucket is None:
         view.by_bucket = {}
         for key in list(view.raw.keys()):  # index only this device's entries
@@ -38,9 +42,9 @@ def nearest_batch(view: View, problem: ConvProblem, device_fingerprint: str) -> 
                 view.by_bucket.setdefault(bucket_key(other.problem, other.fingerprint), []).append((other.problem.n, key))
     candidates = view.by_bucket.get(bucket_key(problem, device_fingerprint), [])
     for _, key in sorted(candidates, key=lambda c: abs(math.log2(c[0]) - math.log2(problem.n))):
-        entry = valid_entry(view, key)
+        entry = valid_entry(view, key, target)
         if entry is not None and entry.fingerprint == device_fingerprint:
             moved = CacheEntry(**{**{f.name: getattr(entry, f.name) for f in fields(entry)}, "problem": problem})
-            if moved.config_problem() is None:
+            if moved.config_problem(target) is None:
                 return entry
     return None

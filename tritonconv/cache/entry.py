@@ -4,7 +4,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field, fields
-from typing import Any
+from typing import Any, Optional
 
 import triton
 
@@ -12,6 +12,7 @@ from ..config import resolve_config
 from ..errors import EntryError
 from ..kernels import FAMILIES
 from ..problem import ConvProblem
+from ..runtime import DeviceInfo
 from .keys import CUDNN_FAMILY, entry_key
 from .versions import family_version, restamp
 
@@ -158,13 +159,13 @@ class CacheEntry:
             raise EntryError(f"its key is not the key of its problem and Triton version ({expected})")
         return entry
 
-    def config_problem(self) -> str | None:
-        """Why this entry's config cannot run its problem on this machine (unknown family, a parameter or value
-        outside the family's space, a broken constraint), or None if it resolves."""
+    def config_problem(self, target: Optional[DeviceInfo] = None) -> str | None:
+        """Why this entry's config cannot run its problem on `target` (None: this machine's device): unknown
+        family, a parameter or value outside the family's space, a broken constraint; None if it resolves."""
         if self.family == CUDNN_FAMILY:
             return "its winner family is 'cudnn' (a Triton family is expected)"
         try:
-            resolve_config(self.problem, self.config)
+            resolve_config(self.problem, self.config, target)
         except Exception as exc:  # noqa: BLE001 - any failure means: unusable, fall back
             return str(exc)
         return None

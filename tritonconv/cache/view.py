@@ -6,9 +6,10 @@ import os
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 from ..errors import CacheError, EntryError
+from ..runtime import DeviceInfo
 from .entry import CacheEntry
 from .files import read_bytes, warn_once
 from .keys import CACHE_DIR_ENV, cache_path
@@ -73,15 +74,16 @@ def load_view() -> View:
     return _view_cache
 
 
-def valid_entry(view: View, key: str) -> CacheEntry | None:
-    """The entry under `key` if it validates fully (record, config for its problem, current kernel)."""
+def valid_entry(view: View, key: str, target: Optional[DeviceInfo] = None) -> CacheEntry | None:
+    """The entry under `key` if it validates fully (record, config for its problem on `target`, the device its
+    key names: None for this machine's; current kernel)."""
     if key in view.parsed:
         return view.parsed[key]
     entry = None
     if key in view.raw:
         try:
             entry = CacheEntry.from_json(key, view.raw[key])
-            reason = entry.config_problem() if entry.is_current() else None
+            reason = entry.config_problem(target) if entry.is_current() else None
             if reason:
                 raise EntryError(f"its config does not fit its problem: {reason}")
             if not entry.is_current():

@@ -252,8 +252,8 @@ def check_defaults(
     jobs: int = 1,
     on_record: Optional[Callable[[dict[str, Any], int, int], None]] = None,
 ) -> list[dict[str, Any]]:
-    """Compile, for every target, the default config of each family that would be offered there (the device is
-    emulated: capability, SMs, shared memory); one record per distinct kernel (launches that would compile to
+    """Compile, for every target, the default config of each family that would be offered there (the families
+    decide for its `COMPILE_TARGETS` record: capability, SMs, shared memory); one record per distinct kernel (launches that would compile to
     the same binary are compiled once). `on_record(record, done, total)` follows the progress."""
     from concurrent.futures import ProcessPoolExecutor
 
@@ -282,8 +282,8 @@ def check_defaults(
 
     if jobs <= 1:
         return followed(_compile_record(job) for job in work)
-    # spawn: a forked child of a process that initialised CUDA cannot use it; the children compile for the
-    # emulated target and never query the GPU.
+    # spawn: a forked child of a process that initialised CUDA cannot use it; the children are handed the
+    # target's record and never query the GPU.
     with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
         return followed(pool.map(_compile_record, work))
 

@@ -176,7 +176,10 @@ class KernelFamily:
     on the GPU (`supports`, `space`, `default_config`, `heuristic_configs`, `kernel_calls` and the shared ones
     built on them) takes `device`, a `runtime.DeviceInfo` record (compute capability, SM count, shared memory per
     block), so the same call answers for the GPU it runs on, a compile target (`runtime.COMPILE_TARGETS`) or the
-    interpreter alike. `device=None` means the device this process runs kernels on (`target_device`).
+    interpreter alike. `device=None` means the device this process runs kernels on (`target_device`). Callers that
+    decide for another GPU pass its record down (the compile CLI and the compile pool their target, the search its
+    runner's `target`, the dispatcher the `target` of `select`/`run_problem`); there is no global that changes
+    what None means, so answering for a target never queries (or initialises) CUDA.
     """
 
     name: str = ""

@@ -28,7 +28,7 @@ from .. import cache as tuning_cache
 from ..errors import TritonConvError
 from ..problem import ConvProblem
 from ..progress import progress as progress_display
-from ..runtime import INTERPRET, device_info
+from ..runtime import INTERPRET, INTERPRETER_DEVICE
 from .compile_pool import Precompiler
 from .entries import answered_by_cache, cache_entry, prior_records, result_from_entry
 from .journal import discard, journal_path, open_journal, problem_stem, tuning_lock
@@ -60,12 +60,11 @@ def default_runner() -> Runner:
 
 
 def precompiler_for(runner: Runner, workers: Optional[int]) -> Optional[Precompiler]:
-    """The compile pool for the runner's device: a CUDA runner's GPU, or a runner's `compile_target` (the fake
-    runner of bench/tune_speed.py); none in the interpreter or with `workers == 0`."""
-    target = getattr(runner, "compile_target", None)
-    if workers == 0 or (target is None and (runner.device != "cuda" or INTERPRET)):
+    """The compile pool for the runner's `target` (a CUDA runner's GPU, or the GPU a fake runner names, as in
+    bench/tune_speed.py); none for the interpreter, for a CUDA runner in the interpreter, or with `workers == 0`."""
+    if workers == 0 or runner.target == INTERPRETER_DEVICE or (INTERPRET and runner.device == "cuda"):
         return None
-    return Precompiler(target or device_info(runner.device), workers or default_compile_workers())
+    return Precompiler(runner.target, workers or default_compile_workers())
 
 
 def _tune_one(problem: ConvProblem, runner: Runner, options: TuneOptions, precompiler: Optional[Precompiler],
@@ -73,7 +72,7 @@ def _tune_one(problem: ConvProblem, runner: Runner, options: TuneOptions, precom
     """One problem under its tuning lock: a second process tuning the same problem (same device and cache)
     waits, then finds the first one's result in the cache."""
     plan = search_plan(problem, options.precision, options.tolerance, options.layouts)
-    device_fp = device_info(runner.device).fingerprint
+    device_fp = runner.target.fingerprint
     key = tuning_cache.entry_key(plan.problem, device_fp)
     file = cache_file(options.cache)
     directory = file.parent if file else Path(tuning_cache.cache_dir()) / "scratch"
@@ -91,7 +90,7 @@ def _tune_one_locked(plan: SearchPlan, runner: Runner, options: TuneOptions, dev
     if options.resume and answered_by_cache(stored, plan, trials):
         return result_from_entry(plan.problem, stored, time.perf_counter() - started)  # type: ignore[arg-type]
 
-    space = SearchSpace(plan.problem, precisions=plan.precisions, convert_options=plan.convert_options)
+    space = SearchSpace(plan.problem, precisions=plan.precisions, convert_options=plan.convert_options, device=runner.target)
     name = study_name(key, space, plan)
     path = journal_path(directory, stem, name)
     if not options.resume:
@@ -155,7 +154,8 @@ def tune(
     seed: int = DEFAULTS.seed,
     compile_workers: Optional[int] = DEFAULTS.compile_workers,
 ) -> TuneResult:
-    """Tune `problem` on this device and store the winner (and cuDNN's time) in the cache.
+    """Tune `problem` for the runner's target (`Runner.target`: this device by default) and store the winner
+    (and cuDNN's time) in the cache.
 
     The tuning options and their defaults are `tritonconv.search.TuneOptions` (which documents each one);
     runner: how candidates are run and timed (default: a GPU worker subprocess; the interpreter on a CPU);
@@ -221,10 +221,10 @@ def _seed_jobs(problem: ConvProblem, runner: Runner, options: TuneOptions) -> li
         plan = search_plan(problem, options.precision, options.tolerance, options.layouts)
         file = cache_file(options.cache)
         if options.resume and file:
-            key = tuning_cache.entry_key(plan.problem, device_info(runner.device).fingerprint)
+            key = tuning_cache.entry_key(plan.problem, runner.target.fingerprint)
             if answered_by_cache(tuning_cache.read_entry(key, path=file), plan, options.trials):
                 return []
-        space = SearchSpace(plan.problem, precisions=plan.precisions, convert_options=plan.convert_options)
+        space = SearchSpace(plan.problem, precisions=plan.precisions, convert_options=plan.convert_options, device=runner.target)
         seeds = space.seeds()[: options.trials]
     except TritonConvError:
         return []

@@ -4,8 +4,8 @@ The workers compile for the benchmark GPU's capability under the exact cache key
 (`tritonconv.compile.launch_specialization`), so the benchmark worker's launch finds each candidate already built
 (one compile per candidate), and the compiled resource usage (register spills, shared memory over the device
 limit) rejects candidates before they reach the GPU. The workers are spawned and never touch CUDA: they see the
-benchmark GPU as the `DeviceInfo` record passed to each family (its capability, SM count and shared memory), so families choose the
-launches they would choose there. One pool serves every problem of a `tune_many` / `tune_model` call, and a
+benchmark GPU (the search's `Runner.target`) as the `DeviceInfo` record passed to each family (its capability, SM
+count and shared memory), so families choose the launches they would choose there. One pool serves every problem of a `tune_many` / `tune_model` call, and a
 binary is compiled once per pool: a candidate whose launches have the cache hashes of one submitted before (in
 this problem or an earlier one; shapes that are runtime ints specialise alike) shares that compile job.
 

@@ -20,6 +20,7 @@ import torch
 from ..baseline import fastest, time_cudnn
 from ..problem import ConvProblem
 from ..reference import rel_error
+from ..runtime import INTERPRETER_DEVICE, DeviceInfo, device_info
 
 Timer = Callable[[Callable[[], object]], float]
 # Below this many milliseconds launch overhead dominates event timing; "auto" then replays a CUDA graph.
@@ -46,9 +47,13 @@ class Measurement:
 
 
 class Runner(Protocol):
-    """Runs and times candidates. `device` is where kernels run ("cuda" or "cpu" for the interpreter)."""
+    """Runs and times candidates. `device` is where kernels run ("cuda" or "cpu" for the interpreter); `target`
+    is the GPU the search tunes for, the one home of that choice: its fingerprint keys the cache entry, and the
+    search space, the families, the compile pool and each candidate's run decide for it (a real runner's is the
+    device its kernels run on; FakeRunner's any `DeviceInfo`)."""
 
     device: str
+    target: DeviceInfo
 
     def benchmark(self, problem: ConvProblem, config: dict[str, Any], tolerance: float) -> Measurement: ...
 
@@ -114,14 +119,25 @@ def default_device() -> str:
     return "cuda" if torch.cuda.is_available() and not INTERPRET else "cpu"
 
 
+class _RunsOnItsDevice:
+    """`target` of a runner that tunes for the device its kernels run on (`device`)."""
+
+    device: str
+
+    @property
+    def target(self) -> DeviceInfo:
+        return device_info(self.device)
+
+
 # ------------------------------------------------------------------------------------------------------------
 # The work itself (runs in whichever process the runner chose)
 # ------------------------------------------------------------------------------------------------------------
 class Bench:
-    """Scratch inputs + reference per problem, and the checked, timed run of a candidate config."""
+    """Scratch inputs + reference per problem, and the checked, timed run of a candidate config (launched for
+    `target`; None: the device it runs on)."""
 
-    def __init__(self, device: str, timer: Timer, screen_timer: Optional[Timer] = None):
-        self.device, self.timer, self.screen_timer = device, timer, screen_timer or timer
+    def __init__(self, device: str, timer: Timer, screen_timer: Optional[Timer] = None, target: Optional[DeviceInfo] = None):
+        self.device, self.timer, self.screen_timer, self.target = device, timer, screen_timer or timer, target
         self._data: dict[ConvProblem, Any] = {}
 
     def data(self, problem: ConvProblem):
@@ -146,7 +162,8 @@ class Bench:
         out = empty_output(problem, data.input).fill_(float("nan"))
 
         def run() -> None:
-            run_problem(problem, data.input, data.weight, None, None, "none", config, output=out, backend="triton")
+            run_problem(problem, data.input, data.weight, None, None, "none", config, output=out, backend="triton",
+                        target=self.target)
 
         started = time.perf_counter()
         run()
@@ -204,7 +221,7 @@ def _guarded(fn: Callable[[], Measurement], counter: Optional[CompileCounter] = 
 # ------------------------------------------------------------------------------------------------------------
 # Runners
 # ------------------------------------------------------------------------------------------------------------
-class InProcessRunner:
+class InProcessRunner(_RunsOnItsDevice):
     """Benchmarks in this process: the Triton interpreter on a CPU (wall-clock times) or a GPU without isolation.
 
     `timer` is a name from TIMERS or any callable taking a zero-argument function and returning milliseconds.
@@ -214,7 +231,7 @@ class InProcessRunner:
         self.device = device or default_device()
         screen = TIMERS["screen"] if timer is None and self.device == "cuda" else None
         timer = timer or ("auto" if self.device == "cuda" else "single")
-        self.bench = Bench(self.device, TIMERS[timer] if isinstance(timer, str) else timer, screen)
+        self.bench = Bench(self.device, TIMERS[timer] if isinstance(timer, str) else timer, screen, self.target)
         self.compiles = CompileCounter() if self.device == "cuda" else None
         self.screening = False  # set by the search: its trials use the screening timer, the re-timing does not
 
@@ -230,13 +247,14 @@ class InProcessRunner:
 
 class FakeRunner:
     """A zero-cost runner: every candidate "runs" at once with a deterministic made-up time (a hash of the
-    config), so a study measures only the tuner's own work and the compile pool (`compile_target`: the device
-    the precompile builds for). For tuning-throughput benchmarks on any machine; never a performance number."""
+    config), so a study measures only the tuner's own work and the compile pool (`target`: the GPU the search
+    and the precompile decide and build for, e.g. a `runtime.COMPILE_TARGETS` entry; by default the interpreter,
+    which compiles nothing). For tuning-throughput benchmarks on any machine; never a performance number."""
 
     device = "cpu"
 
-    def __init__(self, compile_target: Any = None):
-        self.compile_target = compile_target
+    def __init__(self, target: Optional[DeviceInfo] = None):
+        self.target = target if target is not None else INTERPRETER_DEVICE
 
     def benchmark(self, problem: ConvProblem, config: dict[str, Any], tolerance: float) -> Measurement:
         import hashlib
@@ -282,7 +300,7 @@ def _run_job(bench: Bench, hook: Optional[WorkerHook], kind: str, problem: ConvP
     return bench.candidate(problem, config, tolerance, screen=kind == "screen")
 
 
-class SubprocessRunner:
+class SubprocessRunner(_RunsOnItsDevice):
     """Benchmarks in a spawned worker process, restarted after it dies, hangs or hits a sticky CUDA error.
 
     `timer`/`hook` must be picklable (a TIMERS name, module-level functions); `hook(kind, problem, config)` runs in

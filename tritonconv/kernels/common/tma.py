@@ -19,7 +19,7 @@ def hopper(capability: tuple[int, int]) -> bool:
 def warp_specializes(capability: tuple[int, int]) -> bool:
     """Whether `tl.range(..., warp_specialize=True)` splits warps into producer/consumer partitions. Triton 3.6
     does so only from sm_100: on sm_90 it makes no partitions (no `ttg.warp_specialize` in the compiled TTGIR,
-    checked in tests/test_compile_targets.py), so offering it there would only double the search."""
+    checked in tests/compile/test_compile_targets.py), so offering it there would only double the search."""
     return capability >= (10, 0)
 
 

@@ -69,19 +69,56 @@ def test_64bit_indexing_variant_compiles():
     assert usage["hgmma"] > 0
 
 
-def test_compile_sweeps_see_the_target_device():
-    """Defaults compiled for sm_90 are the ones an H100 would get (its families, SMs and shared memory)."""
+def test_families_decide_for_the_target_they_are_given():
+    """Defaults compiled for sm_90 are the ones an H100 would get (its families, SMs and shared memory); the
+    device tensors live on (CPU, meta) is this process's, never a target."""
     from tritonconv import ConvProblem
     from tritonconv.kernels import families_for
-    from tritonconv.runtime import COMPILE_TARGETS, INTERPRETER_DEVICE, device_info, emulated_device
+    from tritonconv.runtime import COMPILE_TARGETS, INTERPRETER_DEVICE, device_info
 
     problem = ConvProblem(n=8, c=64, h=28, w=28, k=64, r=3, s=3, pad_h=1, pad_w=1, dtype="float16")
-    with emulated_device(COMPILE_TARGETS[90]) as h100:
-        assert device_info() == device_info("meta") == h100 and h100.capability == (9, 0)
-        assert "hopper_implicit_gemm" in {f.name for f in families_for(problem)}
-    with emulated_device(COMPILE_TARGETS[80]):
-        assert "hopper_implicit_gemm" not in {f.name for f in families_for(problem)}
-    assert device_info("cpu") == INTERPRETER_DEVICE
+    h100, a100 = COMPILE_TARGETS[90], COMPILE_TARGETS[80]
+    assert h100.capability == (9, 0) and a100.capability == (8, 0)
+    assert "hopper_implicit_gemm" in {f.name for f in families_for(problem, h100)}
+    assert "hopper_implicit_gemm" not in {f.name for f in families_for(problem, a100)}
+    assert device_info("cpu") == device_info("meta") == INTERPRETER_DEVICE
+
+
+def test_deciding_for_an_explicit_target_never_queries_the_gpu(monkeypatch, tmp_path):
+    """The compile children (and `compile --jobs`) run on CUDA machines and must not touch CUDA (a forked child
+    that did would fail): every family method, the search space, the compile pool's launches and the dispatcher's
+    choice for a `DeviceInfo` passed in answer without asking torch.cuda."""
+    import torch
+
+    from tritonconv import ConvProblem, cache, dispatch
+    from tritonconv.compile import meta_tensors
+    from tritonconv.kernels import families_for
+    from tritonconv.runtime import COMPILE_TARGETS, device_info
+    from tritonconv.search.compile_pool import candidate_calls
+    from tritonconv.search.space import SearchSpace
+
+    def no_cuda(*_args, **_kwargs):
+        raise AssertionError("queried CUDA while deciding for a target")
+
+    monkeypatch.setenv(cache.CACHE_DIR_ENV, str(tmp_path))  # an empty cache: the dispatcher's own choice
+    for name in ("is_available", "current_device", "get_device_properties", "device_count"):
+        monkeypatch.setattr(torch.cuda, name, no_cuda)
+    with pytest.raises(AssertionError, match="queried CUDA"):  # the patch bites: the process's device is asked
+        device_info()
+    problem = ConvProblem(n=2, c=64, h=14, w=14, k=64, r=3, s=3, pad_h=1, pad_w=1, dtype="float16", layout="nhwc")
+    for target in COMPILE_TARGETS.values():
+        families = families_for(problem, target)
+        assert ("hopper_implicit_gemm" in {f.name for f in families}) == (target.capability >= (9, 0))
+        for family in families:
+            for config in [family.default_config(problem, target), *family.heuristic_configs(problem, target)]:
+                assert family.space(problem, target).violation(problem, config, pruning=False) is None
+                assert family.kernel_calls(problem, meta_tensors(problem), config, target)
+                assert candidate_calls(problem, family.name, {"family": family.name, **config}, target)
+        assert SearchSpace(problem, precisions=(problem.precision,), device=target).seeds()
+        chosen, config = dispatch.select(problem, None, torch.device("cpu"), "triton", target)
+        assert chosen is dispatch.default_family(problem, target) and config == chosen.default_config(problem, target)
+        explicit = {"family": chosen.name, **config}
+        assert dispatch.select(problem, explicit, torch.device("cpu"), "triton", target) == (chosen, config)
 
 
 def test_random_problems_cover_the_claimed_features_and_are_valid():

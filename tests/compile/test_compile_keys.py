@@ -16,8 +16,8 @@ import json
 from tritonconv import ConvProblem
 from tritonconv.compile import cache_hash, compile_call, launch_hashes
 from tritonconv.dispatch import empty_output, run_problem
-from tritonconv.kernels import families_for
-from tritonconv.runtime import COMPILE_TARGETS, emulated_device
+from tritonconv.kernels import families_for, get_family
+from tritonconv.runtime import COMPILE_TARGETS
 from tritonconv.search.compile_pool import candidate_calls
 
 problems = [
@@ -32,24 +32,26 @@ problems = [
 ]
 rows = []
 for cc in (80, 90):
-    with emulated_device(COMPILE_TARGETS[cc]):
-        for problem in problems:
-            x, w = problem.make_tensors("cpu", seed=0)
-            for family in families_for(problem):
-                configs = [family.default_config(problem)] + family.heuristic_configs(problem)[:2]
-                converts = (False, True) if problem.layout == "nchw" else (False,)
-                for config in configs:
-                    for convert in converts:
-                        candidate = {"family": family.name, **config, **({"convert_nhwc": True} if convert else {})}
-                        with launch_hashes(cc) as launched:
-                            run_problem(problem, x, w, None, None, "none", candidate, output=empty_output(problem, x), backend="triton")
-                        precompiled = [cache_hash(call, cc) for call in candidate_calls(problem, family.name, candidate)]
-                        rows.append({"sm": cc, "family": family.name, "problem": problem.key, "config": candidate,
-                                     "launched": launched, "precompiled": precompiled})
+    target = COMPILE_TARGETS[cc]
+    for problem in problems:
+        x, w = problem.make_tensors("cpu", seed=0)
+        for family in families_for(problem, target):
+            configs = [family.default_config(problem, target)] + family.heuristic_configs(problem, target)[:2]
+            converts = (False, True) if problem.layout == "nchw" else (False,)
+            for config in configs:
+                for convert in converts:
+                    candidate = {"family": family.name, **config, **({"convert_nhwc": True} if convert else {})}
+                    with launch_hashes(cc) as launched:
+                        run_problem(problem, x, w, None, None, "none", candidate, output=empty_output(problem, x),
+                                    backend="triton", target=target)
+                    precompiled = [cache_hash(call, cc) for call in candidate_calls(problem, family.name, candidate, target)]
+                    rows.append({"sm": cc, "family": family.name, "problem": problem.key, "config": candidate,
+                                 "launched": launched, "precompiled": precompiled})
 # the precompile really stores the kernel under that hash (one real compile)
-call = candidate_calls(problems[0], "implicit_gemm", {"family": "implicit_gemm", **families_for(problems[0])[0].default_config(problems[0])})[0]
-with emulated_device(COMPILE_TARGETS[90]):
-    compiled_hash = compile_call(call, 90).hash
+h100 = COMPILE_TARGETS[90]
+default = {"family": "implicit_gemm", **get_family("implicit_gemm").default_config(problems[0], h100)}
+call = candidate_calls(problems[0], "implicit_gemm", default, h100)[0]
+compiled_hash = compile_call(call, 90).hash
 # the compile pool's binary identity: two ResNet-50 1x1 convs (shapes are runtime ints) share each config's binary,
 # a 3x3 conv and another tile do not
 from tritonconv.search.compile_pool import binary_key
@@ -57,12 +59,11 @@ one = ConvProblem(n=32, c=256, h=56, w=56, k=64, r=1, s=1, dtype="float16", layo
 two = ConvProblem(n=32, c=512, h=28, w=28, k=128, r=1, s=1, dtype="float16", layout="nhwc")
 three = ConvProblem(n=32, c=256, h=14, w=14, k=256, r=3, s=3, pad_h=1, pad_w=1, dtype="float16", layout="nhwc")
 shared = {}
-with emulated_device(COMPILE_TARGETS[90]):
-    for family in families_for(one):
-        config = family.default_config(one)
-        other_tile = {**config, "BLOCK_N": config["BLOCK_N"] * 2}
-        shared[family.name] = [binary_key(p, family.name, c, COMPILE_TARGETS[90]) for p, c in
-                               ((one, config), (two, config), (three, config), (one, other_tile))]
+for family in families_for(one, h100):
+    config = family.default_config(one, h100)
+    other_tile = {**config, "BLOCK_N": config["BLOCK_N"] * 2}
+    shared[family.name] = [binary_key(p, family.name, c, h100) for p, c in
+                           ((one, config), (two, config), (three, config), (one, other_tile))]
 print(json.dumps({"rows": rows, "compiled": compiled_hash, "expected": cache_hash(call, 90), "shared": shared}))
 """
 
@@ -93,18 +94,3 @@ def test_runtime_int_shapes_share_a_binary_and_constexprs_do_not(key_rows):
         assert one and one == two, family
         assert three != one and other_tile != one, family
 
-
-def test_emulated_device_never_queries_the_gpu(monkeypatch):
-    """On a CUDA machine the compile children (and `compile --jobs`) must not touch CUDA: under emulation,
-    device_info() answers the target without asking torch.cuda (a forked child that did would fail)."""
-    import torch
-
-    from tritonconv.runtime import COMPILE_TARGETS, device_info, emulated_device
-
-    def no_cuda(*_args, **_kwargs):
-        raise AssertionError("queried CUDA while compiling for a target")
-
-    monkeypatch.setattr(torch.cuda, "is_available", no_cuda)
-    monkeypatch.setattr(torch.cuda, "current_device", no_cuda)
-    with emulated_device(COMPILE_TARGETS[90]) as h100:
-        assert device_info() is h100 and device_info("meta") is h100
