@@ -30,8 +30,8 @@ from .common.conv_gemm import (
 )
 from .common.epilogue import apply_activation
 from .common.limits import (
-    GEMM_LAUNCH_PARAMS, accumulator_per_thread, gemm_tile_params, grid_filling_tiles, implicit_gemm_padding,
-    low_register_pressure, registers_reason, shared_memory_reason, shrink_stages, warps_for_tile,
+    GEMM_LAUNCH_PARAMS, fits_registers, fits_shared_memory, gemm_tile_params, grid_filling_tiles, implicit_gemm_padding,
+    low_register_pressure, shrink_stages, warps_for_tile,
 )
 from .common.tiling import gather_crs, gemm_tile, output_pixels, widened
 
@@ -114,16 +114,6 @@ def conv2d_int8_kernel(
 # ------------------------------------------------------------------------------------------------------------
 # Config space, constraints and default
 # ------------------------------------------------------------------------------------------------------------
-def fits_shared_memory(problem: ConvProblem, config: Config, device: DeviceInfo) -> Optional[str]:
-    """The pipelined int8 A and B tiles (one byte per element) must fit the device's shared memory."""
-    need = max(1, config["num_stages"]) * (config["BLOCK_M"] + config["BLOCK_N"]) * config["BLOCK_K"]
-    return shared_memory_reason(need, device)
-
-
-def fits_registers(problem: ConvProblem, config: Config) -> Optional[str]:
-    return registers_reason(accumulator_per_thread(config), 128, "int32 accumulator")
-
-
 def not_wasteful(problem: ConvProblem, config: Config) -> Optional[str]:
     """Prunes tiles mostly made of padding; int8 MMAs reduce 32 elements per instruction."""
     return implicit_gemm_padding(problem, config, min_block_k=32)

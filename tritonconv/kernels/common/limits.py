@@ -26,7 +26,8 @@ GEMM_LAUNCH_PARAMS = (Param("num_warps", (2, 4, 8)), Param("num_stages", (1, 2, 
 
 # Grids are sized for an H100's SMs where the device reports none (the Triton interpreter).
 FALLBACK_SMS = 132
-# The float32 accumulator of a GEMM-shaped tile must leave room in the 255 registers of a thread.
+# The accumulator of a GEMM-shaped tile (float32, or int32 for int8: a register per element) must leave room in the
+# 255 registers of a thread.
 MAX_ACCUMULATOR_REGISTERS = 128
 
 
@@ -41,7 +42,7 @@ def per_thread(elements: int, config: Config) -> int:
 
 
 def accumulator_per_thread(config: Config) -> int:
-    """float32 accumulator registers per thread of a BLOCK_M x BLOCK_N tile."""
+    """Accumulator registers (float32 or int32) per thread of a BLOCK_M x BLOCK_N tile."""
     return per_thread(config["BLOCK_M"] * config["BLOCK_N"], config)
 
 
@@ -50,7 +51,7 @@ def registers_reason(needed: int, limit: int, what: str = "accumulator") -> Opti
 
 
 def fits_registers(problem: ConvProblem, config: Config) -> Optional[str]:
-    """The GEMM-shaped families' bound: the float32 accumulator alone must leave room in 255 registers."""
+    """The GEMM-shaped families' bound: the accumulator alone must leave room in 255 registers."""
     return registers_reason(accumulator_per_thread(config), MAX_ACCUMULATOR_REGISTERS)
 
 
