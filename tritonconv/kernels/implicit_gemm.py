@@ -28,7 +28,7 @@ from .common.checks import groups_grid_reason
 from .common.conv_gemm import (
     LOOP_FILTER_OUTER, LOOP_ORDERS, LOOP_WEIGHT_LAYOUT, implicit_gemm_constexprs, implicit_gemm_grid, other_loop_order,
 )
-from .common.epilogue import dequantize, dot_with_precision, pixel_offsets, store_rows
+from .common.epilogue import dequantize, dot_with_precision, pixel_offsets, store_pixels, store_rows
 from .common.limits import (
     GEMM_LAUNCH_PARAMS, GEMM_TILE_PARAMS, fits_registers, fits_shared_memory, grid_filling_tiles, implicit_gemm_padding,
     low_register_pressure, shrink_stages, warps_for_tile,
@@ -141,10 +141,17 @@ def conv2d_implicit_gemm_kernel(
 
     # ---- epilogue: y = act(acc + bias + residual), stored through the output's strides ----
     acc = dequantize(acc, scale_ptr, PRECISION)
-    store_rows(
-        acc, pixel_offsets(n_idx, p_idx, q_idx, syn, syp, syq), pixel_offsets(n_idx, p_idx, q_idx, srn, srp, srq),
-        g * Kg + offs_n, mask_m, mask_n, y_ptr, bias_ptr, res_ptr, syk, srk, HAS_BIAS, HAS_RESIDUAL, ACTIVATION,
-    )
+    offs_k = g * Kg + offs_n
+    if LOOP_ORDER == LOOP_FILTER_OUTER:
+        store_rows(
+            acc, pixel_offsets(n_idx, p_idx, q_idx, syn, syp, syq), pixel_offsets(n_idx, p_idx, q_idx, srn, srp, srq),
+            offs_k, mask_m, mask_n, y_ptr, bias_ptr, res_ptr, syk, srk, HAS_BIAS, HAS_RESIDUAL, ACTIVATION,
+        )
+    else:  # few channels: often one unrolled step, whose MMA the early offsets of store_rows would stay live across
+        store_pixels(
+            acc, n_idx, p_idx, q_idx, offs_k, mask_m, mask_n, y_ptr, bias_ptr, res_ptr,
+            syn, syk, syp, syq, srn, srk, srp, srq, HAS_BIAS, HAS_RESIDUAL, ACTIVATION,
+        )
 
 
 # ------------------------------------------------------------------------------------------------------------

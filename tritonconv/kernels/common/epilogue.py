@@ -84,19 +84,35 @@ def pixel_offsets(n_idx, p_idx, q_idx, s_n, s_p, s_q):
 
 
 @triton.jit
-def store_output(
-    acc, y_ptr, y_off, mask, bias_ptr, bias_off, bias_mask, res_ptr, res_off,
+def fused_epilogue(
+    acc, bias_ptr, bias_off, bias_mask, res_ptr, res_off, mask,
     HAS_BIAS: tl.constexpr, HAS_RESIDUAL: tl.constexpr, ACTIVATION: tl.constexpr,
 ):
-    """y[y_off] = act(acc + bias[bias_off] + residual[res_off]) where `mask`: the one store of every output tile.
-    `y_off`, `res_off` and `mask` have the tile's shape; `bias_off` (the output channels) and `bias_mask`
-    broadcast against it. Unused offsets (no residual) are never computed by the compiled kernel."""
+    """act(acc + bias[bias_off] + residual[res_off]), the residual read where `mask`. `res_off` and `mask` have
+    the tile's shape; `bias_off` (the output channels) and `bias_mask` broadcast against it (a 1-D channel vector
+    is loaded once and broadcast over the rows). Unused offsets (no residual) are never computed by the compiled
+    kernel."""
     if HAS_BIAS:
         acc += tl.load(bias_ptr + bias_off, mask=bias_mask, other=0.0).to(tl.float32)
     if HAS_RESIDUAL:
         acc += tl.load(res_ptr + res_off, mask=mask, other=0.0).to(tl.float32)
-    acc = apply_activation(acc, ACTIVATION)
-    tl.store(y_ptr + y_off, acc.to(y_ptr.dtype.element_ty), mask=mask)
+    return apply_activation(acc, ACTIVATION)
+
+
+@triton.jit
+def write_tile(y_ptr, y_off, y, mask):
+    """The one store of every output tile: y[y_off] = y where `mask`, in the output's dtype."""
+    tl.store(y_ptr + y_off, y.to(y_ptr.dtype.element_ty), mask=mask)
+
+
+@triton.jit
+def store_output(
+    acc, y_ptr, y_off, mask, bias_ptr, bias_off, bias_mask, res_ptr, res_off,
+    HAS_BIAS: tl.constexpr, HAS_RESIDUAL: tl.constexpr, ACTIVATION: tl.constexpr,
+):
+    """y[y_off] = act(acc + bias[bias_off] + residual[res_off]) where `mask` (`fused_epilogue`, `write_tile`)."""
+    y = fused_epilogue(acc, bias_ptr, bias_off, bias_mask, res_ptr, res_off, mask, HAS_BIAS, HAS_RESIDUAL, ACTIVATION)
+    write_tile(y_ptr, y_off, y, mask)
 
 
 @triton.jit
@@ -108,6 +124,26 @@ def store_rows(
     `rows_y[i]` (`rows_res[i]`), channel k lies `k * syk` (`k * srk`) further."""
     store_output(
         acc, y_ptr, rows_y[:, None] + offs_k[None, :] * syk, mask_m[:, None] & mask_k[None, :],
-        bias_ptr, offs_k[None, :], mask_k[None, :], res_ptr, rows_res[:, None] + offs_k[None, :] * srk,
+        bias_ptr, offs_k, mask_k, res_ptr, rows_res[:, None] + offs_k[None, :] * srk,
         HAS_BIAS, HAS_RESIDUAL, ACTIVATION,
     )
+
+
+@triton.jit
+def store_pixels(
+    acc, n_idx, p_idx, q_idx, offs_k, mask_m, mask_k, y_ptr, bias_ptr, res_ptr,
+    syn, syk, syp, syq, srn, srk, srp, srq,
+    HAS_BIAS: tl.constexpr, HAS_RESIDUAL: tl.constexpr, ACTIVATION: tl.constexpr,
+):
+    """`store_rows` of a tile of output pixels (n, p, q) x output channels `offs_k`, with the output offsets
+    computed after the bias and residual are added, not before (as `store_rows`' arguments are). Where the last
+    MMA sits right before the epilogue (a reduction of one unrolled step, e.g. a 3x3 conv with 1 channel per
+    group), offsets computed first stay live across it: implicit_gemm's channel-outer 3x3 depthwise tiles took
+    up to 14 more registers on sm_90 and, with 64-bit offsets, 4 more on sm_80 (tritonconv.compile; the counts
+    are held by tests/kernels/common/test_epilogue_registers.py)."""
+    mask = mask_m[:, None] & mask_k[None, :]
+    y = fused_epilogue(
+        acc, bias_ptr, offs_k, mask_k, res_ptr, pixel_offsets(n_idx, p_idx, q_idx, srn, srp, srq)[:, None] + offs_k[None, :] * srk,
+        mask, HAS_BIAS, HAS_RESIDUAL, ACTIVATION,
+    )
+    write_tile(y_ptr, pixel_offsets(n_idx, p_idx, q_idx, syn, syp, syq)[:, None] + offs_k[None, :] * syk, y, mask)
