@@ -123,6 +123,18 @@ def test_smoke_every_loop_order_and_weight_layout(loop_order, weight_layout, dev
     assert rel_error(out, reference_conv2d(x, w, b, 2, (1, 0), (1, 2), 2)) <= TOLERANCE["ieee"]
 
 
+@pytest.mark.parametrize("r, s", [(8, 8), (5, 13), (9, 9)])
+def test_filter_outer_loop_with_more_taps_than_a_mask_word(r, s, device):
+    """The filter-outer loop marks each row's in-image taps in one 64-bit word: 8x8 uses its sign bit, 65 and more
+    taps (5x13, 9x9) check the tap's bounds per step (shifting past bit 63 dropped those taps: wrong outputs)."""
+    x, w, b = random_conv_inputs(1, 16, 10, 11, 16, 16, r, s, device=device, channels_last=True)
+    config = {"LOOP_ORDER": "filter_outer", "WEIGHT_LAYOUT": "krsc", "BLOCK_M": 64, "BLOCK_N": 16, "BLOCK_K": 16,
+              "GROUP_M": 1, "num_warps": 4, "num_stages": 2}
+    padding = (r // 2, s // 2)
+    out = run_poisoned(x, w, b, 1, padding, 1, 1, precision="ieee", config={"family": "implicit_gemm", **config})
+    assert rel_error(out, reference_conv2d(x, w, b, 1, padding)) <= TOLERANCE["ieee"]
+
+
 def test_smoke_public_conv2d_matches_f_conv2d(device):
     x, w, b = random_conv_inputs(2, 4, 8, 8, 6, 4, 3, 3, device=device)
     out = tritonconv.conv2d(x, w, b, padding=1, precision="ieee", activation="relu")

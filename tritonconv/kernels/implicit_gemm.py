@@ -33,7 +33,7 @@ from .common.limits import (
     GEMM_LAUNCH_PARAMS, GEMM_TILE_PARAMS, fits_registers, fits_shared_memory, grid_filling_tiles, implicit_gemm_padding,
     low_register_pressure, shrink_stages, warps_for_tile,
 )
-from .common.tiling import gather_crs, gemm_tile, known_multiple, output_pixels, widened
+from .common.tiling import gather_crs, gemm_tile, known_multiple, output_pixels, tap_rows, widened
 
 
 @triton.jit
@@ -83,26 +83,31 @@ def conv2d_implicit_gemm_kernel(
         a_c = offs_c * sxc
         b_c = offs_c * swc
         # Bit r * S + s of a row's `taps` is set iff that tap reads inside the image (padding otherwise): the
-        # bounds checks run once here, and each step tests one bit per row.
+        # bounds checks run once here, and each step tests one bit per row. Filters of more than 64 taps (9x9 and
+        # up) do not fit a mask word: their steps check the tap's bounds.
         if R * S > 31:
             taps = tl.zeros((BLOCK_M,), dtype=tl.int64)
             tap_bit = tl.full((), 1, tl.int64)
         else:
             taps = tl.zeros((BLOCK_M,), dtype=tl.int32)
             tap_bit = tl.full((), 1, tl.int32)
-        for tr in tl.static_range(R):
-            ih = ih0 + tr * dil_h
-            row_in = mask_m & (ih >= 0) & (ih < H)
-            for ts in tl.static_range(S):
-                iw = iw0 + ts * dil_w
-                inside = row_in & (iw >= 0) & (iw < W)
-                taps |= inside.to(taps.dtype) << (tr * S + ts)
+        if R * S <= 64:
+            for tr in tl.static_range(R):
+                ih = ih0 + tr * dil_h
+                row_in = mask_m & (ih >= 0) & (ih < H)
+                for ts in tl.static_range(S):
+                    iw = iw0 + ts * dil_w
+                    inside = row_in & (iw >= 0) & (iw < W)
+                    taps |= inside.to(taps.dtype) << (tr * S + ts)
         ncb = tl.cdiv(Cg, BLOCK_K)
         c0 = 0
         r = 0
         s = 0
         for _ in range(0, R * S * ncb):
-            row_ok = (taps & tap_bit) != 0
+            if R * S <= 64:
+                row_ok = (taps & tap_bit) != 0
+            else:
+                _, _, row_ok = tap_rows(ih0, iw0, r, s, dil_h, dil_w, H, W, mask_m)
             a_step = widened(r * dil_h, INDEX_64) * sxh + widened(s * dil_w, INDEX_64) * sxw + widened(c0, INDEX_64) * sxc
             b_step = widened(r, INDEX_64) * swr + widened(s, INDEX_64) * sws + widened(c0, INDEX_64) * swc
             a_ptrs = x_ptr + (a_rows + a_step)[:, None] + a_c[None, :]
@@ -123,7 +128,8 @@ def conv2d_implicit_gemm_kernel(
             c0 += BLOCK_K
             next_tap = c0 >= Cg
             c0 = tl.where(next_tap, 0, c0)
-            tap_bit = tl.where(next_tap, tap_bit << 1, tap_bit)
+            if R * S <= 64:
+                tap_bit = tl.where(next_tap, tap_bit << 1, tap_bit)
             s = tl.where(next_tap, s + 1, s)
             next_row = s >= S
             s = tl.where(next_row, 0, s)
