@@ -134,12 +134,12 @@ def test_bench_problem_records_tuned_choice_and_failing_candidates(device, monke
     class Broken(type(real)):
         name = "broken_for_test"
 
-        def launch(self, problem, tensors, config):
+        def launch(self, problem, tensors, config, device=None):
             raise RuntimeError("synthetic launch failure")
 
     tuned = dict(real.heuristic_configs(TINY)[-1], family="implicit_gemm")
     monkeypatch.setitem(kernels.FAMILIES, "broken_for_test", Broken())
-    monkeypatch.setattr(cache, "lookup_config", lambda problem, device, backend="auto": dict(tuned))
+    monkeypatch.setattr(cache, "lookup_config", lambda problem, device, backend="auto", target=None: dict(tuned))
     public_calls = []
     real_conv2d = functional.conv2d
     assert benchmark.conv2d is real_conv2d  # the benchmark times the public tritonconv.conv2d
@@ -168,7 +168,7 @@ def test_bench_problem_poisons_outputs_so_unwritten_results_fail(device, monkeyp
     class Lazy(type(real)):
         name = "lazy_for_test"
 
-        def launch(self, problem, tensors, config):  # writes nothing
+        def launch(self, problem, tensors, config, device=None):  # writes nothing
             pass
 
     monkeypatch.setitem(kernels.FAMILIES, "lazy_for_test", Lazy())
