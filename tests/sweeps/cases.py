@@ -117,6 +117,8 @@ def _geometry(rng: random.Random, *, one_by_one: bool = False, winograd: bool = 
             r = s = 3
         else:
             r, s = rng.choice([(1, 1), (2, 2), (3, 3), (3, 3), (5, 5), (1, 3), (3, 1), (2, 3), (1, 5), (4, 4)])
+            if rng.random() < 0.15:  # large filters: 7x7 stems and depthwise, Inception's 1x7, taps past 64
+                r, s = rng.choice([(7, 7), (1, 7), (7, 1), (8, 8), (9, 9), (9, 9), (5, 13), (5, 13), (11, 11), (11, 11)])
         stride = (rng.choice([1, 1, 2, 3]), rng.choice([1, 1, 2, 3]))
         if rng.random() < 0.5 or winograd:
             stride = (1, 1) if winograd else (stride[0], stride[0])
@@ -133,7 +135,7 @@ def _geometry(rng: random.Random, *, one_by_one: bool = False, winograd: bool = 
                 padding = rng.randint(0, max(r, s) + 1)  # may exceed the filter
             else:
                 padding = (rng.randint(0, r + 1), rng.randint(0, s + 1))
-        h, w = rng.randint(1, 9), rng.randint(1, 9)
+        h, w = rng.randint(1, max(9, r + 2)), rng.randint(1, max(9, s + 2))  # room for a large filter too
         if rng.random() < 0.5:
             w = h
         case = dict(r=r, s=s, stride=stride, dilation=dilation, padding=padding, h=h, w=w)
