@@ -221,3 +221,19 @@ def test_non_contiguous_bias_and_residual_views():
             out = _poisoned_matmul(a, b, bias=bias, residual=residual, activation="gelu", precision="ieee",
                                    config=config)
             assert rel_error(out, _reference(a, b, bias, residual, "gelu")) < TOLERANCE["ieee"], (name, config)
+
+
+def test_a_cached_config_naming_a_family_without_batched_weights_is_ignored_for_a_batched_b():
+    """A cache entry (hand-edited, imported, or written by an older version) that routes a batched B to a family
+    reading one weight for every image would compute every batch with the same B: it is refused and warned about,
+    and the call computes the right result with the default."""
+    from tritonconv import cache
+
+    from .cache.helpers import HERE, make_entry
+
+    a, b = _inputs((3, 5, 16), (3, 16, 24))
+    problem = matmul_problem(a, b)
+    cache.update({cache.entry_key(problem, HERE): make_entry(problem)})  # an implicit_gemm entry
+    with pytest.warns(RuntimeWarning, match="skipping the invalid tuning cache entry.*no batched"):
+        out = tritonconv.matmul(a, b)
+    assert rel_error(out, _reference(a, b)) < TOLERANCE["ieee"]

@@ -28,11 +28,6 @@ def resolve_config(
     family (not whatever the default dispatch would pick, so that a config means the same thing for every
     problem)."""
     family = get_family(config.get("family", DEFAULT_FAMILY))
-    if problem.dtype not in family.dtypes:
-        raise InvalidConfigError(f"family {family.name!r} computes {', '.join(family.dtypes)} inputs, not {problem.dtype}")
-    reason = family.supports(problem, device)
-    if reason:
-        raise InvalidConfigError(f"family {family.name!r} does not support this problem: {reason}")
     options = {}
     for name, choices in DISPATCH_OPTIONS.items():
         if name in config:
@@ -43,10 +38,6 @@ def resolve_config(
         raise InvalidConfigError(f"precision {options['precision']!r} is not available for {problem.dtype}")
     kernel_config = {k: v for k, v in config.items() if k not in DISPATCH_OPTIONS}
     target = problem.with_(precision=options["precision"]) if "precision" in options else problem
-    if target.precision not in family.precisions:
-        raise InvalidConfigError(f"family {family.name!r} has no {target.precision} kernels "
-                                 f"(it computes {', '.join(family.precisions)})")
-    reason = family.supports(target, device) if target is not problem else None
-    if reason:
+    if reason := family.refusal(target, device):
         raise InvalidConfigError(f"family {family.name!r} does not support this problem: {reason}")
     return family, {**family.complete_config(target, kernel_config, device), **options}

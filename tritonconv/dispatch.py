@@ -66,11 +66,7 @@ def default_family(problem: ConvProblem, target: Optional[DeviceInfo] = None) ->
     """The supporting family that expects to be fastest on an untuned problem (highest `preference`)."""
     candidates = families_for(problem, target)
     if not candidates:
-        reasons = "; ".join(
-            f"{f.name}: " + (f"no {problem.precision} kernels" if problem.precision not in f.precisions
-                             else f.supports(problem, target) or "no batched weight")
-            for f in FAMILIES.values()
-        )
+        reasons = "; ".join(f"{f.name}: {f.refusal(problem, target)}" for f in FAMILIES.values())
         raise UnsupportedError(f"no kernel family supports {problem.key} ({reasons})")
     return max(candidates, key=lambda f: (f.preference(problem), f.name == DEFAULT_FAMILY))
 

@@ -10,7 +10,8 @@ import pytest
 import tritonconv.kernels.common.epilogue as epilogue
 import tritonconv.kernels.common.tiling as tiling
 import tritonconv.problem as problem_module
-from tritonconv.kernels import FAMILIES
+from tritonconv.kernels import FAMILIES, families_for
+from tritonconv.problem import ConvProblem
 from tritonconv.kernels.base import KernelFamily, jit_functions_used_by, kernel_keys
 
 from tests.helpers import run_compiler_script
@@ -59,7 +60,8 @@ def test_version_changes_with_the_family_and_the_shared_helpers_it_uses_only(nam
 
 COMPILED_SCRIPT = r"""
 import inspect, json
-from tritonconv.kernels import FAMILIES
+from tritonconv.kernels import FAMILIES, families_for
+from tritonconv.problem import ConvProblem
 from tritonconv.kernels.base import kernel_keys
 print(json.dumps({name: {"version": f.version, "keys": kernel_keys(inspect.getmodule(type(f)))} for name, f in FAMILIES.items()}))
 """
@@ -104,3 +106,22 @@ def test_families_decide_for_the_device_passed_in():
     assert gemm.default_config(matmul, h100)["VARIANT"] == "tma_persistent"
     assert gemm.default_config(matmul, a100)["VARIANT"] == "tiled"
     assert "tma_persistent" not in gemm.space(matmul, a100).param("VARIANT").choices
+
+
+@pytest.mark.parametrize("name", sorted(FAMILIES))
+def test_only_families_that_say_so_are_routed_a_batched_weight(name):
+    """`refusal`, the one gate of families_for, the dispatcher and resolve_config, refuses a batched weight for every
+    family without `handles_batched_weight`, whatever its own `supports` says."""
+    from tritonconv.config import resolve_config
+    from tritonconv.errors import InvalidConfigError
+
+    family = FAMILIES[name]
+    fields = {"dtype": "int8", "precision": "int8"} if "int8" in family.dtypes else {"dtype": "float32"}
+    problem = ConvProblem(n=2, c=16, h=6, w=6, k=16, r=1, s=1, layout="nhwc", batched_weight=True, **fields)
+    if family.handles_batched_weight:
+        assert family.refusal(problem) is None
+        return
+    assert family.refusal(problem) == "no batched (per-image) weights"
+    assert family not in families_for(problem)
+    with pytest.raises(InvalidConfigError, match="no batched"):
+        resolve_config(problem, {"family": name})

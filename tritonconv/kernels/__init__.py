@@ -37,13 +37,8 @@ def get_family(name: str) -> KernelFamily:
 
 def families_for(problem: ConvProblem, device: Optional[DeviceInfo] = None) -> list[KernelFamily]:
     """Every registered family that computes `problem` correctly on `device` (None: the device this process runs
-    kernels on): its dtype among the family's `dtypes`, its precision among its `precisions`, a batched weight only
-    where a family says `handles_batched_weight`."""
-    return [
-        f for f in FAMILIES.values()
-        if problem.dtype in f.dtypes and problem.precision in f.precisions and f.supports(problem, device) is None
-        and (not problem.batched_weight or getattr(f, "handles_batched_weight", False))
-    ]
+    kernels on): those whose `refusal` is None."""
+    return [f for f in FAMILIES.values() if f.refusal(problem, device) is None]
 
 
 __all__ = [

@@ -189,6 +189,22 @@ class KernelFamily:
     # Operand precisions the family computes: scaled (fp8) operands only where its kernel_calls quantize them
     # (`scaled_operands`) and its kernels dequantize the accumulator (families_for, resolve_config).
     precisions: tuple[str, ...] = tuple(p.value for p in Precision if not p.scaled)
+    # Whether the family reads one weight per image (a batched matmul's B, `ConvProblem.batched_weight`); the
+    # others read one weight for every image and must never be handed such a problem (`refusal`).
+    handles_batched_weight: bool = False
+
+    def refusal(self, problem: ConvProblem, device: Optional[DeviceInfo] = None) -> Optional[str]:
+        """None if the family computes `problem` correctly on `device`, else why not: the interface's checks
+        (dtype, precision, batched weight: the class attributes above) and then the family's own `supports`. The
+        one gate every caller goes through (families_for, the dispatcher, resolve_config for explicit and cached
+        configs), so a family cannot be routed what its attributes exclude even if its `supports` forgets it."""
+        if problem.dtype not in self.dtypes:
+            return f"computes {', '.join(self.dtypes)} inputs, not {problem.dtype}"
+        if problem.precision not in self.precisions:
+            return f"has no {problem.precision} kernels (it computes {', '.join(self.precisions)})"
+        if problem.batched_weight and not self.handles_batched_weight:
+            return "no batched (per-image) weights"
+        return self.supports(problem, device)
 
     # ---- what the family computes ----------------------------------------------------------------------
     def supports(self, problem: ConvProblem, device: Optional[DeviceInfo] = None) -> Optional[str]:

@@ -28,7 +28,7 @@ from .base import (
     next_power_of_2,
     target_device,
 )
-from .common.checks import MAX_GRID_X, programs_reason, shared_weight_reason
+from .common.checks import MAX_GRID_X, programs_reason
 from .common.epilogue import as_operand, store_output
 from .common.limits import oversized_block, per_thread, registers_reason, sm_count
 from .common.tiling import filter_tap, widened
@@ -169,7 +169,7 @@ class DepthwiseConv(KernelFamily):
     def supports(self, problem: ConvProblem, device: Optional[DeviceInfo] = None) -> Optional[str]:
         if not problem.is_depthwise:
             return f"not depthwise: groups={problem.groups} but C={problem.c} (needs groups == C > 1)"
-        return shared_weight_reason(problem) or fits_grid(problem, LARGEST_TILE)
+        return fits_grid(problem, LARGEST_TILE)
 
     def preference(self, problem: ConvProblem) -> int:
         # Memory-bound: a direct kernel moves each byte once, the implicit GEMM pads Cg=1 up to a 16-wide MMA.

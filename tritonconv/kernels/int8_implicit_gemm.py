@@ -24,7 +24,7 @@ from .base import (
     Config, ConfigSpace, ConvTensors, KernelCall, KernelFamily, Param, clamp_pow2, conv_io_args, epilogue_constexprs,
     target_device,
 )
-from .common.checks import groups_grid_reason, shared_weight_reason
+from .common.checks import groups_grid_reason
 from .common.conv_gemm import (
     LOOP_FILTER_OUTER, LOOP_ORDERS, LOOP_WEIGHT_LAYOUT, implicit_gemm_constexprs, implicit_gemm_grid, other_loop_order,
 )
@@ -127,7 +127,7 @@ class Int8ImplicitGemmConv(KernelFamily):
     def supports(self, problem: ConvProblem, device: Optional[DeviceInfo] = None) -> Optional[str]:
         if problem.dtype != "int8" or problem.precision != "int8":
             return f"computes int8 inputs in precision int8, not {problem.dtype} in {problem.precision}"
-        return shared_weight_reason(problem) or groups_grid_reason(problem)
+        return groups_grid_reason(problem)
 
     def space(self, problem: ConvProblem, device: Optional[DeviceInfo] = None) -> ConfigSpace:
         # int8 MMAs reduce 32 elements per instruction (m16n8k32 on sm_80, k32 wgmma on sm_90): BLOCK_K >= 32.

@@ -31,7 +31,7 @@ from .base import (
     interpreter_dot_reason,
     target_device,
 )
-from .common.checks import programs_reason, shared_weight_reason
+from .common.checks import programs_reason
 from .common.epilogue import as_operand, dot_with_precision, pixel_offsets, store_rows
 from .common.limits import (
     accumulator_per_thread, first_reason, oversized_block, registers_reason, shared_memory_reason, shrink_stages,
@@ -196,7 +196,7 @@ class SmallGroupConv(KernelFamily):
     def supports(self, problem: ConvProblem, device: Optional[DeviceInfo] = None) -> Optional[str]:
         if problem.groups < 2:
             return "not a grouped conv (groups=1): the implicit GEMM covers it"
-        return shared_weight_reason(problem) or fits_grid(problem, LARGEST_TILE)
+        return fits_grid(problem, LARGEST_TILE)
 
     def preference(self, problem: ConvProblem) -> int:
         thin = problem.c_per_group < 16 or problem.k_per_group < 16

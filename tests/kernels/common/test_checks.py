@@ -43,8 +43,8 @@ def test_families_walking_the_groups_on_grid_axis_1_refuse_one_group_past_its_li
 def test_families_reading_one_weight_refuse_batched_weights(name):
     fields = {"dtype": "int8", "precision": "int8"} if name.startswith("int8") else {}
     problem = grouped(16, per_group=1 if name == "depthwise" else 8, **fields)
-    assert FAMILIES[name].supports(problem, SM80) is None
-    assert FAMILIES[name].supports(problem.with_(batched_weight=True), SM80) == "no batched (per-image) weights"
+    assert FAMILIES[name].refusal(problem, SM80) is None
+    assert FAMILIES[name].refusal(problem.with_(batched_weight=True), SM80) == "no batched (per-image) weights"
 
 
 @pytest.mark.parametrize("name,per_group", [("depthwise", 1), ("small_group", 8)])

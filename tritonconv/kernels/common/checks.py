@@ -22,8 +22,3 @@ def groups_grid_reason(problem: ConvProblem, programs_per_group: int = 1) -> Opt
         return None
     limit = f"{MAX_GRID_YZ}" if programs_per_group == 1 else f"{MAX_GRID_YZ} // {programs_per_group}"
     return f"groups={problem.groups} exceeds the launch grid's limit of {limit}"
-
-
-def shared_weight_reason(problem: ConvProblem) -> Optional[str]:
-    """Why a family that reads one weight for every image cannot run `problem` (a batched matmul's B)."""
-    return "no batched (per-image) weights" if problem.batched_weight else None
