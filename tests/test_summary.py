@@ -5,9 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 from types import SimpleNamespace
 
+import torch
+
 from tritonconv import cache
 from tritonconv.problem import ConvProblem
 from tritonconv.summary import RunSummary
+from tritonconv.tune_model import tune_model
 
 A = ConvProblem(n=1, c=8, h=6, w=6, k=16, r=3, s=3, pad_h=1, pad_w=1)
 B = A.with_(k=32)
@@ -47,6 +50,13 @@ def test_an_empty_run_summarises_this_machine():
     summary = RunSummary.of([], wall_time_s=0.0)
     assert (summary.winners, summary.trials_run, summary.best_speedup) == (0, 0, None)
     assert summary.device == cache.fingerprint() and summary.journals == ()
+    assert summary.lines() == [f"nothing tuned: no winner cached at {cache.cache_path()}", "time 0.0 s, 0 trials run"]
+
+
+def test_a_model_without_convs_says_nothing_was_tuned():
+    report = tune_model(torch.nn.Sequential(torch.nn.Linear(4, 2), torch.nn.ReLU()), torch.randn(1, 4))
+    text = "\n".join(RunSummary.of(report.results, report.wall_time_s).lines())
+    assert text.startswith("nothing tuned:") and "used automatically" not in text and "share them" not in text
 
 
 def test_int8_winners_are_used_by_the_quantized_conv_and_never_keep_the_baseline():

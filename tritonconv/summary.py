@@ -46,6 +46,9 @@ class RunSummary:
         )
 
     def lines(self) -> list[str]:
+        if not self.winners:  # no problem was tuned (e.g. a model without convs): nothing to use or share
+            return [f"nothing tuned: no winner cached at {self.cache_file}",
+                    f"time {self.wall_time_s:.1f} s, {self.trials_run} trials run"]
         already = self.winners - self.newly_tuned
         cached = f"{self.winners} winner{'s' if self.winners != 1 else ''} cached at {self.cache_file}"
         if already:
