@@ -20,10 +20,11 @@ import json, sys
 from tritonconv import ConvProblem
 from tritonconv.compile import compile_config
 from tritonconv.kernels import get_family
+from tritonconv.runtime import COMPILE_TARGETS
 family = get_family("implicit_gemm")
 problem = ConvProblem(4096, 64, 112, 112, 64, 3, 3, pad_h=1, pad_w=1, dtype="float16")
 assert problem.needs_int64
-usage = compile_config(family, problem, family.default_config(problem), 90)[0]
+usage = compile_config(family, problem, family.default_config(problem, COMPILE_TARGETS[90]), 90)[0]
 print(json.dumps(usage.__dict__))
 """
 

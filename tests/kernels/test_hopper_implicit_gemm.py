@@ -125,7 +125,7 @@ for cc in (80, 90):
     config = gemm_default_config(gemm, COMPILE_TARGETS[cc])
     records.append(("gemm", cc, config["VARIANT"], [u.__dict__ for u in compile_config(GemmConv(), gemm, config, cc)]))
 conv = ConvProblem(n=32, c=128, h=28, w=28, k=128, r=3, s=3, pad_h=1, pad_w=1, dtype="float16")
-config = HopperConv().default_config(conv)
+config = HopperConv().default_config(conv, COMPILE_TARGETS[90])
 assert config["INPUT_TMA"], config
 records.append(("hopper-tma", 90, "", [u.__dict__ for u in compile_config(HopperConv(), conv, config, 90)]))
 gather = {**config, "INPUT_TMA": False, "BLOCK_W": 8}
@@ -133,7 +133,7 @@ records.append(("hopper-gather", 90, "", [u.__dict__ for u in compile_config(Hop
 
 
 def a_operand_in_shared_memory(config):
-    ttgir = compile_call(HopperConv().kernel_calls(conv, meta_tensors(conv), config)[0], 90).asm["ttgir"]
+    ttgir = compile_call(HopperConv().kernel_calls(conv, meta_tensors(conv), config, COMPILE_TARGETS[90])[0], 90).asm["ttgir"]
     dot = next(line for line in ttgir.splitlines() if "ttng.warp_group_dot " in line)
     return dot.rsplit("} :", 1)[1].split("*")[0].strip().startswith("!ttg.memdesc")
 
