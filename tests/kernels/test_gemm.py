@@ -10,6 +10,9 @@ from tritonconv.errors import InvalidConfigError
 from tritonconv.dispatch import default_family
 from tritonconv.functional import make_problem
 from tritonconv.kernels import get_family
+from tritonconv.kernels.common.checks import MAX_GRID_YZ
+from tritonconv.problem import ConvProblem
+from tritonconv.runtime import COMPILE_TARGETS
 
 from tests.helpers import TOLERANCE, random_conv_inputs, reference_conv2d, rel_error, run_poisoned
 
@@ -53,6 +56,18 @@ def test_supports_agrees_with_problem_kinds():
     assert "groups" in gemm.supports(make_problem(x, torch.randn(8, 8, 1, 1), groups=2))
     with pytest.raises(InvalidConfigError, match="does not support"):
         run_poisoned(x, w, padding=1, config={"family": "gemm"})
+
+
+@pytest.mark.parametrize("layout,batched", [("nchw", False), ("nhwc", True)])
+def test_refuses_one_image_past_the_grid_axis_it_walks(layout, batched):
+    """NCHW inputs and batched weights take one grid row (axis 1) per image: up to MAX_GRID_YZ of them;
+    NHWC rows of one weight are flattened into axis 0 instead."""
+    gemm = get_family("gemm")
+    most = ConvProblem(n=MAX_GRID_YZ, c=16, h=2, w=2, k=8, r=1, s=1, layout=layout, batched_weight=batched)
+    assert gemm.supports(most, COMPILE_TARGETS[80]) is None
+    assert gemm.supports(most.with_(n=MAX_GRID_YZ + 1), COMPILE_TARGETS[80]) == (
+        f"more than {MAX_GRID_YZ} batches in the launch grid")
+    assert gemm.supports(most.with_(n=MAX_GRID_YZ + 1, layout="nhwc", batched_weight=False), COMPILE_TARGETS[80]) is None
 
 
 def test_space_constraints_and_heuristics():

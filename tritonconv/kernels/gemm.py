@@ -32,6 +32,7 @@ from .base import (
     pow2_divisor, scaled_operands, scaled_precision_reason, target_device,
 )
 from ..enums import Activation, Precision
+from .common.checks import MAX_GRID_YZ
 from .common.epilogue import dequantize, dot_with_precision, store_rows
 from .common.gemm_kernel import gemm_kernel, splitk_reduce_kernel
 from .common.limits import (
@@ -258,8 +259,8 @@ class GemmConv(KernelFamily):
             return "GEMM family needs padding 0"
         if problem.p != (problem.h - 1) // problem.stride_h + 1 or problem.q != (problem.w - 1) // problem.stride_w + 1:
             return "GEMM family needs the unpadded output size"
-        if problem.n > 65535 and (problem.batched_weight or problem.layout == "nchw"):
-            return "more than 65535 batches in the launch grid"
+        if problem.n > MAX_GRID_YZ and (problem.batched_weight or problem.layout == "nchw"):  # one image per grid row
+            return f"more than {MAX_GRID_YZ} batches in the launch grid"
         return None
 
     def preference(self, problem: ConvProblem) -> int:

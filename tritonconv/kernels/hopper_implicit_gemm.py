@@ -134,8 +134,6 @@ def supports_on(problem: ConvProblem, capability: tuple[int, int]) -> Optional[s
         return f"needs compute capability >= 9.0 (TMA, warpgroup MMA), device has {capability[0]}.{capability[1]}"
     if problem.groups != 1:
         return "dense convs only (groups=1)"
-    if problem.batched_weight:
-        return "no batched weights"
     if scaled_precision_reason(problem, capability):
         return scaled_precision_reason(problem, capability)
     if not Precision(problem.precision).single_mma:
