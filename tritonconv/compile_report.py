@@ -230,14 +230,6 @@ class ReportRow:
     extra: dict[str, Any] = field(default_factory=dict)
     sm: Optional[int] = None  # the target (a row that failed to compile has no kernel to read it from)
 
-    def to_dict(self) -> dict[str, Any]:
-        data = {"label": self.label, "problem": self.problem.to_dict()}
-        if self.kernel is not None:
-            data.update(self.kernel.to_dict())
-        if self.error:
-            data["error"] = self.error
-        return data
-
     def record(self) -> dict[str, Any]:
         """This row as a record of a results file (kind "compile"): the columns of RECORD_COLUMNS for the table of
         `tritonconv report`, and every field of the kernel's report (sass, reference, config, ...) beside them."""
