@@ -5,7 +5,6 @@
 """
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
@@ -27,9 +26,8 @@ def _cell(record: dict) -> str:
 
 
 def _records(path: str) -> list[dict]:
-    """A report's records: a results file (kind "compile"), or the plain list reports were written as before it."""
-    document = json.loads(Path(path).read_text())
-    return document if isinstance(document, list) else load_results(path)["records"]
+    """A report's records (a results file of kind "compile")."""
+    return load_results(path)["records"]
 
 
 def main(before_path: str, after_path: str) -> str:

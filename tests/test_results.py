@@ -94,6 +94,20 @@ NOT_RESULTS_FILES = {
 }
 
 
+# Committed JSON files of bench/results/ that are not results files: pattern -> their writer in NOT_RESULTS_FILES.
+NOT_RESULTS_COMMITTED = {"tune_speed*.json": "bench/tune_speed.py"}
+
+
+def test_every_committed_bench_result_loads_as_a_results_file():
+    root = Path(__file__).resolve().parents[1]
+    assert set(NOT_RESULTS_COMMITTED.values()) <= set(NOT_RESULTS_FILES)
+    files = sorted((root / "bench" / "results").glob("*.json"))
+    checked = [p for p in files if not any(p.match(pattern) for pattern in NOT_RESULTS_COMMITTED)]
+    assert checked and len(checked) < len(files)  # the glob sees both kinds
+    for path in checked:
+        assert results.load_results(path)["records"], path
+
+
 def test_every_json_file_written_is_a_results_file_or_says_why_not():
     root = Path(__file__).resolve().parents[1]
     writers = set()
