@@ -10,6 +10,7 @@ import warnings
 import pytest
 
 from tritonconv import cache, dispatch
+from tritonconv.runtime import COMPILE_TARGETS
 
 from tests.cache.helpers import CPU, ELSEWHERE, HERE, PROBLEM, make_entry
 
@@ -50,6 +51,20 @@ def test_batch_bucketing_reuses_the_nearest_batch(monkeypatch):
     assert cache.lookup_config(PROBLEM.with_(n=6), CPU)["BLOCK_M"] == 64
     assert cache.lookup_config(PROBLEM.with_(n=24), CPU)["BLOCK_M"] == 128
     assert cache.lookup_config(PROBLEM.with_(n=6, k=64), CPU) is None, "only the batch size may differ"
+
+
+@pytest.mark.parametrize("first", ["here", "sm90"])
+def test_batch_bucketing_finds_each_devices_own_entries_in_any_order(monkeypatch, first):
+    """One view serves lookups for several targets: each finds the nearest batch among its own device's entries."""
+    sm90 = COMPILE_TARGETS[90]
+    for target, block_m in ((None, 64), (sm90, 128)):
+        fp = HERE if target is None else sm90.fingerprint
+        cache.update({cache.entry_key(PROBLEM.with_(n=4), fp): make_entry(PROBLEM.with_(n=4), block_m=block_m, fingerprint=fp)})
+    monkeypatch.setenv(cache.BATCH_BUCKETING_ENV, "1")
+    lookups = [(None, 64), (sm90, 128)]
+    for target, block_m in lookups if first == "here" else lookups[::-1]:
+        config = cache.lookup_config(PROBLEM.with_(n=8), CPU, "triton", target=target)
+        assert config is not None and config["BLOCK_M"] == block_m, target
 
 
 def test_updates_merge_trials_and_keep_other_keys():

@@ -31,16 +31,7 @@ def batch_bucketing_enabled() -> bool:
 def nearest_batch(
     view: View, problem: ConvProblem, device_fingerprint: str, target: Optional[DeviceInfo] = None,
 ) -> CacheEntry | None:
-    if view.by_bucket is None:
-        view.by_bucket = {}
-        for key in list(view.raw.keys()):  # index only this device's entries
-            if isinstance(key, str) and key.startswith(device_fingerprint + "|"):
-                try:
-                    other = CacheEntry.from_json(key, view.raw[key])
-                except EntryError:
-                    continue
-                view.by_bucket.setdefault(bucket_key(other.problem, other.fingerprint), []).append((other.problem.n, key))
-    candidates = view.by_bucket.get(bucket_key(problem, device_fingerprint), [])
+    candidates = _bucket_index(view, device_fingerprint).get(bucket_key(problem, device_fingerprint), [])
     for _, key in sorted(candidates, key=lambda c: abs(math.log2(c[0]) - math.log2(problem.n))):
         entry = valid_entry(view, key, target)
         if entry is not None and entry.fingerprint == device_fingerprint:
@@ -48,3 +39,19 @@ def nearest_batch(
             if moved.config_problem(target) is None:
                 return entry
     return None
+
+
+def _bucket_index(view: View, device_fingerprint: str) -> dict[str, list[tuple[int, str]]]:
+    """`device_fingerprint`'s entries grouped by bucket key, as (batch size, entry key); built once per view and
+    device (one view serves lookups for several target devices)."""
+    index = view.by_bucket.get(device_fingerprint)
+    if index is None:
+        index = view.by_bucket[device_fingerprint] = {}
+        for key in list(view.raw.keys()):
+            if isinstance(key, str) and key.startswith(device_fingerprint + "|"):
+                try:
+                    other = CacheEntry.from_json(key, view.raw[key])
+                except EntryError:
+                    continue
+                index.setdefault(bucket_key(other.problem, other.fingerprint), []).append((other.problem.n, key))
+    return index

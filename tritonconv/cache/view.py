@@ -22,7 +22,8 @@ class View:
     path: Path
     raw: dict[str, Any] | LineIndexed | IndentedIndexed
     parsed: dict[str, CacheEntry | None] = field(default_factory=dict)  # validated on first lookup
-    by_bucket: dict[str, list[tuple[int, str]]] | None = None  # built on first bucketed lookup
+    # per device fingerprint: its entries by bucket key, as (batch size, key); built on its first bucketed lookup
+    by_bucket: dict[str, dict[str, list[tuple[int, str]]]] = field(default_factory=dict)
 
 
 _view_cache: View | None = None
