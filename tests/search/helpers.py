@@ -38,6 +38,22 @@ class BookkeepingRunner:
         pass
 
 
+class DeviceOnlyRunner:
+    """The least a custom runner needs: `device` and benchmark/baseline/close, no `target` (it tunes for
+    `device`); synthetic times."""
+
+    device = "cpu"
+
+    def benchmark(self, problem, config, tolerance):
+        return Measurement(time_ms=synthetic_ms(config), rel_error=0.0)
+
+    def baseline(self, problem):
+        return Measurement(error="no baseline")
+
+    def close(self):
+        pass
+
+
 class RecordingRunner(BookkeepingRunner):
     """Zero-cost runner that remembers every config it measured (the last one is the winner's re-timing)."""
 

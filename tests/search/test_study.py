@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from tests.helpers import TOLERANCE, random_conv_inputs, reference_conv2d, rel_error
-from tests.search.helpers import PROBLEM, BookkeepingRunner, study_trials, synthetic_ms
+from tests.search.helpers import PROBLEM, BookkeepingRunner, DeviceOnlyRunner, quick_tune, study_trials, synthetic_ms
 
 from tritonconv import cache, conv2d, dispatch
 from tritonconv.kernels import families_for, get_family
@@ -121,6 +121,13 @@ def test_warm_cache_means_zero_benchmarks_and_no_resume_retunes():
     again = SyntheticRunner()
     tune(PROBLEM, trials=3, runner=again, progress=False, resume=False)
     assert again.calls > 0
+
+
+def test_a_custom_runner_without_a_target_tunes_for_its_device():
+    result = quick_tune(3, runner=DeviceOnlyRunner(), problem=PROBLEM.with_(k=4))
+    assert not result.from_cache and result.trials_run == 3
+    stored = cache.read_entry(cache.entry_key(PROBLEM.with_(k=4), cache.fingerprint(torch.device("cpu"))))
+    assert stored is not None and stored.config["LOOP_ORDER"] == "filter_outer"
 
 
 def test_raising_and_infeasible_candidates_do_not_stop_the_run(monkeypatch):

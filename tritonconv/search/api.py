@@ -36,7 +36,7 @@ from .loop import ProgressHook, screened, search, winner
 from .options import DEFAULTS, TuneOptions, check_tune_options, default_compile_workers
 from .plan import SearchPlan, cache_file, search_plan
 from .result import TuneResult, TuningError, TuningInterrupted
-from .runner import InProcessRunner, Runner, SubprocessRunner
+from .runner import InProcessRunner, Runner, SubprocessRunner, runner_target
 from .space import FAMILY, SearchSpace
 from .state import RunState, runner_config
 from .study import make_study, requeue_unfinished, study_name, timeline, trials_spent
@@ -62,9 +62,10 @@ def default_runner() -> Runner:
 def precompiler_for(runner: Runner, workers: Optional[int]) -> Optional[Precompiler]:
     """The compile pool for the runner's `target` (a CUDA runner's GPU, or the GPU a fake runner names, as in
     bench/tune_speed.py); none for the interpreter, for a CUDA runner in the interpreter, or with `workers == 0`."""
-    if workers == 0 or runner.target == INTERPRETER_DEVICE or (INTERPRET and runner.device == "cuda"):
+    target = runner_target(runner)
+    if workers == 0 or target == INTERPRETER_DEVICE or (INTERPRET and runner.device == "cuda"):
         return None
-    return Precompiler(runner.target, workers or default_compile_workers())
+    return Precompiler(target, workers or default_compile_workers())
 
 
 def _tune_one(problem: ConvProblem, runner: Runner, options: TuneOptions, precompiler: Optional[Precompiler],
@@ -72,7 +73,7 @@ def _tune_one(problem: ConvProblem, runner: Runner, options: TuneOptions, precom
     """One problem under its tuning lock: a second process tuning the same problem (same device and cache)
     waits, then finds the first one's result in the cache."""
     plan = search_plan(problem, options.precision, options.tolerance, options.layouts)
-    device_fp = runner.target.fingerprint
+    device_fp = runner_target(runner).fingerprint
     key = tuning_cache.entry_key(plan.problem, device_fp)
     file = cache_file(options.cache)
     directory = file.parent if file else Path(tuning_cache.cache_dir()) / "scratch"
@@ -90,7 +91,7 @@ def _tune_one_locked(plan: SearchPlan, runner: Runner, options: TuneOptions, dev
     if options.resume and answered_by_cache(stored, plan, trials):
         return result_from_entry(plan.problem, stored, time.perf_counter() - started)  # type: ignore[arg-type]
 
-    space = SearchSpace(plan.problem, precisions=plan.precisions, convert_options=plan.convert_options, device=runner.target)
+    space = SearchSpace(plan.problem, precisions=plan.precisions, convert_options=plan.convert_options, device=runner_target(runner))
     name = study_name(key, space, plan)
     path = journal_path(directory, stem, name)
     if not options.resume:
@@ -154,8 +155,8 @@ def tune(
     seed: int = DEFAULTS.seed,
     compile_workers: Optional[int] = DEFAULTS.compile_workers,
 ) -> TuneResult:
-    """Tune `problem` for the runner's target (`Runner.target`: this device by default) and store the winner
-    (and cuDNN's time) in the cache.
+    """Tune `problem` for the runner's target (`runner_target`: its `target`, else its `device`; this device by
+    default) and store the winner (and cuDNN's time) in the cache.
 
     The tuning options and their defaults are `tritonconv.search.TuneOptions` (which documents each one);
     runner: how candidates are run and timed (default: a GPU worker subprocess; the interpreter on a CPU);
@@ -221,10 +222,10 @@ def _seed_jobs(problem: ConvProblem, runner: Runner, options: TuneOptions) -> li
         plan = search_plan(problem, options.precision, options.tolerance, options.layouts)
         file = cache_file(options.cache)
         if options.resume and file:
-            key = tuning_cache.entry_key(plan.problem, runner.target.fingerprint)
+            key = tuning_cache.entry_key(plan.problem, runner_target(runner).fingerprint)
             if answered_by_cache(tuning_cache.read_entry(key, path=file), plan, options.trials):
                 return []
-        space = SearchSpace(plan.problem, precisions=plan.precisions, convert_options=plan.convert_options, device=runner.target)
+        space = SearchSpace(plan.problem, precisions=plan.precisions, convert_options=plan.convert_options, device=runner_target(runner))
         seeds = space.seeds()[: options.trials]
     except TritonConvError:
         return []

@@ -47,13 +47,13 @@ class Measurement:
 
 
 class Runner(Protocol):
-    """Runs and times candidates. `device` is where kernels run ("cuda" or "cpu" for the interpreter); `target`
-    is the GPU the search tunes for, the one home of that choice: its fingerprint keys the cache entry, and the
-    search space, the families, the compile pool and each candidate's run decide for it (a real runner's is the
-    device its kernels run on; FakeRunner's any `DeviceInfo`)."""
+    """Runs and times candidates. `device` is where kernels run ("cuda" or "cpu" for the interpreter); an
+    optional `target` (a `DeviceInfo`; without one, `device`'s) is the GPU the search tunes for, the one home of
+    that choice, read only through `runner_target`: its fingerprint keys the cache entry, and the search space,
+    the families, the compile pool and each candidate's run decide for it (a real runner's is the device its
+    kernels run on; FakeRunner's any `DeviceInfo`)."""
 
     device: str
-    target: DeviceInfo
 
     def benchmark(self, problem: ConvProblem, config: dict[str, Any], tolerance: float) -> Measurement: ...
 
@@ -111,6 +111,12 @@ TIMERS: dict[str, Timer] = {
     "events": events_timer, "cuda_graph": cuda_graph_timer, "auto": auto_timer, "screen": screening_timer, "wall": wall_timer,
     "single": single_run_timer,
 }
+
+
+def runner_target(runner: Runner) -> DeviceInfo:
+    """The GPU `runner` tunes for: its `target`, or the device its kernels run on (a custom runner need not
+    have a `target`)."""
+    return getattr(runner, "target", None) or device_info(runner.device)
 
 
 def default_device() -> str:
