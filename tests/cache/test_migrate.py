@@ -190,3 +190,20 @@ def test_a_damaged_entry_of_a_version_1_file_costs_only_that_entry(monkeypatch):
         assert cache.lookup_config(PROBLEM, CPU, "triton")["BLOCK_M"] == 32
     assert any("damaged" in str(w.message) for w in caught)
     assert isinstance(cache.view.load_view().raw, cache.store.IndentedIndexed)
+
+
+def test_an_entry_of_the_outgoing_rule_is_re_stamped_by_the_current_one():
+    """Schema-3 entries written before the version covered the common launch code (own module + kernels) stay
+    usable while that rule says their kernel is unchanged; the real rules, nothing patched."""
+    cache.versions.legacy_versions.cache_clear()
+    family = get_family("implicit_gemm")
+    outgoing = cache.versions.own_module_and_kernels_version(family)
+    assert outgoing != family.version
+    new = PROBLEM.with_(k=16)
+    entry = make_entry(new, block_m=64)
+    entry["family_version"] = entry["trials"][0]["family_version"] = outgoing
+    cache.update({key(new): entry})
+    cache.invalidate()
+    assert cache.lookup_config(new, CPU)["BLOCK_M"] == 64
+    assert cache.read_entry(key(new)).family_version == family.version
+    assert all(t["family_version"] == family.version for t in cache.read_entry(key(new)).usable_trials())

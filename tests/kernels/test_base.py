@@ -1,5 +1,6 @@
-"""The family interface's shared behaviour: a family's cache version covers its own module and the Triton code it
-launches (with the `kernels.common` jit helpers that code calls), and nothing else."""
+"""The family interface's shared behaviour: a family's cache version covers its own module, the launch code it
+imports from `kernels.common` and `kernels.base`, and the Triton code it launches (with the `kernels.common` jit
+helpers that code calls), and nothing else."""
 from __future__ import annotations
 
 import dataclasses
@@ -7,7 +8,10 @@ import inspect
 
 import pytest
 
+import tritonconv.kernels.base as base_module
+import tritonconv.kernels.common.conv_gemm as conv_gemm
 import tritonconv.kernels.common.epilogue as epilogue
+import tritonconv.kernels.common.tma as tma
 import tritonconv.kernels.common.tiling as tiling
 import tritonconv.problem as problem_module
 from tritonconv.kernels import FAMILIES, families_for
@@ -56,6 +60,19 @@ def test_version_changes_with_the_family_and_the_shared_helpers_it_uses_only(nam
         other_module = inspect.getmodule(type(other))
         if other_module is not module:
             assert version_after_editing(family, other_module, monkeypatch) == version, other.name
+
+
+@pytest.mark.parametrize("shared, users", [
+    (conv_gemm, {"implicit_gemm", "int8_implicit_gemm"}),  # grid, loop-order constexprs, weight layouts
+    (tma, {"gemm", "hopper_implicit_gemm"}),  # TMA host code
+    (base_module, set(FAMILIES)),  # the interface's launch helpers (conv_io_args, epilogue_constexprs)
+])
+def test_version_covers_the_plain_python_launch_code_the_family_imports(shared, users, monkeypatch):
+    """The launch code a family takes from kernels.common (and kernels.base) shapes its launches too: editing it
+    changes the versions of the families that import from it, and only theirs."""
+    changed = {name for name, family in FAMILIES.items()
+               if version_after_editing(family, shared, monkeypatch) != family.version}
+    assert changed == users
 
 
 COMPILED_SCRIPT = r"""

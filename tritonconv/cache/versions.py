@@ -2,8 +2,10 @@
 schema versions were written with, so that an entry of an older file whose kernel is unchanged is kept usable
 (re-stamped with the current version) when the rule changes, instead of being thrown away.
 
-Schema versions 1 and 2 were written with a hash of a family's whole import closure (until the rule became: its
-own module plus the kernels it launches); schema version 3 marks files written by the current rule. Re-stamping
+Schema versions 1 and 2 were written with a hash of a family's whole import closure (`import_closure_version`);
+schema version 3 files first with a hash of its own module plus the kernels it launches
+(`own_module_and_kernels_version`), then with the current rule (which adds the plain-Python launch code the family
+imports from kernels.common and kernels.base: `kernels.base.shared_launch_modules`). Re-stamping
 is applied to the entries of every file read, and costs nothing for an entry whose version is current (the old
 rules are computed once per process, for a family only when one of its stored versions is not current).
 Whoever changes the rule again appends a frozen copy of the outgoing rule to LEGACY_RULES.
@@ -46,7 +48,42 @@ def import_closure_version(family: KernelFamily) -> str:
     return digest.hexdigest()[:12]
 
 
-LEGACY_RULES: tuple[Callable[[KernelFamily], str], ...] = (import_closure_version,)
+def own_module_and_kernels_version(family: KernelFamily) -> str:
+    """The family version of schema version 3 before the current rule: a hash of the source of the family's
+    module and of what identifies the Triton code it launches (frozen copies of the kernel keys of that time)."""
+    module = inspect.getmodule(type(family))
+    return hashlib.sha256("\0".join([inspect.getsource(module), *_frozen_kernel_keys(module)]).encode()).hexdigest()[:12]
+
+
+def _frozen_kernel_keys(module: ModuleType) -> list[str]:
+    """`kernels.base.kernel_keys` as own_module_and_kernels_version used it: the `cache_key` of every jit
+    function `module` defines or imports (compiled Triton), else the source of every jit function reached."""
+    jitted = [value for value in vars(module).values() if _frozen_python_function(value) is not None]
+    if jitted and all(hasattr(value, "cache_key") for value in jitted):
+        return sorted(value.cache_key for value in jitted)
+    found: dict[str, Callable] = {}
+    pending = [fn for fn in map(_frozen_python_function, vars(module).values()) if fn is not None]
+    while pending:
+        fn = pending.pop()
+        name = f"{fn.__module__}.{fn.__qualname__}"
+        if name in found:
+            continue
+        found[name] = fn
+        names = fn.__code__.co_names
+        for referenced in names:
+            value = fn.__globals__.get(referenced)
+            candidates = [value] + ([getattr(value, attr, None) for attr in names] if isinstance(value, ModuleType) else [])
+            pending += [f for f in map(_frozen_python_function, candidates) if f is not None]
+    return [inspect.getsource(found[name]) for name in sorted(found)]
+
+
+def _frozen_python_function(value: Any) -> Callable | None:
+    fn = getattr(value, "fn", None)
+    is_jit = inspect.isfunction(fn) and type(value).__module__.startswith("triton.")
+    return fn if is_jit and fn.__module__.startswith("tritonconv.") else None
+
+
+LEGACY_RULES: tuple[Callable[[KernelFamily], str], ...] = (import_closure_version, own_module_and_kernels_version)
 
 
 @functools.lru_cache(maxsize=None)

@@ -10,10 +10,13 @@ A family is one parameterized Triton kernel (or a few that belong together) plus
 """
 from __future__ import annotations
 
+import ast
 import functools
 import hashlib
+import importlib.util
 import inspect
 import itertools
+import sys
 from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any, Callable, Iterator, Optional, Sequence
@@ -276,13 +279,45 @@ class KernelFamily:
 
     @functools.cached_property
     def version(self) -> str:
-        """Hash of the family's own module and of every Triton kernel it launches with the jit helpers those call
-        (`kernels.common`): a cached config is only trusted for the exact kernel it was tuned on, and an edit
-        anywhere else (a docstring in problem.py, another family's module) leaves it valid. Compiled, the kernels
-        count by Triton's own `JITFunction.cache_key` (their source and every jit function and constexpr global
-        they use); in the interpreter, which has no such key, by the source of each jit function reached."""
+        """Hash of the family's own module, of the plain-Python launch code it imports from `kernels.common` and
+        `kernels.base` (grids, constexprs, weight layouts, limits, kernel arguments: `shared_launch_modules`),
+        and of every Triton kernel it launches with the jit helpers those call: a cached config is only trusted
+        for the exact launch it was tuned on, and an edit anywhere else (a docstring in problem.py, another
+        family's module, a common module it does not import) leaves it valid. Compiled, the kernels count by
+        Triton's own `JITFunction.cache_key` (their source and every jit function and constexpr global they
+        use); in the interpreter, which has no such key, by the source of each jit function reached."""
         module = inspect.getmodule(type(self))
-        return hashlib.sha256("\0".join([inspect.getsource(module), *kernel_keys(module)]).encode()).hexdigest()[:12]
+        sources = [inspect.getsource(m) for m in (module, *shared_launch_modules(module))]
+        return hashlib.sha256("\0".join([*sources, *kernel_keys(module)]).encode()).hexdigest()[:12]
+
+
+SHARED_LAUNCH_CODE = ("tritonconv.kernels.base", "tritonconv.kernels.common")
+
+
+def shared_launch_modules(module: ModuleType) -> list[ModuleType]:
+    """The modules of `kernels.common` and `kernels.base` that `module` imports from (any import statement,
+    also late ones), and transitively those they import from: the shared code its launches run."""
+    found: dict[str, ModuleType] = {}
+    pending = [module]
+    while pending:
+        for name in _imported_names(pending.pop()):
+            shared = name == SHARED_LAUNCH_CODE[0] or name.startswith(SHARED_LAUNCH_CODE[1] + ".")
+            if shared and name not in found and isinstance(sys.modules.get(name), ModuleType):
+                found[name] = sys.modules[name]
+                pending.append(found[name])
+    found.pop(module.__name__, None)
+    return [found[name] for name in sorted(found)]
+
+
+def _imported_names(module: ModuleType) -> Iterator[str]:
+    """The absolute names of the modules `module`'s import statements name (`from a import b`: a, and a.b)."""
+    for node in ast.walk(ast.parse(inspect.getsource(module))):
+        if isinstance(node, ast.Import):
+            yield from (alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            source = importlib.util.resolve_name("." * node.level + (node.module or ""), module.__package__)
+            yield source
+            yield from (f"{source}.{alias.name}" for alias in node.names)
 
 
 def kernel_keys(module: ModuleType) -> list[str]:
