@@ -80,7 +80,8 @@ def compiler_env(*unset: str) -> dict[str, str]:
     """This process's environment for a child that compiles kernels for real: without TRITON_INTERPRET (kernels
     must be defined without it) and the variables in `unset`, with the repository importable."""
     env = {k: v for k, v in os.environ.items() if k not in ("TRITON_INTERPRET", *unset)}
-    env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
+    # No empty entry: an empty PYTHONPATH item puts the child's current directory on sys.path.
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH", "")) if p)
     return env
 
 

@@ -21,7 +21,7 @@ needs_no_gpu = pytest.mark.skipif(torch.cuda.is_available(), reason="runs the in
 def tritonconv(*args: str, cwd: Path = REPO, columns: int = 80, timeout: float = 300, **env: str):
     """Run the installed console script as a user would; the working tree's package comes first on the path."""
     environ = {**os.environ, "COLUMNS": str(columns), "TRITON_INTERPRET": "1", **env,
-               "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+               "PYTHONPATH": os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p)}
     proc = subprocess.run([str(CONSOLE_SCRIPT), *args], cwd=cwd, env=environ, capture_output=True, text=True,
                           timeout=timeout)
     return proc

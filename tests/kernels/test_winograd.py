@@ -7,17 +7,14 @@ compile for sm_80 / sm_90 whose GEMM uses tensor cores."""
 from __future__ import annotations
 
 import json
-import os
 import random
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 import torch
 import torch.nn.functional as F
 
 from tests.helpers import (
+    run_compiler_script,
     TOLERANCE,
     random_conv_inputs,
     reference_conv2d,
@@ -33,7 +30,6 @@ from tritonconv.problem import ConvProblem
 from tritonconv.runtime import INTERPRET
 
 FAMILY = get_family("winograd")
-ROOT = Path(__file__).resolve().parents[2]
 
 # Largest ||y - ref|| / ||ref|| measured on this machine (interpreter; tf32/tf32x3 are computed as ieee float32
 # there) over random inputs, with headroom; the README's Winograd row quotes the measured values.
@@ -293,12 +289,7 @@ COMPILED = [(80, 2, "float16", "nhwc", "", "fused", 2), (80, 2, "float32", "nchw
 
 
 def test_compiles_for_sm80_and_sm90_with_tensor_cores_and_no_spills():
-    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
-    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
-    done = subprocess.run([sys.executable, "-c", COMPILE_SCRIPT, json.dumps(COMPILED)], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stderr[-3000:]
-    rows = json.loads(done.stdout.strip().splitlines()[-1])
+    rows = run_compiler_script(COMPILE_SCRIPT, json.dumps(COMPILED))
     assert len(rows) == len(COMPILED) and [row["int64"] for row in rows] == [False] * 3 + [True]
     for row in rows:
         transform_in, gemm, *transform_out = row["usage"]  # the three-kernel variant's output transform last

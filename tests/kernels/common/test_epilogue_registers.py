@@ -11,14 +11,11 @@ The count with the early offsets is noted beside each bound, so a bound that wou
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[3]
+from tests.helpers import run_compiler_script
+
 
 # (name, family, ConvProblem fields, target, registers before the common layer, registers with early offsets)
 CASES = [
@@ -52,13 +49,8 @@ print(json.dumps(out))
 
 @pytest.fixture(scope="module")
 def compiled() -> dict[str, dict]:
-    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
-    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
     jobs = json.dumps([(name, family, fields, sm) for name, family, fields, sm, _, _ in CASES])
-    proc = subprocess.run([sys.executable, "-c", SCRIPT, jobs], cwd=ROOT, env=env, capture_output=True, text=True,
-                          timeout=600)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return {record["name"]: record for record in json.loads(proc.stdout.strip().splitlines()[-1])}
+    return {record["name"]: record for record in run_compiler_script(SCRIPT, jobs)}
 
 
 @pytest.mark.parametrize("name, family, fields, sm, before, early", CASES, ids=[c[0] for c in CASES])
