@@ -29,7 +29,7 @@ def version_after_editing(family: KernelFamily, target, monkeypatch) -> str:
 
     def edited(obj):
         text = real(obj)
-        return text + "\n# edited\n" if obj is target else text
+        return text + "\n_edited = 1\n" if obj is target else text
 
     with monkeypatch.context() as patch:
         patch.setattr(inspect, "getsource", edited)
@@ -142,3 +142,31 @@ def test_only_families_that_say_so_are_routed_a_batched_weight(name):
     assert family not in families_for(problem)
     with pytest.raises(InvalidConfigError, match="no batched"):
         resolve_config(problem, {"family": name})
+
+
+def test_comments_docstrings_and_layout_of_the_python_modules_leave_every_version_as_it_is(monkeypatch):
+    """Only code counts in a family's Python modules: a docstring rewritten, a comment added and a line rewrapped in
+    kernels.base (which every family's version covers) change no version; a changed constant does."""
+    real = inspect.getsource
+    versions = {name: family.version for name, family in FAMILIES.items()}
+
+    def versions_with(edit):
+        def edited(obj):
+            return edit(real(obj)) if obj is base_module else real(obj)
+
+        with monkeypatch.context() as patch:
+            patch.setattr(inspect, "getsource", edited)
+            return {name: KernelFamily.version.func(family) for name, family in FAMILIES.items()}
+
+    docstring = base_module.__doc__.strip().splitlines()[0]
+    edits = [(docstring, "Reworded."), ("\nimport ast\n", "\n# a comment\nimport ast  # another\n"),
+             ("from __future__ import annotations", "from __future__ import (\n    annotations,\n)")]
+
+    def doc_only(text):
+        for old, new in edits:
+            assert old in text, old
+            text = text.replace(old, new, 1)
+        return text
+
+    assert versions_with(doc_only) == versions
+    assert versions_with(lambda text: text + "\nA_CONSTANT = 2\n") != versions

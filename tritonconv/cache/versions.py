@@ -5,7 +5,8 @@ schema versions were written with, so that an entry of an older file whose kerne
 Schema versions 1 and 2 were written with a hash of a family's whole import closure (`import_closure_version`);
 schema version 3 files first with a hash of its own module plus the kernels it launches
 (`own_module_and_kernels_version`), then with the current rule (which adds the plain-Python launch code the family
-imports from kernels.common and kernels.base: `kernels.base.shared_launch_modules`). Re-stamping
+imports from kernels.common and kernels.base: `kernels.base.shared_launch_modules`, and counts Python modules by
+their code alone, `kernels.base.code_of`, so comments and docstrings no longer matter). Re-stamping
 is applied to the entries of every file read, and costs nothing for an entry whose version is current (the old
 rules are computed once per process, for a family only when one of its stored versions is not current).
 Whoever changes the rule again appends a frozen copy of the outgoing rule to LEGACY_RULES.

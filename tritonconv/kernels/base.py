@@ -285,10 +285,24 @@ class KernelFamily:
         for the exact launch it was tuned on, and an edit anywhere else (a docstring in problem.py, another
         family's module, a common module it does not import) leaves it valid. Compiled, the kernels count by
         Triton's own `JITFunction.cache_key` (their source and every jit function and constexpr global they
-        use); in the interpreter, which has no such key, by the source of each jit function reached."""
+        use); in the interpreter, which has no such key, by the source of each jit function reached. The Python
+        modules count by their code alone (`code_of`): comments, docstrings and layout leave the version as it is."""
         module = inspect.getmodule(type(self))
-        sources = [inspect.getsource(m) for m in (module, *shared_launch_modules(module))]
+        sources = [code_of(m) for m in (module, *shared_launch_modules(module))]
         return hashlib.sha256("\0".join([*sources, *kernel_keys(module)]).encode()).hexdigest()[:12]
+
+
+def code_of(module: ModuleType) -> str:
+    """`module`'s code without its comments, docstrings and layout: its syntax tree (no line numbers) with every
+    docstring taken out, as text."""
+    tree = ast.parse(inspect.getsource(module))
+    for node in ast.walk(tree):
+        body = getattr(node, "body", None)
+        if (isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and body
+                and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant)
+                and isinstance(body[0].value.value, str)):
+            node.body = body[1:] or [ast.Pass()]
+    return ast.dump(tree)
 
 
 SHARED_LAUNCH_CODE = ("tritonconv.kernels.base", "tritonconv.kernels.common")
