@@ -86,7 +86,7 @@ def test_batched_problem_key_and_family_choice():
     assert batched.batched_weight and not shared.batched_weight
     assert batched.key != shared.key == batched.with_(batched_weight=False).key
     assert [f.name for f in tritonconv.kernels.families_for(batched)] == ["gemm"]
-    with pytest.raises(InvalidConfigError, match="batched b"):
+    with pytest.raises(InvalidConfigError, match="family 'implicit_gemm' does not support this problem: no batched"):
         tritonconv.matmul(a, b, config={"family": "implicit_gemm"})
 
 

@@ -12,11 +12,10 @@ from typing import Any, Optional
 
 import torch
 
-from .errors import InvalidConfigError, InvalidInputError
+from .errors import InvalidInputError
 from .dispatch import run_problem
 from .tensor_checks import check_device, check_dtype, check_tensors
 from .kernels.base import check_config
-from .kernels import get_family
 from .kernels.gemm import GemmConv
 from .enums import Activation, Precision, default_matmul_precision
 from .problem import ConvProblem
@@ -107,8 +106,6 @@ def matmul(
     check_tensors(out=out)
     if config is not None:
         config = {"family": GemmConv.name, **check_config(config)}  # an explicit matmul config means the gemm family by default
-        if problem.batched_weight and get_family(config["family"]).name != GemmConv.name:
-            raise InvalidConfigError(f"a batched b runs only on the {GemmConv.name!r} family, config asks for {config['family']!r}")
     out_shape = (*a.shape[:-2], a.shape[-2], b.shape[-1])
     if out is None:
         out = torch.empty(out_shape, dtype=a.dtype, device=a.device)
