@@ -134,8 +134,8 @@ def supports_on(problem: ConvProblem, capability: tuple[int, int]) -> Optional[s
         return f"needs compute capability >= 9.0 (TMA, warpgroup MMA), device has {capability[0]}.{capability[1]}"
     if problem.groups != 1:
         return "dense convs only (groups=1)"
-    if scaled_precision_reason(problem, capability):
-        return scaled_precision_reason(problem, capability)
+    if reason := scaled_precision_reason(problem, capability):
+        return reason
     if not Precision(problem.precision).single_mma:
         return f"precision {problem.precision!r} runs no single warpgroup MMA; the implicit_gemm family handles it"
     if (problem.gemm_k * problem.operand_dtype.itemsize) % TMA_ALIGNMENT:
