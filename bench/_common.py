@@ -14,9 +14,9 @@ from tritonconv.baseline import fastest, time_cudnn
 from tritonconv.problem import ConvProblem
 from tritonconv.reference import reference_conv
 from tritonconv.results import CandidateResult, ResultRecord, write_results
+from tritonconv.timing import Timer
 
 RESULTS = Path(__file__).resolve().parent / "results"
-Timer = Callable[[Callable[[], object]], float]
 
 
 def bench_parser(script: str, doc: str, shapes_help: str) -> argparse.ArgumentParser:

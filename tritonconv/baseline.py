@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
-from typing import Callable, Optional
+from typing import Optional
 
 import torch
 
@@ -14,9 +14,9 @@ from .enums import Precision
 from .kernels.base import ConvTensors
 from .problem import ConvProblem
 from .reference import rel_error
+from .timing import Timer
 
 LAYOUTS = (("nchw", torch.contiguous_format), ("nhwc", torch.channels_last))
-Timer = Callable[[Callable[[], object]], float]
 
 
 @dataclass

@@ -19,12 +19,13 @@ from .kernels import families_for
 from .problem import ConvProblem
 from .reference import reference_conv, reference_dtype, rel_error
 from .results import Record, result_entry, summarize
-from .roofline import TimeFn, default_time_fn, measure_peaks, roofline_floor_ms
+from .roofline import default_time_fn, measure_peaks, roofline_floor_ms
+from .timing import Timer
 
 
 def _timed_entry(
     name: str, run: Callable[[], torch.Tensor], output: Optional[torch.Tensor], ref: torch.Tensor, *,
-    time_fn: TimeFn, role: str, flops: float, floor: float, timed: Optional[Callable[[], object]] = None,
+    time_fn: Timer, role: str, flops: float, floor: float, timed: Optional[Callable[[], object]] = None,
     **extra: Any,
 ) -> dict[str, Any]:
     """Check `run`'s result against the reference (its `output` poisoned with NaN first), then time `timed`
@@ -61,7 +62,7 @@ def bench_problem(
     device: str | torch.device = "cuda",
     families: bool = True,
     tuned: bool = True,
-    time_fn: TimeFn = default_time_fn,
+    time_fn: Timer = default_time_fn,
 ) -> Record:
     """Time one conv problem in this process and return its record.
 
@@ -126,7 +127,7 @@ def run_conv_suite(
     device: str | torch.device = "cuda",
     families: bool = True,
     tuned: bool = True,
-    time_fn: TimeFn = default_time_fn,
+    time_fn: Timer = default_time_fn,
     peaks: Optional[dict[str, Any]] = None,
     on_record: Optional[Callable[[Record], None]] = None,
 ) -> tuple[list[Record], dict[str, Any]]:

@@ -10,8 +10,8 @@ import torch
 from .errors import InvalidInputError
 from .enums import DType, Precision, default_precision
 from .reference import tf32_enabled
+from .timing import Timer
 
-TimeFn = Callable[[Callable[[], object]], float]
 
 
 class HasWork(Protocol):
@@ -45,7 +45,7 @@ def measure_peaks(
     device: str | torch.device = "cuda",
     copy_mib: int = 1024,
     matmul_size: int = 8192,
-    time_fn: TimeFn = default_time_fn,
+    time_fn: Timer = default_time_fn,
 ) -> dict[str, Any]:
     """Peak bandwidth and FLOP/s measured on `device` now, for the roofline floor of this run.
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import Callable, Literal
 
 TimingMode = Literal["events", "cuda_graph"]
+# A timer: the median milliseconds of one call of the function it is given (time_ms, or a test's stand-in).
+Timer = Callable[[Callable[[], object]], float]
 
 
 def time_ms(fn: Callable[[], object], *, mode: TimingMode = "events", warmup_ms: int = 25, rep_ms: int = 100) -> float:

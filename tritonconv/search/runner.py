@@ -21,8 +21,8 @@ from ..baseline import fastest, time_cudnn
 from ..problem import ConvProblem
 from ..reference import rel_error
 from ..runtime import INTERPRETER_DEVICE, DeviceInfo, device_info
+from ..timing import Timer
 
-Timer = Callable[[Callable[[], object]], float]
 # Below this many milliseconds launch overhead dominates event timing; "auto" then replays a CUDA graph.
 SMALL_KERNEL_MS = 0.05
 # CUDA errors after which the context is unusable: the worker must be restarted.
