@@ -36,7 +36,7 @@ from .common.checks import MAX_GRID_YZ
 from .common.epilogue import dequantize, dot_with_precision, store_rows
 from .common.gemm_kernel import gemm_kernel, splitk_reduce_kernel
 from .common.limits import (
-    GEMM_TILE_PARAMS, first_reason, fits_registers, fits_shared_memory, oversized_block, shrink_stages, shrink_to_fill, sm_count,
+    GEMM_LAUNCH_PARAMS, GEMM_TILE_PARAMS, first_reason, fits_registers, fits_shared_memory, oversized_block, shrink_stages, shrink_to_fill, sm_count,
     too_many_warps, warps_for_tile,
 )
 from .common.tiling import swizzled_tile, tile_offsets
@@ -190,8 +190,7 @@ def gemm_space(problem: ConvProblem, device: DeviceInfo) -> ConfigSpace:
             Param("SPLIT_K", SPLIT_K_CHOICES),
             Param("VARIANT", VARIANTS if on_hopper else VARIANTS[:1]),
             Param("WARP_SPECIALIZE", (False, True) if warp_specializes(capability) else (False,)),
-            Param("num_warps", (2, 4, 8)),
-            Param("num_stages", (1, 2, 3, 4, 5)),
+            *GEMM_LAUNCH_PARAMS,
         ],
         constraints=[partial(fits_shared_memory, device=device), fits_registers, k_tiles_constraint, tma_constraint],
         pruning=[not_wasteful],

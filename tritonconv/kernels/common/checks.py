@@ -1,5 +1,5 @@
 """Refusal reasons several families share (their `supports` and space constraints start from these and add their
-own): the launch grid's limits and the one weight every image reads."""
+own): the launch grid's limits. (A batched weight is refused by `KernelFamily.refusal`.)"""
 from __future__ import annotations
 
 from typing import Optional
