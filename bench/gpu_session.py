@@ -532,7 +532,7 @@ def _algorithms(stage: Stage, name: str, n: int, c: int, hw: int, device: str, t
     with torch.backends.cudnn.flags(enabled=True, benchmark=True):
         timed("cudnn_fp16" if device == "cuda" else "torch_cpu", lambda: F.conv2d(x, w, padding=1))
     winograd = get_family("winograd")
-    refused = winograd.supports(problem)
+    refused = winograd.refusal(problem)
     if refused:
         rows.append({"algorithm": "winograd", "skipped": refused})
     else:

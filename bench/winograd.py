@@ -44,7 +44,7 @@ def problems(shapes: str, precisions: list[str]) -> list[tuple[str, ConvProblem]
     for shape in select(load_suite(CONV_SUITE), split_patterns([shapes]), source=str(CONV_SUITE)):
         for precision in precisions:
             problem = shape.problem(dtype=DTYPE_OF[precision], layout="nhwc", precision=precision)
-            if winograd.supports(problem) is None:
+            if winograd.refusal(problem) is None:
                 selected.append((f"{shape.name} {precision}", problem))
     return selected
 

@@ -2,7 +2,7 @@
 NaN-poisoned, with the family's default config and random feasible configs from its own space; and, for every
 family that refuses a problem, checks that nothing routes the problem to it.
 
-Invariant: `family.supports(problem) is None` => every feasible config of the family is correct on the problem.
+Invariant: `family.refusal(problem) is None` (the gate dispatch uses) => every feasible config of the family is correct on the problem.
 Each run yields `SweepResult` records (JSON lines for `python -m tests.sweeps --out`).
 """
 from __future__ import annotations
@@ -270,7 +270,7 @@ def run_conv_case(family_name: str, case: ConvCase, options: SweepOptions, rng: 
                                precision=case.precision, activation=case.activation)
     except TritonConvError as error:
         return [SweepResult(**base, mode="default", status="refused", detail=f"make_problem: {error}")]
-    reason = family.supports(problem, target)
+    reason = family.refusal(problem, target)
     if reason is not None:
         violations = routing_violations(problem, family, target)
         return [SweepResult(**base, mode="routing", problem=problem.key, status="misrouted" if violations else "refused",
@@ -349,7 +349,7 @@ def run_dispatch_case(case: ConvCase, options: SweepOptions, rng: random.Random,
             family_name = chosen.name
             status, err = _check_output(out, ref, tolerance)
             detail = (_format_status(case, t, out, options) or "") if status == "ok" else ""
-            if (refusal := chosen.supports(problem, target)) is not None:
+            if (refusal := chosen.refusal(problem, target)) is not None:
                 status, detail = "misrouted", f"dispatch chose {chosen.name}, which refuses: {refusal}"
             elif expected is not None and (chosen.name, chosen_config) != expected:
                 status, detail = "misrouted", f"dispatch chose {chosen.name} {chosen_config}, expected {expected}"

@@ -198,7 +198,8 @@ class KernelFamily:
 
     def refusal(self, problem: ConvProblem, device: Optional[DeviceInfo] = None) -> Optional[str]:
         """None if the family computes `problem` correctly on `device`, else why not: the interface's checks
-        (dtype, precision, batched weight: the class attributes above) and then the family's own `supports`. The
+        (dtype, precision, batched weight: the class attributes above; the precision's minimum compute
+        capability) and then the family's own `supports`. The
         one gate every caller goes through (families_for, the dispatcher, resolve_config for explicit and cached
         configs), so a family cannot be routed what its attributes exclude even if its `supports` forgets it."""
         if problem.dtype not in self.dtypes:
@@ -207,6 +208,8 @@ class KernelFamily:
             return f"has no {problem.precision} kernels (it computes {', '.join(self.precisions)})"
         if problem.batched_weight and not self.handles_batched_weight:
             return "no batched (per-image) weights"
+        if reason := scaled_precision_reason(problem, target_device(device).capability):
+            return reason
         return self.supports(problem, device)
 
     # ---- what the family computes ----------------------------------------------------------------------

@@ -29,7 +29,7 @@ from ..problem import INT32_MAX, ConvProblem
 from ..runtime import DeviceInfo
 from .base import (
     Config, ConfigSpace, ConvTensors, KernelCall, KernelFamily, Param, clamp_pow2, interpreter_dot_reason, needs_int64,
-    pow2_divisor, scaled_operands, scaled_precision_reason, target_device,
+    pow2_divisor, scaled_operands, target_device,
 )
 from ..enums import Activation, Precision
 from .common.checks import MAX_GRID_YZ
@@ -249,8 +249,6 @@ class GemmConv(KernelFamily):
         if (problem.r, problem.s) != (1, 1):
             return "GEMM family only runs 1x1 filters"
         if reason := interpreter_dot_reason(problem):
-            return reason
-        if reason := scaled_precision_reason(problem, target_device(device).capability):
             return reason
         if problem.groups != 1:
             return "GEMM family needs groups=1"

@@ -22,7 +22,7 @@ from ..enums import Precision
 from ..weights import prepare_weight
 from .base import (
     Config, ConfigSpace, ConvTensors, KernelCall, KernelFamily, Param, clamp_pow2, conv_io_args, epilogue_constexprs,
-    interpreter_dot_reason, pow2_divisor, scaled_operands, scaled_precision_reason, target_device,
+    interpreter_dot_reason, pow2_divisor, scaled_operands, target_device,
 )
 from .common.checks import groups_grid_reason
 from .common.conv_gemm import (
@@ -170,8 +170,6 @@ class ImplicitGemmConv(KernelFamily):
 
     def supports(self, problem: ConvProblem, device: Optional[DeviceInfo] = None) -> Optional[str]:
         if reason := interpreter_dot_reason(problem):
-            return reason
-        if reason := scaled_precision_reason(problem, target_device(device).capability):
             return reason
         return groups_grid_reason(problem)
 
