@@ -6,7 +6,7 @@ Stages (the most important answers first): env (versions, deps, precompile == la
 differential sweep on real compiles), speed (cuDNN NCHW/NHWC vs every family's default, TFLOP/s, roofline
 fraction), tuning (one study under a hard budget with its per-trial compile/check/time timeline, vs an exhaustive
 sweep), extras (matmul vs cuBLAS, CUDA-graph capture and replay, a converted model vs eager), algorithms (issue 16's
-Winograd family and int8 quantized conv, and fp8 where this checkout has it, vs cuDNN fp16 on ResNet-50's 3x3
+Winograd family and int8 quantized conv, and fp8, vs cuDNN fp16 on ResNet-50's 3x3
 layers; its lines go into extras.jsonl). Each stage stops
 starting new work when its deadline is near; every line is flushed when written, so a kill keeps what finished.
 `--dry-run`: the CPU (Triton interpreter where kernels run; stage env compiles without it), tiny shapes, the
@@ -481,13 +481,13 @@ TINY_ALGORITHM_LAYERS = {"tiny_3x3_8_6": (1, 8, 6)}
 
 def stage_algorithms(stage: Stage) -> None:
     """Per layer: cuDNN fp16 (NHWC) against each Winograd tile's default config, the int8 quantized conv (int8
-    operands, per-channel weight scales, float output) and fp8 if this checkout has the precision; each with
+    operands, per-channel weight scales, float output) and fp8; each with
     its relative error against float64 (int8: against the float64 conv of the original, unquantised tensors)."""
     from tritonconv.enums import Precision
 
     device = _device(stage.dry_run)
     time_fn = _events_ms
-    fp8 = next((p.value for p in Precision if p.value.startswith("fp8")), None)
+    fp8 = Precision.FP8.value
     stage.emit("plan", layers=list(TINY_ALGORITHM_LAYERS if stage.dry_run else ALGORITHM_LAYERS), fp8=fp8)
     for name, (n, c, hw) in (TINY_ALGORITHM_LAYERS if stage.dry_run else ALGORITHM_LAYERS).items():
         if stage.left() < 10:
@@ -496,7 +496,7 @@ def stage_algorithms(stage: Stage) -> None:
         _guard(stage, name, lambda name=name, n=n, c=c, hw=hw: _algorithms(stage, name, n, c, hw, device, time_fn, fp8))
 
 
-def _algorithms(stage: Stage, name: str, n: int, c: int, hw: int, device: str, time_fn, fp8: Optional[str]) -> None:
+def _algorithms(stage: Stage, name: str, n: int, c: int, hw: int, device: str, time_fn, fp8: str) -> None:
     import torch
     import torch.nn.functional as F
 
@@ -548,10 +548,7 @@ def _algorithms(stage: Stage, name: str, n: int, c: int, hw: int, device: str, t
     x_q, (w_q, w_scale) = quantize_tensor(x, x_scale), quantize_weight(w)
     timed("int8", lambda: int8_conv2d(x_q, w_q, x_scale, w_scale, padding=1),
           note="error includes the quantisation of input and weight")
-    if fp8:
-        timed(fp8, lambda: tritonconv.conv2d(x, w, padding=1, precision=fp8))
-    else:
-        rows.append({"algorithm": "fp8", "skipped": "no fp8 precision on this checkout"})
+    timed(fp8, lambda: tritonconv.conv2d(x, w, padding=1, precision=fp8))
     baseline = rows[0].get("ms")
     for row in rows if baseline else ():
         if row.get("ms"):
