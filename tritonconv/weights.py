@@ -53,14 +53,11 @@ def prepare_derived(weight: torch.Tensor, kind: tuple, make: Callable[[torch.Ten
     return prepared
 
 
-FP8_E4M3_MAX = 448.0  # the largest finite float8_e4m3fn value
-
-
 def quantize_per_tensor(t: torch.Tensor, dtype: torch.dtype = torch.float8_e4m3fn) -> tuple[torch.Tensor, torch.Tensor]:
-    """(t / scale cast to `dtype`, scale) with scale = max|t| / 448 as a one-element float32 tensor on t's device,
-    so the largest magnitude maps to e4m3's largest finite value (an all-zero t gets a tiny scale, not 0). The
-    layout (strides) of a dense t is kept. Computed by torch, which rounds to nearest even, as the GPU does."""
-    scale = (t.detach().abs().amax().float().clamp_min(1e-30) / FP8_E4M3_MAX).reshape(1)
+    """(t / scale cast to `dtype`, scale) with scale = max|t| / the largest finite `dtype` value (448 for e4m3), a
+    one-element float32 tensor on t's device, so the largest magnitude maps to that value (an all-zero t gets a
+    tiny scale, not 0). The layout (strides) of a dense t is kept. Computed by torch, which rounds to nearest even, as the GPU does."""
+    scale = (t.detach().abs().amax().float().clamp_min(1e-30) / torch.finfo(dtype).max).reshape(1)
     return (t.detach() / scale).to(dtype), scale
 
 
